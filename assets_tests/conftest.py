@@ -1,0 +1,89 @@
+"""Shared fixtures: a small generated cohort plus the real FHIR files, materialized once."""
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from multimodal_assets.defs import clinical, governance
+from multimodal_assets.defs.resources import WarehouseResource
+from multimodal_assets.lib.synthetic.writer import generate
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_FHIR = FIXTURES / "fhir"
+ALL_ASSETS = [*clinical.assets, *governance.assets]
+TEST_PATIENTS = 60
+TEST_SEED = 11
+
+
+@dataclass
+class Pipeline:
+    data_dir: Path
+    warehouse: Path
+    truth: pd.DataFrame
+    result: dg.ExecuteInProcessResult
+    instance: dg.DagsterInstance
+
+    def connect(self):
+        from multimodal_assets.lib import warehouse
+
+        return warehouse.connect(self.warehouse)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """An empty MM_DATA_DIR for one test."""
+    monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MM_WAREHOUSE", raising=False)
+    return tmp_path
+
+
+def materialize(
+    data: Path,
+    instance: dg.DagsterInstance | None = None,
+    selection=None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Materialize the graph in-process against the warehouse under `data`."""
+    return dg.materialize(
+        ALL_ASSETS,
+        resources={
+            "lakehouse": WarehouseResource(database=str(data / "warehouse" / "lakehouse.duckdb"))
+        },
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        selection=selection,
+        raise_on_error=raise_on_error,
+    )
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Pipeline:
+    """A generated cohort plus the real FHIR files, landed and materialized once per session."""
+    data = tmp_path_factory.mktemp("pipeline")
+    previous = os.environ.get("MM_DATA_DIR")
+    os.environ["MM_DATA_DIR"] = str(data)
+    try:
+        generate(TEST_PATIENTS, TEST_SEED, data / "landing", progress=False)
+        shutil.copytree(
+            REAL_FHIR,
+            data / "landing" / "clinical" / "realdata",
+            ignore=shutil.ignore_patterns("NOTICE.md"),
+        )
+        instance = dg.DagsterInstance.ephemeral()
+        result = materialize(data, instance)
+        yield Pipeline(
+            data,
+            data / "warehouse" / "lakehouse.duckdb",
+            pd.read_parquet(data / "truth" / "patients.parquet"),
+            result,
+            instance,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("MM_DATA_DIR", None)
+        else:
+            os.environ["MM_DATA_DIR"] = previous

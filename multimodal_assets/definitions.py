@@ -1,0 +1,12 @@
+"""The multimodal_assets code location."""
+
+import dagster as dg
+
+from multimodal_assets.defs import automation, clinical, governance
+from multimodal_assets.defs.resources import default_resources
+
+defs = dg.Definitions(
+    assets=[*clinical.assets, *governance.assets],
+    sensors=automation.sensors,
+    resources=default_resources(),
+)

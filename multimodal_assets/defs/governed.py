@@ -1,0 +1,149 @@
+"""The pattern every governed table follows: declared schema and tags, stage → audit → publish."""
+
+from collections.abc import Callable, Iterator, Sequence
+
+import dagster as dg
+import duckdb
+
+from multimodal_assets.lib import quality, tables, warehouse
+from multimodal_assets.lib.tables import Table
+
+from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
+
+# build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata.
+Build = Callable[[duckdb.DuckDBPyConnection, str], dict]
+Lineage = dict[str, Sequence[tuple[Table, str]]]
+
+
+def asset_key(table: Table) -> dg.AssetKey:
+    return dg.AssetKey(list(table.asset_key or (table.modality, table.name)))
+
+
+def asset_tags(table: Table) -> dict[str, str]:
+    return {
+        "modality": table.modality,
+        "layer": table.layer,
+        "contains_phi": "true" if table.contains_phi else "false",
+    }
+
+
+def table_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.type,
+                description=c.description,
+                constraints=dg.TableColumnConstraints(
+                    nullable=c.nullable, unique=(c.name,) == table.primary_key
+                ),
+                tags={"classification": c.classification, "regulatory": c.regulatory},
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def column_lineage(lineage: Lineage) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=asset_key(t), column_name=c) for t, c in deps]
+            for column, deps in lineage.items()
+        }
+    )
+
+
+def table_metadata(table: Table, lineage: Lineage | None = None) -> dict:
+    meta = {
+        "dagster/column_schema": table_schema(table),
+        "dagster/table_name": f"lakehouse.{table.fqn}",
+        "primary_key": ", ".join(table.primary_key) or "none",
+    }
+    if lineage:
+        meta["dagster/column_lineage"] = column_lineage(lineage)
+    return meta
+
+
+def asset_spec_kwargs(table: Table, kinds: set[str]) -> dict:
+    """The arguments every table asset shares: key, group, description, owners, tags, schema."""
+    return dict(
+        key=asset_key(table),
+        group_name=table.modality,
+        description=table.description,
+        kinds=kinds,
+        owners=OWNERS,
+        tags=asset_tags(table),
+        pool=WAREHOUSE_POOL,
+    )
+
+
+def _check_result(table: Table, outcome: quality.CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key(table),
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+        metadata=outcome.metadata,
+    )
+
+
+def governed_table_asset(
+    table: Table,
+    *,
+    deps: Sequence[Table],
+    build: Build,
+    lineage: Lineage | None = None,
+    kinds: set[str] | None = None,
+) -> dg.AssetsDefinition:
+    """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish)."""
+    rules = tables.expectations(table)
+    check_specs = [
+        dg.AssetCheckSpec(
+            quality.CLASSIFIED_CHECK,
+            asset=asset_key(table),
+            blocking=True,
+            description="Every column is declared with a classification tag.",
+        ),
+        *[
+            dg.AssetCheckSpec(
+                rule.check_name,
+                asset=asset_key(table),
+                blocking=rule.blocking,
+                description=f"Great Expectations {rule.kind} on {rule.column}.",
+            )
+            for rule in rules
+        ],
+    ]
+
+    @dg.asset(
+        **asset_spec_kwargs(table, kinds or {"duckdb", "python"}),
+        deps=[asset_key(t) for t in deps],
+        metadata=table_metadata(table, lineage),
+        check_specs=check_specs,
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def _governed(
+        context: dg.AssetExecutionContext, lakehouse: WarehouseResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        with lakehouse.get_connection() as conn:
+            extra = build(conn, context.run_id)
+            staged = warehouse.staging_name(table)
+            outcomes = quality.audit(conn, table, staged)
+            blocked = [o.name for o in outcomes if o.blocking and not o.passed]
+            if blocked:
+                conn.execute(f"DROP TABLE IF EXISTS {staged}")
+                for outcome in outcomes:
+                    yield _check_result(table, outcome)
+                raise dg.Failure(
+                    description=f"{table.fqn} was not published: blocking checks failed "
+                    f"({', '.join(blocked)}); the previous version stays in place.",
+                    allow_retries=False,
+                )
+            rows = warehouse.publish(conn, table, staged)
+            conn.execute(f"DROP TABLE IF EXISTS {staged}")
+        yield dg.MaterializeResult(
+            metadata={**table_metadata(table, lineage), "dagster/row_count": rows, **extra},
+            check_results=[_check_result(table, o) for o in outcomes],
+        )
+
+    return _governed

@@ -1,0 +1,25 @@
+"""Where the project reads and writes: everything hangs off MM_DATA_DIR (default ./data)."""
+
+import os
+from pathlib import Path
+
+MODALITIES = ("clinical", "genomics", "imaging", "notes", "wearables")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MM_DATA_DIR", "data")).resolve()
+
+
+def landing_dir(modality: str | None = None) -> Path:
+    base = data_dir() / "landing"
+    return base / modality if modality else base
+
+
+def warehouse_path() -> Path:
+    """The DuckDB file; MM_WAREHOUSE overrides the default under MM_DATA_DIR."""
+    override = os.environ.get("MM_WAREHOUSE")
+    return Path(override).resolve() if override else data_dir() / "warehouse" / "lakehouse.duckdb"
+
+
+def truth_dir() -> Path:
+    return data_dir() / "truth"

@@ -1,0 +1,278 @@
+"""Landing → bronze: content-addressed file registry, quarantine, and append of parsed records."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from . import warehouse
+from .tables import Column, Table
+
+FILE_STATUSES = ("ingested", "quarantined", "duplicate")
+
+FILES = Table(
+    layer="bronze",
+    name="files",
+    modality="all",
+    description="One row per landed file: content hash, size, arrival and ingest outcome.",
+    primary_key=("path",),
+    restricted=True,
+    columns=(
+        # Delivered file names can carry patient names (Synthea names files after the patient).
+        Column(
+            "path",
+            "VARCHAR",
+            "Path relative to the landing folder.",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("sha256", "VARCHAR", "SHA-256 of the file's bytes.", "none", nullable=False),
+        Column("bytes", "BIGINT", "File size in bytes.", "none", nullable=False),
+        Column("modality", "VARCHAR", "Landing modality folder.", "none", nullable=False),
+        Column("received_at", "TIMESTAMP", "File modification time (UTC) when first seen.", "none"),
+        Column(
+            "status",
+            "VARCHAR",
+            "ingested, quarantined, or duplicate of an ingested file.",
+            "none",
+            nullable=False,
+            allowed=FILE_STATUSES,
+        ),
+        Column("error_code", "VARCHAR", "Machine-readable reason when quarantined.", "none"),
+        Column(
+            "error",
+            "VARCHAR",
+            "Human-readable reason when quarantined (never holds values).",
+            "none",
+        ),
+        Column("records", "BIGINT", "Records appended to bronze from this file.", "none"),
+        Column("run_id", "VARCHAR", "Dagster run that registered the file.", "none"),
+        Column("registered_at", "TIMESTAMP", "When the file was registered (UTC).", "none"),
+    ),
+)
+
+QUARANTINE = Table(
+    layer="bronze",
+    name="quarantine",
+    modality="all",
+    description="Files that could not be ingested, with the reason; their bytes stay in landing.",
+    restricted=True,
+    columns=(
+        Column(
+            "path",
+            "VARCHAR",
+            "Path relative to the landing folder.",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("sha256", "VARCHAR", "SHA-256 of the file's bytes.", "none", nullable=False),
+        Column("modality", "VARCHAR", "Landing modality folder.", "none", nullable=False),
+        Column("error_code", "VARCHAR", "Machine-readable reason.", "none", nullable=False),
+        Column("message", "VARCHAR", "Human-readable reason (never holds values).", "none"),
+        Column("run_id", "VARCHAR", "Dagster run that quarantined the file.", "none"),
+        Column("quarantined_at", "TIMESTAMP", "When the file was quarantined (UTC).", "none"),
+    ),
+)
+
+
+class QuarantineError(Exception):
+    """A file that cannot be ingested. The message must describe the problem, never the data."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    path: str  # relative to the landing root, posix separators
+    absolute: Path
+    sha256: str
+    size: int
+    received_at: datetime
+
+
+@dataclass
+class IngestSummary:
+    new_files: int = 0
+    ingested: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    records: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    def as_metadata(self) -> dict[str, int]:
+        meta = {
+            "new_files": self.new_files,
+            "files_ingested": self.ingested,
+            "files_quarantined": self.quarantined,
+            "files_duplicate": self.duplicates,
+            "records_appended": self.records,
+        }
+        meta.update({f"quarantined_{code}": n for code, n in sorted(self.error_codes.items())})
+        return meta
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_landing(root: Path, modality: str) -> list[LandedFile]:
+    """Every regular file under landing/<modality>, in a stable order; hidden files are skipped."""
+    folder = root / modality
+    if not folder.exists():
+        return []
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        stat = path.stat()
+        out.append(
+            LandedFile(
+                path=path.relative_to(root).as_posix(),
+                absolute=path,
+                sha256=sha256_file(path),
+                size=stat.st_size,
+                received_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
+            )
+        )
+    return out
+
+
+def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
+    """Files whose path is not yet in bronze.files: re-running over the same landing is a no-op."""
+    warehouse.ensure_table(conn, FILES)
+    known = {row[0] for row in conn.execute("SELECT path FROM bronze.files").fetchall()}
+    return [f for f in files if f.path not in known]
+
+
+def ingest(
+    conn,
+    modality: str,
+    files: list[LandedFile],
+    parse: Callable[[bytes], list[dict]],
+    target: Table,
+    run_id: str,
+    commit_every_bytes: int = 256 << 20,
+) -> IngestSummary:
+    """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
+
+    Records and registry rows are committed together in chunks, so an interrupted run leaves
+    every registered file fully ingested and every other file still unregistered.
+    """
+    warehouse.ensure_table(conn, FILES)
+    warehouse.ensure_table(conn, QUARANTINE)
+    warehouse.ensure_table(conn, target)
+    ingested_hashes = {
+        row[0]
+        for row in conn.execute(
+            "SELECT sha256 FROM bronze.files WHERE status = 'ingested'"
+        ).fetchall()
+    }
+    summary = IngestSummary(new_files=len(files))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    records: list[dict] = []
+    file_rows: list[dict] = []
+    quarantine_rows: list[dict] = []
+    pending_bytes = 0
+
+    def flush():
+        nonlocal records, file_rows, quarantine_rows, pending_bytes
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            if records:
+                _append_rows(conn, target, records)
+            if file_rows:
+                _append_rows(conn, FILES, file_rows)
+            if quarantine_rows:
+                _append_rows(conn, QUARANTINE, quarantine_rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        records, file_rows, quarantine_rows, pending_bytes = [], [], [], 0
+
+    for landed in files:
+        row = {
+            "path": landed.path,
+            "sha256": landed.sha256,
+            "bytes": landed.size,
+            "modality": modality,
+            "received_at": landed.received_at,
+            "status": "ingested",
+            "error_code": None,
+            "error": None,
+            "records": 0,
+            "run_id": run_id,
+            "registered_at": now,
+        }
+        if landed.sha256 in ingested_hashes:
+            row["status"] = "duplicate"
+            summary.duplicates += 1
+        else:
+            try:
+                parsed = parse(landed.absolute.read_bytes())
+            except QuarantineError as err:
+                _quarantine(row, quarantine_rows, summary, err.code, err.message)
+            except Exception as err:  # noqa: BLE001 - a parser bug must not sink the batch
+                # Exception text from third-party parsers can quote file content: keep the type only.
+                _quarantine(
+                    row,
+                    quarantine_rows,
+                    summary,
+                    "parser_error",
+                    f"unexpected {type(err).__name__} while parsing",
+                )
+            else:
+                for rec in parsed:
+                    rec["_source_sha256"] = landed.sha256
+                    rec["_run_id"] = run_id
+                records.extend(parsed)
+                row["records"] = len(parsed)
+                summary.ingested += 1
+                summary.records += len(parsed)
+                ingested_hashes.add(landed.sha256)
+        file_rows.append(row)
+        pending_bytes += landed.size
+        if pending_bytes >= commit_every_bytes:
+            flush()
+    flush()
+    return summary
+
+
+def _quarantine(row, quarantine_rows, summary, code, message):
+    row.update(status="quarantined", error_code=code, error=message)
+    quarantine_rows.append(
+        {
+            "path": row["path"],
+            "sha256": row["sha256"],
+            "modality": row["modality"],
+            "error_code": code,
+            "message": message,
+            "run_id": row["run_id"],
+            "quarantined_at": row["registered_at"],
+        }
+    )
+    summary.quarantined += 1
+    summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
+
+
+def _append_rows(conn, table: Table, rows: list[dict]) -> None:
+    arrow = pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows])
+    conn.register("_incoming_rows", arrow)
+    try:
+        warehouse.append(conn, table, "_incoming_rows")
+    finally:
+        conn.unregister("_incoming_rows")

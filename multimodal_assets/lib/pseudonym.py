@@ -1,0 +1,33 @@
+"""Research identifiers: a keyed hash (HMAC-SHA256) of the MRN, stable across runs and modalities."""
+
+import hashlib
+import hmac
+import logging
+import os
+
+KEY_ENV = "MM_PSEUDONYM_KEY"
+_DEV_KEY = "multimodal-assets-development-key-do-not-use-in-production"
+_log = logging.getLogger(__name__)
+_warned = False
+
+
+def pseudonym_key() -> bytes:
+    """The secret from MM_PSEUDONYM_KEY; the development default is announced loudly, once."""
+    global _warned
+    key = os.environ.get(KEY_ENV)
+    if key:
+        return key.encode()
+    if not _warned:
+        _log.warning(
+            "%s is not set: research keys use the PUBLIC development key and can be reversed "
+            "by anyone who has the MRNs. Set a secret key before loading real data.",
+            KEY_ENV,
+        )
+        _warned = True
+    return _DEV_KEY.encode()
+
+
+def research_key(identifier: str, key: bytes | None = None) -> str:
+    """Keyed pseudonym of a patient identifier (20 hex chars, 80 bits)."""
+    digest = hmac.new(key or pseudonym_key(), identifier.encode(), hashlib.sha256)
+    return "rk_" + digest.hexdigest()[:20]

@@ -1,0 +1,158 @@
+"""Write a synthetic cohort to landing (as delivered files) and its ground truth to truth/."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .cohort import draw_cohort
+from .fhir_bundles import render_patient
+
+RESOURCE_COUNTS = {
+    "Encounter": "n_encounters",
+    "Condition": "n_conditions",
+    "Observation": "n_observations",
+    "MedicationRequest": "n_medications",
+    "Procedure": "n_procedures",
+    "Consent": "n_consents",
+}
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    patients: int
+    files: int
+    truth_dir: Path
+
+
+def _batch_folder(day: date) -> str:
+    """Deliveries are batched weekly: the folder is the Monday of the delivery week."""
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def _write(path: Path, data: bytes, delivered_on: date) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    # The file's mtime is its simulated arrival, which bronze records as received_at.
+    stamp = datetime(
+        delivered_on.year, delivered_on.month, delivered_on.day, 12, tzinfo=UTC
+    ).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def _encode(bundle: dict) -> bytes:
+    return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def generate(
+    n_patients: int, seed: int, landing: Path, progress: bool | None = None
+) -> CohortSummary:
+    """Draw the cohort, render the clinical modality to landing/clinical and truth to ../truth."""
+    landing = Path(landing)
+    truth_dir = landing.parent / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    cohort = draw_cohort(n_patients, seed)
+    records = cohort.to_dict("records")
+    deliveries: list[dict] = []
+    counts = {col: np.zeros(n_patients, dtype=np.int64) for col in RESOURCE_COUNTS.values()}
+    clinical = landing / "clinical"
+    # A separate stream for file-level accidents keeps the cohort itself independent of them.
+    accidents = np.random.default_rng([seed, 1])
+    resend = set(accidents.choice(n_patients, max(1, n_patients // 100), replace=False).tolist())
+    truncate = set(accidents.choice(n_patients, max(1, n_patients // 100), replace=False).tolist())
+
+    for i, p in enumerate(
+        tqdm(
+            records,
+            desc="rendering patients",
+            unit="patient",
+            disable=None if progress is None else not progress,
+            mininterval=1.0,
+        )
+    ):
+        rng = np.random.default_rng([seed, 2, i])
+        for delivery in render_patient(p, rng):
+            for rtype, col in RESOURCE_COUNTS.items():
+                counts[col][i] += delivery.counts.get(rtype, 0)
+            data = _encode(delivery.bundle)
+            name = f"fhir-{p['patient_id']}-{delivery.kind}.json"
+            folder = clinical / _batch_folder(delivery.delivered_on)
+            if delivery.kind == "followup" and i in truncate:
+                # A failed transfer a week before the good one: quarantined, then superseded.
+                early = delivery.delivered_on - timedelta(days=7)
+                partial = clinical / _batch_folder(early) / name.replace(".json", "-partial.json")
+                _write(partial, data[: len(data) // 2], early)
+                deliveries.append(_row(partial, landing, "truncated", "quarantined", p, early))
+            _write(folder / name, data, delivery.delivered_on)
+            deliveries.append(
+                _row(folder / name, landing, delivery.kind, "ingested", p, delivery.delivered_on)
+            )
+            if delivery.kind == "baseline" and i in resend:
+                later = delivery.delivered_on + timedelta(days=7)
+                again = clinical / _batch_folder(later) / name.replace(".json", "-resend.json")
+                _write(again, data, later)
+                deliveries.append(_row(again, landing, "resend", "duplicate", p, later))
+    deliveries.extend(_foreign_files(clinical, landing, seed))
+
+    truth = cohort.assign(**counts)
+    truth.to_parquet(truth_dir / "patients.parquet", index=False)
+    pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
+    (truth_dir / "generator.json").write_text(
+        json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
+    )
+    return CohortSummary(n_patients, len(deliveries), truth_dir)
+
+
+def _row(path: Path, landing: Path, kind: str, expected: str, p: dict | None, day: date) -> dict:
+    return {
+        "path": path.relative_to(landing).as_posix(),
+        "kind": kind,
+        "expected_status": expected,
+        "mrn": p["mrn"] if p else None,
+        "delivered_on": day,
+    }
+
+
+def _foreign_files(clinical: Path, landing: Path, seed: int) -> list[dict]:
+    """Files every real feed eventually sends: binary junk, an XML bundle, invalid R4."""
+    rng = np.random.default_rng([seed, 3])
+    day = date(2023, 3, 6)
+    folder = clinical / _batch_folder(day)
+    junk = folder / "transfer-0001.json"
+    _write(junk, rng.bytes(2048), day)
+    xml = folder / "export-0002.xml"
+    _write(
+        xml,
+        b'<?xml version="1.0"?><Bundle xmlns="http://hl7.org/fhir">'
+        b'<type value="collection"/></Bundle>',
+        day,
+    )
+    invalid = folder / "fhir-invalid-birthdate.json"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "invalid-r4-example",
+                    "gender": "female",
+                    "birthDate": "1961-04-02T00:00:00Z",
+                    "name": [{"family": ["Doe"], "given": ["Jane"]}],
+                }
+            }
+        ],
+    }
+    _write(invalid, _encode(bundle), day)
+    return [
+        _row(junk, landing, "garbage", "quarantined", None, day),
+        _row(xml, landing, "xml", "quarantined", None, day),
+        _row(invalid, landing, "invalid_r4", "quarantined", None, day),
+    ]

@@ -1,0 +1,109 @@
+"""The main job: generate the default cohort if landing is empty, materialize every asset into
+the DuckDB warehouse, and print what was built (`python -m multimodal_assets.main`)."""
+
+import argparse
+import os
+import resource
+import time
+from collections import Counter
+
+from multimodal_assets.lib import config
+from multimodal_assets.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
+
+
+def _has_landed_files() -> bool:
+    landing = config.landing_dir()
+    return landing.exists() and any(p.is_file() for p in landing.rglob("*"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    data = config.data_dir()
+    # Runs land in a persistent instance so `dagster dev` shows them afterwards.
+    os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
+    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+
+    if _has_landed_files():
+        print(f"landing already holds files: {config.landing_dir()} (not regenerating)")
+    else:
+        from multimodal_assets.lib.synthetic.writer import generate
+
+        summary = generate(args.patients, args.seed, config.landing_dir())
+        print(
+            f"generated {summary.patients} synthetic patients, {summary.files} files "
+            f"into {config.landing_dir()}"
+        )
+
+    import dagster as dg
+
+    from multimodal_assets.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    checks = Counter()
+    failed_checks = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            checks["passed" if evaluation.passed else "failed"] += 1
+            if not evaluation.passed:
+                failed_checks.append(
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                )
+    _print_summary(result.success, checks, failed_checks, started)
+    return 0 if result.success else 1
+
+
+def _print_summary(success: bool, checks: Counter, failed_checks: list[str], started: float):
+    from multimodal_assets.lib import warehouse
+
+    print()
+    print(
+        f"run {'succeeded' if success else 'FAILED'}; asset checks: {checks['passed']} passed, "
+        f"{checks['failed']} failed"
+    )
+    for name in failed_checks:
+        print(f"  failed check: {name}")
+    with warehouse.connect(config.warehouse_path()) as conn:
+        rows = conn.execute(
+            "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
+            "WHERE schema_name NOT IN ('staging') ORDER BY 1"
+        ).fetchall()
+        print(f"\nwarehouse {config.warehouse_path()}")
+        for name, _ in rows:
+            count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            print(f"  {name:<34} {count:>10,} rows")
+        statuses = conn.execute(
+            "SELECT status, count(*) FROM bronze.files GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        print("  landed files: " + ", ".join(f"{n} {s}" for s, n in statuses))
+    truth = config.truth_dir() / "patients.parquet"
+    if truth.exists():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(truth, columns=["n_conditions"])
+        print(
+            f"  generator truth: {table.num_rows:,} patients, "
+            f"{sum(table.column('n_conditions').to_pylist()):,} conditions"
+        )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nwall time {time.perf_counter() - started:.1f} s, peak memory {peak_mib:.0f} MiB")
+    print(
+        "open the UI:  DAGSTER_HOME="
+        + os.environ["DAGSTER_HOME"]
+        + " .venv/bin/dagster dev -w workspace.yaml   (then http://localhost:3000)"
+    )
+    print(
+        "query:        .venv/bin/python -c \"import duckdb; duckdb.connect('"
+        + str(config.warehouse_path())
+        + "', read_only=True).sql('FROM gold.clinical_features').show()\""
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

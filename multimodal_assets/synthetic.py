@@ -1,0 +1,33 @@
+"""Command line: `python -m multimodal_assets.synthetic --patients N --seed S --out DIR`."""
+
+import argparse
+import time
+from pathlib import Path
+
+from multimodal_assets.lib.synthetic.writer import generate
+
+DEFAULT_PATIENTS = 300
+DEFAULT_SEED = 20261128
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/landing"),
+        help="landing folder; ground truth goes to OUT/../truth",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    summary = generate(args.patients, args.seed, args.out)
+    print(
+        f"generated {summary.patients} patients, {summary.files} files into {args.out} "
+        f"(truth in {summary.truth_dir}) in {time.perf_counter() - started:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
