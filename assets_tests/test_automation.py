@@ -1,0 +1,71 @@
+"""Sensors: the landing sensor's run keys and cursor, and the declared automation sensor."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from multimodal_assets.definitions import defs
+from multimodal_assets.defs import automation
+
+REAL = Path(__file__).parent / "fixtures" / "fhir"
+
+
+def _tick(cursor=None):
+    sensor = automation.landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"]))
+    return sensor(dg.build_sensor_context(cursor=cursor))
+
+
+def _drop(data_dir: Path, name: str, source: str = "bundle_urn_ref.json") -> Path:
+    target = data_dir / "landing" / "clinical" / "inbox" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REAL / source, target)
+    return target
+
+
+def test_no_files_means_skip(data_dir):
+    assert isinstance(_tick(), dg.SkipReason)
+
+
+def test_new_batch_starts_one_run_keyed_by_content(data_dir):
+    _drop(data_dir, "a.json")
+    _drop(data_dir, "b.json", "observation_no_subject.json")
+    result = _tick()
+    (request,) = result.run_requests
+    assert request.tags["landing/new_files"] == "2"
+    cursor = json.loads(result.cursor)
+    assert set(cursor) == {"ctime_ns", "paths_at_watermark"}
+    # A second tick from the saved cursor sees nothing new: a restart neither repeats nor skips.
+    assert isinstance(_tick(result.cursor), dg.SkipReason)
+    _drop(data_dir, "c.json", "questionnaire_response.json")
+    (later,) = _tick(result.cursor).run_requests
+    assert later.tags["landing/new_files"] == "1"
+
+
+def test_same_bytes_delivered_again_get_the_same_run_key(tmp_path, monkeypatch):
+    keys = []
+    for attempt in ("first", "second"):
+        monkeypatch.setenv("MM_DATA_DIR", str(tmp_path / attempt))
+        _drop(tmp_path / attempt, f"{attempt}.json")
+        keys.append(_tick().run_requests[0].run_key)
+    assert keys[0] == keys[1]
+
+
+def test_back_dated_files_are_still_seen(data_dir):
+    _drop(data_dir, "a.json")
+    cursor = _tick().cursor
+    late = _drop(data_dir, "late.json", "questionnaire_response.json")
+    os.utime(late, (0, 0))  # a delivery tool that preserves an old mtime
+    (request,) = _tick(cursor).run_requests
+    assert request.tags["landing/new_files"] == "1"
+
+
+def test_automation_condition_sensor_is_declared_and_running():
+    sensor = defs.resolve_sensor_def("automation_condition_sensor")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    eager = [k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is not None]
+    assert dg.AssetKey(["clinical", "clinical_features"]) in eager

@@ -1,0 +1,144 @@
+"""FHIR parsing on real third-party bundles and on the edge cases the feeds send."""
+
+import json
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from multimodal_assets.lib import clinical, fhir
+from multimodal_assets.lib.ingest import QuarantineError
+
+REAL = Path(__file__).parent / "fixtures" / "fhir"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "fhir"
+
+
+def _types(name: str) -> Counter:
+    return Counter(r["resource_type"] for r in fhir.parse_fhir_file((REAL / name).read_bytes()))
+
+
+def test_real_synthea_bundles_parse_with_all_entries():
+    assert (
+        sum(_types("Georgianne697_Jerde200_ebf0d007-a52f-5364-5c32-2ba094b88f16.json").values())
+        == 645
+    )
+    dennis = _types("Dennis_Durgan_78f005f3-7b33-4a5b-84d9-28417b36dbab.json")
+    assert dennis["Patient"] == 1 and dennis["Observation"] == 139
+    assert _types("Luigi_Wiegand_e27d88b0-c5e5-4042-ad49-184f6a900ee3.json")["Immunization"] == 12
+
+
+def test_non_ascii_names_survive_parsing():
+    records = fhir.parse_fhir_file(
+        (REAL / "Gustavo_Mejia_59a8543c-e24f-4a01-b28b-47ccde6bc11d.json").read_bytes()
+    )
+    patient = next(r for r in records if r["resource_type"] == "Patient")
+    row = clinical.flatten_patient(fhir.loads(patient["resource_json"]))
+    assert any(
+        ord(ch) > 127
+        for ch in (row["family_name"] or "")
+        + (row["city"] or "")
+        + (row["given_name"] or "")
+        + (row["address_line"] or "")
+    )
+
+
+def test_deceased_patient_has_death_date():
+    records = fhir.parse_fhir_file(
+        (REAL / "Dennis_Durgan_78f005f3-7b33-4a5b-84d9-28417b36dbab.json").read_bytes()
+    )
+    patient = next(r for r in records if r["resource_type"] == "Patient")
+    assert clinical.flatten_patient(fhir.loads(patient["resource_json"]))["deceased_date"]
+
+
+def test_urn_and_relative_references_resolve_to_the_patient():
+    for name in ("bundle_urn_ref.json", "bundle_relative_ref.json"):
+        records = fhir.parse_fhir_file((REAL / name).read_bytes())
+        patient_id = next(r["resource_id"] for r in records if r["resource_type"] == "Patient")
+        observation = next(r for r in records if r["resource_type"] == "Observation")
+        assert observation["patient_ref"] == patient_id, name
+
+
+def test_decimals_with_many_digits_are_kept_verbatim():
+    raw = json.loads(
+        (REAL / "observation_decimal_bundle.json").read_text(), parse_float=str, parse_int=str
+    )
+    delivered = {e["resource"]["valueQuantity"]["value"] for e in raw["entry"]}
+    records = fhir.parse_fhir_file((REAL / "observation_decimal_bundle.json").read_bytes())
+    flattened = {
+        clinical.flatten_observation(fhir.loads(r["resource_json"]))["value_original_text"]
+        for r in records
+    }
+    assert flattened == delivered
+    assert "182878222991.26937" in delivered
+
+
+def test_orphan_observation_is_parsed_without_a_patient():
+    (record,) = fhir.parse_fhir_file((REAL / "observation_no_subject.json").read_bytes())
+    assert record["patient_ref"] is None
+
+
+def test_single_non_bundle_resource_is_accepted():
+    (record,) = fhir.parse_fhir_file((REAL / "questionnaire_response.json").read_bytes())
+    assert record["resource_type"] == "QuestionnaireResponse"
+
+
+def test_ndjson_that_is_not_r4_is_refused_with_paths_not_values():
+    with pytest.raises(QuarantineError) as err:
+        fhir.parse_fhir_file((REAL / "patients.ndjson").read_bytes())
+    assert err.value.code == "invalid_r4"
+    assert "Patient.name[0].family" in err.value.message and "birthDate" in err.value.message
+    source = (REAL / "patients.ndjson").read_text()
+    family = json.loads(source.splitlines()[0])["name"][0]["family"][0]
+    assert family not in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"\xff\xfe\x00garbage", "encoding_error"),
+        (b'<Bundle xmlns="http://hl7.org/fhir"/>', "unsupported_format"),
+        (b'{"resourceType": "Bundle", "entry": [', "invalid_json"),
+        (b'{"no": "resourceType"}', "invalid_r4"),
+        (b'{"resourceType": "Observation", "code": {}}', "invalid_r4"),
+    ],
+)
+def test_bad_files_are_refused_with_a_specific_code(data, code):
+    with pytest.raises(QuarantineError) as err:
+        fhir.parse_fhir_file(data)
+    assert err.value.code == code
+
+
+def test_valid_ndjson_is_split_into_resources():
+    lines = [
+        {"resourceType": "Patient", "id": "a"},
+        {
+            "resourceType": "Observation",
+            "id": "b",
+            "status": "final",
+            "code": {},
+            "subject": {"reference": "Patient/a"},
+        },
+    ]
+    records = fhir.parse_fhir_file("\n".join(json.dumps(x) for x in lines).encode())
+    assert [r["patient_ref"] for r in records] == ["a", "a"]
+
+
+def test_dumps_exact_round_trips_decimals():
+    text = '{"a":[1,2.50,182878222991.26937],"b":"é"}'
+    assert fhir.dumps_exact(fhir.loads(text)) == text
+    assert isinstance(fhir.loads(text)["a"][1], Decimal)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/realdata is not present on this machine")
+def test_every_shared_fhir_file_ingests_or_is_quarantined_with_a_reason():
+    outcomes = {}
+    for path in sorted(p for p in SHARED.rglob("*") if p.is_file()):
+        try:
+            outcomes[path.name] = len(fhir.parse_fhir_file(path.read_bytes()))
+        except QuarantineError as err:
+            assert err.message
+            outcomes[path.name] = err.code
+    assert outcomes["patients.ndjson"] == "invalid_r4"
+    assert sum(isinstance(v, int) for v in outcomes.values()) >= 9

@@ -1,0 +1,83 @@
+"""The synthetic cohort: deterministic for a seed, labels consistent with true probabilities."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multimodal_assets.lib.fhir import parse_fhir_file
+from multimodal_assets.lib.synthetic.cohort import AVAILABILITY_SHIFT_DATE, draw_cohort
+from multimodal_assets.lib.synthetic.writer import generate
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    generate(25, 3, tmp_path / "a" / "landing", progress=False)
+    generate(25, 3, tmp_path / "b" / "landing", progress=False)
+    generate(25, 4, tmp_path / "c" / "landing", progress=False)
+    a, b, c = (_tree_digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert len(a) > 50
+    assert a != c
+
+
+def test_labels_agree_with_true_probabilities():
+    cohort = draw_cohort(20_000, 5)
+    p, y = cohort.true_probability.to_numpy(), cohort.label.to_numpy()
+    # Overall: the label rate is within 4 standard errors of the mean probability.
+    assert abs(y.mean() - p.mean()) < 4 * np.sqrt(p.mean() * (1 - p.mean()) / len(p))
+    # Calibration by decile of the true probability.
+    deciles = pd.qcut(p, 10, labels=False)
+    for d in range(10):
+        mask = deciles == d
+        expected, observed = p[mask].mean(), y[mask].mean()
+        assert abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / mask.sum()) + 1e-3
+    assert set(cohort.progression_days[cohort.label]) <= set(range(30, 366))
+    assert (cohort.progression_days[~cohort.label] == -1).all()
+
+
+def test_availability_is_missing_not_at_random_and_shifts_over_time():
+    cohort = draw_cohort(20_000, 6)
+    after = pd.to_datetime(cohort.index_date) >= pd.Timestamp(AVAILABILITY_SHIFT_DATE)
+    assert cohort.has_genomics[after].mean() > cohort.has_genomics[~after].mean() + 0.1
+    assert cohort.has_wearables[after].mean() > cohort.has_wearables[~after].mean() + 0.1
+    advanced = cohort.stage_group.isin(["III", "IV"])
+    assert cohort.has_genomics[advanced].mean() > cohort.has_genomics[~advanced].mean() + 0.1
+    assert cohort.has_clinical.all()
+    assert cohort.mrn.is_unique and cohort.patient_id.is_unique
+
+
+def test_truth_counts_match_rendered_bundles(tmp_path):
+    landing = tmp_path / "landing"
+    generate(12, 8, landing, progress=False)
+    truth = pd.read_parquet(tmp_path / "truth" / "patients.parquet")
+    deliveries = pd.read_parquet(tmp_path / "truth" / "clinical_deliveries.parquet")
+    good = deliveries[deliveries.kind.isin(["baseline", "followup"])]
+    conditions = sum(
+        1
+        for path in good.path
+        for record in parse_fhir_file((landing / path).read_bytes())
+        if record["resource_type"] == "Condition"
+    )
+    assert conditions == truth.n_conditions.sum()
+    assert set(deliveries.expected_status) == {"ingested", "quarantined", "duplicate"}
+    # Every truth row carries its label, its true probability and its modality availability.
+    for column in (
+        "mrn",
+        "label",
+        "true_probability",
+        "has_genomics",
+        "has_imaging",
+        "has_notes",
+        "has_wearables",
+        "has_germline",
+    ):
+        assert column in truth.columns

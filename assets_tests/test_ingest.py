@@ -1,0 +1,84 @@
+"""Bronze ingest: quarantine without loss, content addressing, idempotent re-runs."""
+
+import shutil
+from pathlib import Path
+
+from multimodal_assets.lib import clinical, fhir, ingest, warehouse
+
+REAL = Path(__file__).parent / "fixtures" / "fhir"
+
+
+def _ingest(root: Path, db: Path, run_id: str) -> ingest.IngestSummary:
+    with warehouse.connect(db) as conn:
+        new = ingest.unregistered(conn, ingest.scan_landing(root, "clinical"))
+        return ingest.ingest(
+            conn, "clinical", new, fhir.parse_fhir_file, clinical.FHIR_RESOURCES, run_id
+        )
+
+
+def _rows(db: Path, sql: str):
+    with warehouse.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_corrupt_file_is_quarantined_and_the_rest_of_the_batch_ingests(tmp_path):
+    batch = tmp_path / "landing" / "clinical" / "2024-01-01"
+    batch.mkdir(parents=True)
+    shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
+    shutil.copy(REAL / "observation_decimal_bundle.json", batch / "b.json")
+    (batch / "c.json").write_bytes((REAL / "bundle_relative_ref.json").read_bytes()[:500])
+    summary = _ingest(tmp_path / "landing", tmp_path / "w.duckdb", "run-1")
+    assert (summary.ingested, summary.quarantined, summary.records) == (2, 1, 6)
+    quarantined = _rows(
+        tmp_path / "w.duckdb", "SELECT path, error_code, message, sha256 FROM bronze.quarantine"
+    )
+    assert [(q[0], q[1]) for q in quarantined] == [("clinical/2024-01-01/c.json", "invalid_json")]
+    assert quarantined[0][3] == ingest.sha256_file(batch / "c.json")
+    # The landing bytes stay where they were.
+    assert (batch / "c.json").exists()
+
+
+def test_rerun_over_the_same_landing_is_a_no_op(tmp_path):
+    batch = tmp_path / "landing" / "clinical" / "2024-01-01"
+    batch.mkdir(parents=True)
+    shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
+    db = tmp_path / "w.duckdb"
+    _ingest(tmp_path / "landing", db, "run-1")
+    before = _rows(db, "SELECT count(*) FROM bronze.fhir_resources")
+    second = _ingest(tmp_path / "landing", db, "run-2")
+    assert second.new_files == 0
+    assert _rows(db, "SELECT count(*) FROM bronze.fhir_resources") == before
+    assert _rows(db, "SELECT count(*) FROM bronze.files") == [(1,)]
+
+
+def test_same_bytes_under_a_new_name_are_recorded_once(tmp_path):
+    landing = tmp_path / "landing" / "clinical"
+    (landing / "w1").mkdir(parents=True)
+    (landing / "w2").mkdir(parents=True)
+    shutil.copy(REAL / "bundle_urn_ref.json", landing / "w1" / "a.json")
+    db = tmp_path / "w.duckdb"
+    _ingest(tmp_path / "landing", db, "run-1")
+    shutil.copy(REAL / "bundle_urn_ref.json", landing / "w2" / "a-resend.json")
+    summary = _ingest(tmp_path / "landing", db, "run-2")
+    assert summary.duplicates == 1 and summary.records == 0
+    assert _rows(db, "SELECT status FROM bronze.files ORDER BY path") == [
+        ("ingested",),
+        ("duplicate",),
+    ]
+    assert _rows(db, "SELECT count(*) FROM bronze.fhir_resources") == [(2,)]
+
+
+def test_unexpected_parser_errors_quarantine_without_quoting_content(tmp_path):
+    batch = tmp_path / "landing" / "clinical"
+    batch.mkdir(parents=True)
+    (batch / "x.json").write_text("secret-value")
+
+    def explode(data: bytes):
+        raise ValueError(data.decode())
+
+    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        files = ingest.scan_landing(tmp_path / "landing", "clinical")
+        summary = ingest.ingest(conn, "clinical", files, explode, clinical.FHIR_RESOURCES, "r")
+        message = conn.execute("SELECT message FROM bronze.quarantine").fetchone()[0]
+    assert summary.error_codes == {"parser_error": 1}
+    assert "secret-value" not in message and "ValueError" in message

@@ -1,0 +1,105 @@
+"""Checks: GX suites fail on bad data, and a failed blocking check stops the publish."""
+
+import dagster as dg
+
+from multimodal_assets.defs.governed import governed_table_asset
+from multimodal_assets.defs.resources import WarehouseResource
+from multimodal_assets.lib import quality, warehouse
+from multimodal_assets.lib.tables import Column, Table
+
+SCORES = Table(
+    layer="gold",
+    name="scores",
+    modality="test",
+    description="Scores for the quality tests.",
+    primary_key=("id",),
+    columns=(
+        Column("id", "INTEGER", "Row id.", "none", nullable=False),
+        Column("grade", "VARCHAR", "Grade.", "none", allowed=("a", "b")),
+        Column("score", "DOUBLE", "Score.", "sensitive", min_value=0, max_value=1),
+    ),
+)
+GOOD = "SELECT 1 AS id, 'a' AS grade, 0.5 AS score UNION ALL SELECT 2, 'b', 0.9"
+
+
+def _outcomes(tmp_path, select_sql):
+    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        staged = warehouse.stage(conn, SCORES, select_sql)
+        return {o.name: o for o in quality.audit(conn, SCORES, staged)}
+
+
+def test_clean_table_passes_every_check(tmp_path):
+    outcomes = _outcomes(tmp_path, GOOD)
+    assert set(outcomes) == {
+        "columns_classified",
+        "not_null__id",
+        "unique__id",
+        "in_set__grade",
+        "between__score",
+    }
+    assert all(o.passed for o in outcomes.values())
+
+
+def test_gx_checks_fail_on_a_deliberately_bad_table(tmp_path):
+    bad = (
+        "SELECT 1 AS id, 'a' AS grade, 0.5 AS score UNION ALL SELECT 1, 'z', 7.0 "
+        "UNION ALL SELECT NULL, 'b', -1.0"
+    )
+    outcomes = _outcomes(tmp_path, bad)
+    for name, unexpected in (
+        ("not_null__id", 1),
+        ("unique__id", 2),
+        ("in_set__grade", 1),
+        ("between__score", 2),
+    ):
+        assert not outcomes[name].passed, name
+        assert outcomes[name].metadata["unexpected_count"] == unexpected, name
+    assert outcomes["columns_classified"].passed
+
+
+def test_unclassified_or_missing_columns_fail_classification(tmp_path):
+    outcome = _outcomes(tmp_path, "SELECT 1 AS id, 'a' AS grade, 0.5 AS score, 'x' AS surprise")[
+        "columns_classified"
+    ]
+    assert not outcome.passed and outcome.metadata["unclassified_columns"] == "surprise"
+    outcome = _outcomes(tmp_path, "SELECT 1 AS id, 'a' AS grade")["columns_classified"]
+    assert not outcome.passed and outcome.metadata["missing_declared_columns"] == "score"
+
+
+def test_failed_blocking_check_leaves_the_published_table_unchanged(tmp_path):
+    source = {"sql": GOOD}
+
+    def build(conn, run_id):
+        warehouse.stage(conn, SCORES, source["sql"])
+        return {}
+
+    asset = governed_table_asset(SCORES, deps=[], build=build)
+    resources = {"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([asset], resources=resources, instance=instance).success
+
+    source["sql"] = "SELECT 1 AS id, 'a' AS grade, 0.1 AS score UNION ALL SELECT 1, 'b', 0.2"
+    result = dg.materialize([asset], resources=resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {"unique__id"}
+    assert result.get_asset_materialization_events() == []
+    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        assert conn.execute("SELECT sum(score) FROM gold.scores").fetchone()[0] == 1.4
+        assert conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging'"
+        ).fetchone() == (0,)
+
+
+def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
+    def build(conn, run_id):
+        warehouse.stage(conn, SCORES, "SELECT 1 AS id, 'q' AS grade, 0.5 AS score")
+        return {}
+
+    result = dg.materialize(
+        [governed_table_asset(SCORES, deps=[], build=build)],
+        resources={"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))},
+    )
+    (warned,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert warned.check_name == "in_set__grade" and warned.severity == dg.AssetCheckSeverity.WARN
+    assert len(result.get_asset_materialization_events()) == 1
