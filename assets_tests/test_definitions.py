@@ -49,7 +49,8 @@ def test_every_asset_is_documented_tagged_and_classified():
         assert node["owners"] and node["kinds"], key
         assert set(node["tags"]) >= {"modality", "layer", "contains_phi"}, key
         assert all(tags["classification"] for tags in node["columns"].values()), key
-        assert node["columns"], key
+        # Every asset is a declared table except the serving files, which hold many tables.
+        assert node["columns"] or key == "governance/serving_files", key
 
 
 def test_code_location_import_does_not_load_heavy_libraries():

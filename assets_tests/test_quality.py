@@ -73,7 +73,7 @@ def test_failed_blocking_check_leaves_the_published_table_unchanged(tmp_path):
         warehouse.stage(conn, SCORES, source["sql"])
         return {}
 
-    asset = governed_table_asset(SCORES, deps=[], build=build)
+    asset = governed_table_asset(SCORES, build=build)
     resources = {"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))}
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([asset], resources=resources, instance=instance).success
@@ -97,7 +97,7 @@ def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
         return {}
 
     result = dg.materialize(
-        [governed_table_asset(SCORES, deps=[], build=build)],
+        [governed_table_asset(SCORES, build=build)],
         resources={"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))},
     )
     (warned,) = [e for e in result.get_asset_check_evaluations() if not e.passed]

@@ -8,5 +8,6 @@ from multimodal_assets.defs.resources import default_resources
 defs = dg.Definitions(
     assets=[*clinical.assets, *governance.assets],
     sensors=automation.sensors,
+    schedules=governance.schedules,
     resources=default_resources(),
 )

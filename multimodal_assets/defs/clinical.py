@@ -14,7 +14,12 @@ from multimodal_assets.lib.clinical import (
     PROCEDURES,
 )
 
-from .governed import asset_spec_kwargs, governed_table_asset, table_metadata
+from .governed import (
+    asset_spec_kwargs,
+    governed_table_asset,
+    record_materialization,
+    table_metadata,
+)
 from .resources import WarehouseResource
 
 
@@ -33,6 +38,15 @@ def fhir_resources(
             conn, "clinical", new, fhir.parse_fhir_file, FHIR_RESOURCES, context.run_id
         )
         total = warehouse.row_count(conn, FHIR_RESOURCES.fqn)
+        record_materialization(
+            conn,
+            lakehouse.database,
+            FHIR_RESOURCES,
+            context.run_id,
+            summary.records,
+            True,
+            "appended new landed files",
+        )
     context.log.info(
         f"clinical landing: {summary.new_files} new files, {summary.ingested} ingested, "
         f"{summary.quarantined} quarantined, {summary.duplicates} duplicates"
@@ -77,34 +91,14 @@ def _child_builder(table_name: str):
     return build
 
 
-def _lineage_from_bronze(table, derived_from_patient_key: bool = True):
-    out = {
-        c: [(FHIR_RESOURCES, "resource_json")]
-        for c in table.column_names
-        if not c.startswith("_") and c != "research_key"
-    }
-    out["research_key"] = (
-        [(PATIENTS, "research_key")]
-        if derived_from_patient_key
-        else [(FHIR_RESOURCES, "resource_json")]
-    )
-    out["_source_sha256"] = [(FHIR_RESOURCES, "_source_sha256")]
-    out["_source_locator"] = [(FHIR_RESOURCES, "_source_locator")]
-    return out
-
-
 patients = governed_table_asset(
     PATIENTS,
-    deps=[FHIR_RESOURCES],
     build=_build_patients,
-    lineage=_lineage_from_bronze(PATIENTS, derived_from_patient_key=False),
 )
 child_tables = [
     governed_table_asset(
         table,
-        deps=[FHIR_RESOURCES, PATIENTS],
         build=_child_builder(table.name),
-        lineage=_lineage_from_bronze(table),
     )
     for table in (ENCOUNTERS, CONDITIONS, OBSERVATIONS, MEDICATIONS, PROCEDURES)
 ]
@@ -118,44 +112,10 @@ def _build_clinical_features(conn, run_id: str) -> dict:
     return {"patients_in_nsclc_cohort": in_cohort}
 
 
-_OBS = (OBSERVATIONS, "value")
 clinical_features = governed_table_asset(
     CLINICAL_FEATURES,
-    deps=[PATIENTS, CONDITIONS, OBSERVATIONS, MEDICATIONS, ENCOUNTERS],
     build=_build_clinical_features,
     kinds={"duckdb", "sql"},
-    lineage={
-        "research_key": [(PATIENTS, "research_key")],
-        "has_clinical": [(PATIENTS, "research_key")],
-        "in_nsclc_cohort": [(CONDITIONS, "is_nsclc")],
-        "index_date": [(CONDITIONS, "onset_date"), (CONDITIONS, "is_nsclc")],
-        "age_at_index": [(PATIENTS, "birth_date"), (CONDITIONS, "onset_date")],
-        "sex": [(PATIENTS, "sex")],
-        "race": [(PATIENTS, "race")],
-        "site": [(PATIENTS, "site")],
-        "research_consent": [(PATIENTS, "research_consent")],
-        "histology": [(CONDITIONS, "snomed_code")],
-        "stage_group": [(CONDITIONS, "stage_group")],
-        "ecog": [_OBS, (OBSERVATIONS, "effective_time")],
-        "smoking_status": [(OBSERVATIONS, "value_code"), (OBSERVATIONS, "effective_time")],
-        **{
-            c: [_OBS, (OBSERVATIONS, "unit"), (OBSERVATIONS, "effective_time")]
-            for c in (
-                "hemoglobin_g_dl",
-                "albumin_g_dl",
-                "ldh_u_l",
-                "crp_mg_l",
-                "weight_kg",
-                "weight_change_pct_180d",
-            )
-        },
-        "prior_antineoplastic_count": [
-            (MEDICATIONS, "rxnorm_code"),
-            (MEDICATIONS, "authored_date"),
-        ],
-        "comorbidity_count": [(CONDITIONS, "icd10_code"), (CONDITIONS, "onset_date")],
-        "encounters_365d": [(ENCOUNTERS, "start_time")],
-    },
 )
 
 assets = [fhir_resources, patients, *child_tables, clinical_features]

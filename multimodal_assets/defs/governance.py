@@ -1,12 +1,25 @@
-"""Governance assets: the column catalog and its coverage check."""
+"""Governance assets: column catalog, date shifts, key crosswalk, policy decisions, serving
+files and the audit log's integrity."""
 
 import dagster as dg
 
-from multimodal_assets.lib import catalog, tables, warehouse
-from multimodal_assets.lib.catalog import COLUMN_CATALOG
+from multimodal_assets.lib import audit, catalog, config, policy, serving, tables, warehouse
+from multimodal_assets.lib.catalog import (
+    COLUMN_CATALOG,
+    DATE_SHIFTS,
+    KEY_CROSSWALK,
+    POLICY_DECISIONS,
+)
+from multimodal_assets.lib.pseudonym import date_shift_days
 
-from .governed import asset_key, asset_spec_kwargs, table_metadata
-from .resources import WarehouseResource
+from .governed import (
+    asset_key,
+    asset_spec_kwargs,
+    governed_table_asset,
+    record_materialization,
+    table_metadata,
+)
+from .resources import OWNERS, WarehouseResource
 
 _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS]
 
@@ -32,6 +45,15 @@ def column_catalog(context: dg.AssetExecutionContext, lakehouse: WarehouseResour
         warehouse.stage_rows(conn, COLUMN_CATALOG, rows)
         published = warehouse.publish(conn, COLUMN_CATALOG, warehouse.staging_name(COLUMN_CATALOG))
         conn.execute(f"DROP TABLE {warehouse.staging_name(COLUMN_CATALOG)}")
+        record_materialization(
+            conn,
+            lakehouse.database,
+            COLUMN_CATALOG,
+            context.run_id,
+            published,
+            True,
+            "catalog rebuilt from declarations",
+        )
         uncatalogued = catalog.undeclared_warehouse_columns(conn)
         governed_columns = conn.execute(
             "SELECT count(*) FROM information_schema.columns "
@@ -58,4 +80,114 @@ def column_catalog(context: dg.AssetExecutionContext, lakehouse: WarehouseResour
     )
 
 
-assets = [column_catalog]
+def _build_date_shifts(conn, run_id: str) -> dict:
+    keys = [r[0] for r in conn.execute("SELECT research_key FROM silver.patients").fetchall()]
+    warehouse.stage_rows(
+        conn, DATE_SHIFTS, [{"research_key": k, "shift_days": date_shift_days(k)} for k in keys]
+    )
+    return {}
+
+
+def _build_key_crosswalk(conn, run_id: str) -> dict:
+    warehouse.stage(
+        conn, KEY_CROSSWALK, "SELECT research_key, mrn, fhir_patient_id, site FROM silver.patients"
+    )
+    return {}
+
+
+def _build_policy_decisions(conn, run_id: str) -> dict:
+    active = policy.load_policy()
+    rows = policy.decision_rows(active, catalog.ALL_TABLES)
+    warehouse.stage_rows(conn, POLICY_DECISIONS, rows)
+    return {
+        "policy_source": active.source,
+        "roles": len(active.roles),
+        "denied_cells": sum(r["decision"] == "deny" for r in rows),
+    }
+
+
+date_shifts = governed_table_asset(DATE_SHIFTS, build=_build_date_shifts)
+key_crosswalk = governed_table_asset(KEY_CROSSWALK, build=_build_key_crosswalk)
+policy_decisions = governed_table_asset(
+    POLICY_DECISIONS, build=_build_policy_decisions, kinds={"duckdb", "yaml"}
+)
+
+
+@dg.asset(
+    key=dg.AssetKey(["governance", "serving_files"]),
+    group_name="governance",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    tags={"modality": "governance", "layer": "gold", "contains_phi": "false"},
+    deps=[asset_key(t) for t in _GOVERNED] + [asset_key(DATE_SHIFTS), policy_decisions.key],
+    automation_condition=dg.AutomationCondition.eager(),
+    pool="warehouse",
+)
+def serving_files(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+    """Per-role DuckDB files, already filtered and masked, for BI tools and notebooks."""
+    active = policy.load_policy()
+    written = {}
+    with lakehouse.get_connection() as conn:
+        for role in sorted(r for r, spec in active.roles.items() if spec.serving):
+            path = serving.serving_path(config.data_dir(), role)
+            tables_written = serving.write_serving_file(
+                conn, active, role, path, context.run_id, lakehouse.database
+            )
+            written[role] = tables_written
+    return dg.MaterializeResult(
+        metadata={f"{role}_tables": len(t) for role, t in written.items()}
+        | {f"{role}_rows": sum(t.values()) for role, t in written.items()}
+    )
+
+
+@dg.asset(
+    key=asset_key(audit.ACCESS_LOG),
+    group_name="governance",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    tags={"modality": "governance", "layer": "audit", "contains_phi": "false"},
+    description=audit.ACCESS_LOG.description,
+    metadata=table_metadata(audit.ACCESS_LOG),
+    deps=[column_catalog.key, serving_files.key],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "audit_chain_intact",
+            asset=asset_key(audit.ACCESS_LOG),
+            description="No audit row was edited, inserted or removed.",
+        )
+    ],
+    automation_condition=dg.AutomationCondition.eager(),
+    pool="warehouse",
+)
+def audit_log(lakehouse: WarehouseResource):
+    """Hash-chained log of every gateway request, materialization and export, verified."""
+    with lakehouse.get_connection() as conn:
+        report = audit.verify_audit_chain(conn, lakehouse.database)
+        counts = conn.execute(
+            "SELECT action || '_' || decision, count(*) FROM audit.access_log GROUP BY 1"
+        ).fetchall()
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": report.rows, **{f"events_{k}": n for k, n in counts}},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="audit_chain_intact",
+                passed=report.ok,
+                metadata={
+                    "rows": report.rows,
+                    "problems": "; ".join(report.problems[:20]) or "none",
+                },
+            )
+        ],
+    )
+
+
+audit_verification_schedule = dg.ScheduleDefinition(
+    name="audit_verification_schedule",
+    target=dg.AssetSelection.assets(audit_log.key),
+    cron_schedule="0 * * * *",
+    description="Hourly verification of the audit log's hash chain.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+assets = [column_catalog, date_shifts, key_crosswalk, policy_decisions, serving_files, audit_log]
+schedules = [audit_verification_schedule]

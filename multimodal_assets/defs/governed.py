@@ -1,18 +1,17 @@
 """The pattern every governed table follows: declared schema and tags, stage → audit → publish."""
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import duckdb
 
-from multimodal_assets.lib import quality, tables, warehouse
+from multimodal_assets.lib import audit, catalog, quality, tables, warehouse
 from multimodal_assets.lib.tables import Table
 
 from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
 
 # build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata.
 Build = Callable[[duckdb.DuckDBPyConnection, str], dict]
-Lineage = dict[str, Sequence[tuple[Table, str]]]
 
 
 def asset_key(table: Table) -> dg.AssetKey:
@@ -44,24 +43,53 @@ def table_schema(table: Table) -> dg.TableSchema:
     )
 
 
-def column_lineage(lineage: Lineage) -> dg.TableColumnLineage:
+def upstream_tables(table: Table) -> list[Table]:
+    """The tables this one's declared column lineage reads from."""
+    fqns = sorted({fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn})
+    return [catalog.table(fqn) for fqn in fqns]
+
+
+def column_lineage(table: Table) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
-            column: [dg.TableColumnDep(asset_key=asset_key(t), column_name=c) for t, c in deps]
-            for column, deps in lineage.items()
+            column: [
+                dg.TableColumnDep(asset_key=asset_key(catalog.table(fqn)), column_name=name)
+                for fqn, name in deps
+            ]
+            for column, deps in table.lineage.items()
         }
     )
 
 
-def table_metadata(table: Table, lineage: Lineage | None = None) -> dict:
+def table_metadata(table: Table) -> dict:
     meta = {
         "dagster/column_schema": table_schema(table),
         "dagster/table_name": f"lakehouse.{table.fqn}",
         "primary_key": ", ".join(table.primary_key) or "none",
     }
-    if lineage:
-        meta["dagster/column_lineage"] = column_lineage(lineage)
+    if table.lineage:
+        meta["dagster/column_lineage"] = column_lineage(table)
     return meta
+
+
+def record_materialization(
+    conn, db_path: str, table: Table, run_id: str, rows: int | None, published: bool, reason: str
+) -> None:
+    """One audit row per materialization attempt, published or refused."""
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            action="materialize",
+            decision="allow" if published else "deny",
+            user_name="dagster",
+            role="pipeline",
+            tables=table.fqn,
+            rows_returned=rows,
+            reason=reason,
+            run_id=run_id,
+        ),
+        db_path,
+    )
 
 
 def asset_spec_kwargs(table: Table, kinds: set[str]) -> dict:
@@ -90,9 +118,7 @@ def _check_result(table: Table, outcome: quality.CheckOutcome) -> dg.AssetCheckR
 def governed_table_asset(
     table: Table,
     *,
-    deps: Sequence[Table],
     build: Build,
-    lineage: Lineage | None = None,
     kinds: set[str] | None = None,
 ) -> dg.AssetsDefinition:
     """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish)."""
@@ -117,8 +143,8 @@ def governed_table_asset(
 
     @dg.asset(
         **asset_spec_kwargs(table, kinds or {"duckdb", "python"}),
-        deps=[asset_key(t) for t in deps],
-        metadata=table_metadata(table, lineage),
+        deps=[asset_key(t) for t in upstream_tables(table)],
+        metadata=table_metadata(table),
         check_specs=check_specs,
         automation_condition=dg.AutomationCondition.eager(),
     )
@@ -132,6 +158,15 @@ def governed_table_asset(
             blocked = [o.name for o in outcomes if o.blocking and not o.passed]
             if blocked:
                 conn.execute(f"DROP TABLE IF EXISTS {staged}")
+                record_materialization(
+                    conn,
+                    lakehouse.database,
+                    table,
+                    context.run_id,
+                    None,
+                    False,
+                    f"blocking checks failed: {', '.join(blocked)}",
+                )
                 for outcome in outcomes:
                     yield _check_result(table, outcome)
                 raise dg.Failure(
@@ -141,8 +176,17 @@ def governed_table_asset(
                 )
             rows = warehouse.publish(conn, table, staged)
             conn.execute(f"DROP TABLE IF EXISTS {staged}")
+            record_materialization(
+                conn,
+                lakehouse.database,
+                table,
+                context.run_id,
+                rows,
+                True,
+                "published after checks",
+            )
         yield dg.MaterializeResult(
-            metadata={**table_metadata(table, lineage), "dagster/row_count": rows, **extra},
+            metadata={**table_metadata(table), "dagster/row_count": rows, **extra},
             check_results=[_check_result(table, o) for o in outcomes],
         )
 

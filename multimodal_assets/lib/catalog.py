@@ -1,9 +1,11 @@
-"""The registry of every declared table, and the governance catalog built from it."""
+"""The registry of every declared table, and the governance tables built from it."""
 
 from __future__ import annotations
 
-from . import clinical, ingest
+from . import audit, clinical, ingest
 from .tables import Column, Table
+
+RK = clinical.RK
 
 COLUMN_CATALOG = Table(
     layer="governance",
@@ -30,8 +32,105 @@ COLUMN_CATALOG = Table(
     ),
 )
 
-ALL_TABLES: tuple[Table, ...] = (ingest.FILES, ingest.QUARANTINE, *clinical.TABLES, COLUMN_CATALOG)
+DATE_SHIFTS = Table(
+    layer="governance",
+    name="date_shifts",
+    modality="governance",
+    asset_key=("governance", "date_shifts"),
+    primary_key=("research_key",),
+    restricted=True,
+    description="Per-patient date shift (keyed, secret) used by every de-identified view.",
+    columns=(
+        RK,
+        Column(
+            "shift_days",
+            "INTEGER",
+            "Days added to every date of the patient (±182).",
+            "phi",
+            "hipaa",
+            nullable=False,
+            min_value=-182,
+            max_value=182,
+        ),
+    ),
+    lineage={
+        "research_key": (("silver.patients", "research_key"),),
+        "shift_days": (("silver.patients", "research_key"),),
+    },
+)
+
+KEY_CROSSWALK = Table(
+    layer="governance",
+    name="key_crosswalk",
+    modality="governance",
+    asset_key=("governance", "key_crosswalk"),
+    primary_key=("research_key",),
+    restricted=True,
+    description="Research key to MRN crosswalk, for the honest broker only.",
+    columns=(
+        RK,
+        Column("mrn", "VARCHAR", "Medical record number.", "phi", "hipaa"),
+        Column(
+            "fhir_patient_id",
+            "VARCHAR",
+            "FHIR Patient.id at the source.",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("site", "VARCHAR", "Treating site.", "quasi_identifier", "hipaa"),
+    ),
+    lineage={
+        "research_key": (("silver.patients", "research_key"),),
+        "mrn": (("silver.patients", "mrn"),),
+        "fhir_patient_id": (("silver.patients", "fhir_patient_id"),),
+        "site": (("silver.patients", "site"),),
+    },
+)
+
+POLICY_DECISIONS = Table(
+    layer="governance",
+    name="policy_decisions",
+    modality="governance",
+    asset_key=("governance", "policy_decisions"),
+    primary_key=("role", "table_name", "column_name"),
+    description="What the access policy decides for every role, table and column.",
+    columns=(
+        Column("role", "VARCHAR", "Role.", "none", nullable=False),
+        Column("table_name", "VARCHAR", "Schema-qualified table.", "none", nullable=False),
+        Column("column_name", "VARCHAR", "Column.", "none", nullable=False),
+        Column("classification", "VARCHAR", "Column classification.", "none", nullable=False),
+        Column(
+            "decision",
+            "VARCHAR",
+            "allow or deny.",
+            "none",
+            nullable=False,
+            allowed=("allow", "deny"),
+        ),
+        Column("mask", "VARCHAR", "Mask applied when allowed.", "none"),
+        Column("row_filters", "VARCHAR", "Row filters applied when allowed.", "none"),
+        Column("reason", "VARCHAR", "Why denied.", "none"),
+    ),
+)
+
+ALL_TABLES: tuple[Table, ...] = (
+    ingest.FILES,
+    ingest.QUARANTINE,
+    *clinical.TABLES,
+    COLUMN_CATALOG,
+    DATE_SHIFTS,
+    KEY_CROSSWALK,
+    POLICY_DECISIONS,
+    audit.ACCESS_LOG,
+)
 GOVERNED_LAYERS = ("silver", "gold")
+_BY_FQN = {t.fqn: t for t in ALL_TABLES}
+
+
+def table(fqn: str) -> Table:
+    """The declaration of a table by schema-qualified name (KeyError if undeclared)."""
+    return _BY_FQN[fqn]
 
 
 def undeclared_warehouse_columns(conn) -> list[str]:

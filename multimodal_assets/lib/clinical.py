@@ -51,6 +51,9 @@ RK = Column(
 )
 
 
+BRONZE = "bronze.fhir_resources"
+
+
 def _silver(
     name: str,
     description: str,
@@ -59,6 +62,17 @@ def _silver(
     locator="FHIR resource type/id this row was flattened from.",
     locator_class="quasi_identifier",
 ) -> Table:
+    # Every silver column is flattened from the delivered resource JSON; the research key comes
+    # from the patient dimension (for patients themselves, from their own resource).
+    key_source = (
+        (BRONZE, "resource_json") if name == "patients" else ("silver.patients", "research_key")
+    )
+    lineage = {c.name: ((BRONZE, "resource_json"),) for c in columns}
+    lineage.update(
+        research_key=(key_source,),
+        _source_sha256=((BRONZE, "_source_sha256"),),
+        _source_locator=((BRONZE, "_source_locator"),),
+    )
     return Table(
         layer="silver",
         name=name,
@@ -67,6 +81,7 @@ def _silver(
         description=description,
         primary_key=pk,
         columns=(RK, *columns, *provenance_columns(locator, locator_class)),
+        lineage=lineage,
     )
 
 
@@ -281,6 +296,74 @@ PROCEDURES = _silver(
     ),
 )
 
+
+def _feature_lineage() -> dict:
+    obs = ("silver.observations", "value")
+    when = ("silver.observations", "effective_time")
+    lab = (obs, ("silver.observations", "unit"), when)
+    onset = ("silver.conditions", "onset_date")
+    return {
+        "research_key": (("silver.patients", "research_key"),),
+        "has_clinical": (("silver.patients", "research_key"),),
+        "in_nsclc_cohort": (("silver.conditions", "is_nsclc"),),
+        "index_date": (onset, ("silver.conditions", "is_nsclc")),
+        "age_at_index": (("silver.patients", "birth_date"), onset),
+        "sex": (("silver.patients", "sex"),),
+        "race": (("silver.patients", "race"),),
+        "site": (("silver.patients", "site"),),
+        "research_consent": (
+            ("silver.patients", "research_consent"),
+            ("silver.patients", "consent_opt_out"),
+        ),
+        "histology": (("silver.conditions", "snomed_code"),),
+        "stage_group": (("silver.conditions", "stage_group"),),
+        "ecog": (obs, when),
+        "smoking_status": (("silver.observations", "value_code"), when),
+        **{
+            c: lab
+            for c in (
+                "hemoglobin_g_dl",
+                "albumin_g_dl",
+                "ldh_u_l",
+                "crp_mg_l",
+                "weight_kg",
+                "weight_change_pct_180d",
+            )
+        },
+        "prior_antineoplastic_count": (
+            ("silver.medications", "rxnorm_code"),
+            ("silver.medications", "authored_date"),
+        ),
+        "comorbidity_count": (("silver.conditions", "icd10_code"), onset),
+        "encounters_365d": (("silver.encounters", "start_time"),),
+    }
+
+
+def _feature_record_filters() -> dict:
+    """Which silver records feed each feature (the lineage API narrows provenance with these)."""
+    by_loinc = {
+        "hemoglobin_g_dl": "hemoglobin",
+        "albumin_g_dl": "albumin",
+        "ldh_u_l": "ldh",
+        "crp_mg_l": "crp",
+        "weight_kg": "weight",
+        "weight_change_pct_180d": "weight",
+        "ecog": "ecog",
+        "smoking_status": "smoking",
+    }
+    out = {c: {"silver.observations": f"loinc_code = '{LOINC[k]}'"} for c, k in by_loinc.items()}
+    nsclc = {"silver.conditions": "is_nsclc"}
+    out.update(
+        index_date=nsclc,
+        in_nsclc_cohort=nsclc,
+        histology=nsclc,
+        stage_group=nsclc,
+        comorbidity_count={"silver.conditions": "NOT is_nsclc"},
+        prior_antineoplastic_count={"silver.medications": "is_antineoplastic"},
+    )
+    return out
+
+
 CLINICAL_FEATURES = Table(
     layer="gold",
     name="clinical_features",
@@ -434,6 +517,8 @@ CLINICAL_FEATURES = Table(
         ),
         Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
     ),
+    lineage=_feature_lineage(),
+    record_filters=_feature_record_filters(),
 )
 
 SILVER_TABLES = (PATIENTS, ENCOUNTERS, CONDITIONS, OBSERVATIONS, MEDICATIONS, PROCEDURES)

@@ -31,3 +31,11 @@ def research_key(identifier: str, key: bytes | None = None) -> str:
     """Keyed pseudonym of a patient identifier (20 hex chars, 80 bits)."""
     digest = hmac.new(key or pseudonym_key(), identifier.encode(), hashlib.sha256)
     return "rk_" + digest.hexdigest()[:20]
+
+
+def date_shift_days(key_of_patient: str, key: bytes | None = None) -> int:
+    """A per-patient shift in [-182, 182] days, keyed so it cannot be recomputed without the key."""
+    digest = hmac.new(
+        key or pseudonym_key(), b"date-shift:" + key_of_patient.encode(), hashlib.sha256
+    ).digest()
+    return int.from_bytes(digest[:4], "big") % 365 - 182

@@ -37,6 +37,11 @@ class Table:
     partition_column: str | None = None
     # Tables read only by the pipeline and privileged roles (raw identified data).
     restricted: bool = False
+    # column -> ((upstream table fqn, upstream column), ...): Dagster column lineage and the
+    # lineage API both read this.
+    lineage: dict = field(default_factory=dict, compare=False, hash=False)
+    # column -> {upstream table fqn: SQL predicate}: which upstream records feed the column.
+    record_filters: dict = field(default_factory=dict, compare=False, hash=False)
     _by_name: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -44,8 +49,9 @@ class Table:
             raise ValueError(f"table {self.name}: unknown layer {self.layer!r}")
         object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
         missing = [k for k in self.primary_key if k not in self._by_name]
+        missing += [k for k in self.lineage if k not in self._by_name]
         if missing:
-            raise ValueError(f"table {self.name}: primary key columns not declared: {missing}")
+            raise ValueError(f"table {self.name}: columns not declared: {missing}")
 
     @property
     def fqn(self) -> str:

@@ -32,23 +32,16 @@ def _exclusive_lock(db_path: Path) -> Iterator[None]:
 
 @contextmanager
 def connect(
-    db_path: str | os.PathLike, config: dict | None = None
+    db_path: str | os.PathLike, config: dict | None = None, read_only: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse under the cross-process lock; always closes, also when the body raises."""
     path = Path(db_path)
-    if str(path) == ":memory:":
-        conn = duckdb.connect(":memory:", config=config or {})
-        try:
-            ensure_schemas(conn)
-            yield conn
-        finally:
-            conn.close()
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(path):
-        conn = duckdb.connect(str(path), config=config or {})
+        conn = duckdb.connect(str(path), read_only=read_only, config=config or {})
         try:
-            ensure_schemas(conn)
+            if not read_only:
+                ensure_schemas(conn)
             yield conn
         finally:
             conn.close()

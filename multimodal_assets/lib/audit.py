@@ -1,0 +1,160 @@
+"""Tamper-evident audit log: one hash-chained row per request, materialization or export.
+
+Each row's hash covers its fields and the previous row's hash, and the newest (sequence, hash)
+is also written next to the warehouse, so an edited, deleted or truncated row is detectable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import warehouse
+from .tables import Column, Table
+
+GENESIS = "0" * 64
+ACTIONS = ("query", "materialize", "export", "lineage")
+DECISIONS = ("allow", "deny")
+
+ACCESS_LOG = Table(
+    layer="audit",
+    name="access_log",
+    modality="governance",
+    asset_key=("governance", "audit_log"),
+    primary_key=("event_seq",),
+    description="Hash-chained log of every gateway request, materialization and export.",
+    columns=(
+        Column("event_seq", "BIGINT", "Position in the chain (1, 2, …).", "none", nullable=False),
+        Column("event_id", "VARCHAR", "Unique event id.", "none", nullable=False),
+        Column("event_time", "TIMESTAMP", "When it happened (UTC).", "none", nullable=False),
+        Column(
+            "user_name", "VARCHAR", "Who asked (a staff account, not a patient).", "pii", "gdpr"
+        ),
+        Column("role", "VARCHAR", "Role the request was made under.", "none"),
+        Column(
+            "action",
+            "VARCHAR",
+            "query, materialize, export or lineage.",
+            "none",
+            nullable=False,
+            allowed=ACTIONS,
+        ),
+        Column("tables", "VARCHAR", "Tables touched, comma-separated.", "none"),
+        Column("columns", "VARCHAR", "Columns touched, comma-separated.", "none"),
+        Column("filters", "VARCHAR", "Row filters applied.", "none"),
+        Column("masks", "VARCHAR", "Column masks applied (column=mask).", "none"),
+        Column("rows_returned", "BIGINT", "Rows returned or written.", "none"),
+        Column("decision", "VARCHAR", "allow or deny.", "none", nullable=False, allowed=DECISIONS),
+        Column("reason", "VARCHAR", "Why (names objects, never values).", "none"),
+        Column(
+            "query_hash", "VARCHAR", "SHA-256 of the request text (the text is not kept).", "none"
+        ),
+        Column("run_id", "VARCHAR", "Dagster run, when there is one.", "none"),
+        Column("prev_hash", "VARCHAR", "row_hash of the previous event.", "none", nullable=False),
+        Column(
+            "row_hash",
+            "VARCHAR",
+            "SHA-256 over this row's fields and prev_hash.",
+            "none",
+            nullable=False,
+        ),
+    ),
+)
+_HASHED = [c for c in ACCESS_LOG.column_names if c != "row_hash"]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    decision: str
+    user_name: str | None = None
+    role: str | None = None
+    tables: str = ""
+    columns: str = ""
+    filters: str = ""
+    masks: str = ""
+    rows_returned: int | None = None
+    reason: str = ""
+    query_hash: str | None = None
+    run_id: str | None = None
+
+
+def query_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _row_hash(row: dict) -> str:
+    canonical = json.dumps({k: _plain(row[k]) for k in _HASHED}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _plain(value):
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
+def head_path(db_path: str | Path) -> Path:
+    return Path(str(db_path) + ".audit-head.json")
+
+
+def append(conn, event: AuditEvent, db_path: str | Path | None = None) -> dict:
+    """Append one event to the chain; the caller's connection must be writable."""
+    warehouse.ensure_table(conn, ACCESS_LOG)
+    last = conn.execute(
+        "SELECT event_seq, row_hash FROM audit.access_log ORDER BY event_seq DESC LIMIT 1"
+    ).fetchone()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    row = {
+        "event_seq": seq,
+        "event_id": str(uuid.uuid4()),
+        "event_time": datetime.now(UTC).replace(tzinfo=None),
+        **{k: getattr(event, k) for k in AuditEvent.__dataclass_fields__},
+        "prev_hash": prev,
+    }
+    row["row_hash"] = _row_hash(row)
+    names = ACCESS_LOG.column_names
+    conn.execute(
+        f"INSERT INTO audit.access_log ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        [row[n] for n in names],
+    )
+    if db_path is not None and str(db_path) != ":memory:":
+        head_path(db_path).write_text(json.dumps({"event_seq": seq, "row_hash": row["row_hash"]}))
+    return row
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    rows: int
+    problems: tuple[str, ...]
+
+
+def verify_audit_chain(conn, db_path: str | Path | None = None) -> ChainReport:
+    """Recompute the chain: any edited, deleted, inserted or truncated row is reported."""
+    warehouse.ensure_table(conn, ACCESS_LOG)
+    cursor = conn.execute(
+        f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
+    )
+    names = ACCESS_LOG.column_names
+    problems: list[str] = []
+    prev, expected_seq, count = GENESIS, 1, 0
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        count += 1
+        if row["event_seq"] != expected_seq:
+            problems.append(f"sequence gap before event {row['event_seq']}")
+        if row["prev_hash"] != prev:
+            problems.append(f"event {row['event_seq']} does not follow its predecessor")
+        if _row_hash(row) != row["row_hash"]:
+            problems.append(f"event {row['event_seq']} was modified")
+        prev, expected_seq = row["row_hash"], row["event_seq"] + 1
+    if db_path is not None and head_path(db_path).exists():
+        head = json.loads(head_path(db_path).read_text())
+        if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
+            problems.append("the newest events were removed (chain head does not match)")
+    return ChainReport(not problems, count, tuple(problems))

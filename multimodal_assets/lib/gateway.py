@@ -1,0 +1,286 @@
+"""The governed query gateway: the supported way for people and notebooks to read the warehouse.
+
+A request is parsed with sqlglot, refused unless it is a single read of tables the role may see,
+rewritten so that every table reference becomes its row-filtered, column-masked form, run on a
+read-only connection with external access disabled and configuration locked, and audited
+whether it is allowed or denied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from . import audit, catalog, config, warehouse
+from .policy import Denied, Policy, PolicyError, TableAccess, load_policy
+from .pseudonym import pseudonym_key
+from .tables import Table
+
+# sqlglot warns with fragments of the SQL, which may quote identifiers a user typed.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+READ_ONLY_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+_ALLOWED_ROOTS = (exp.Select, exp.Union, exp.Except, exp.Intersect)
+_FORBIDDEN_NODES = tuple(
+    getattr(exp, name)
+    for name in (
+        "Insert",
+        "Update",
+        "Delete",
+        "Merge",
+        "Create",
+        "Drop",
+        "Alter",
+        "Command",
+        "Set",
+        "Copy",
+        "Attach",
+        "Detach",
+        "Pragma",
+        "Use",
+        "Install",
+        "Into",
+        "Transaction",
+        "Commit",
+        "Rollback",
+        "Describe",
+        "Summarize",
+        "TruncateTable",
+        "LoadData",
+        "Export",
+    )
+    if hasattr(exp, name)
+)
+# Functions that read files or the catalog, or reach the environment. The read-only connection
+# with external access disabled stops file readers too; this list refuses them before they run.
+_FORBIDDEN_FUNCTION_PREFIXES = (
+    "read_",
+    "duckdb_",
+    "pragma_",
+    "parquet_",
+    "iceberg_",
+    "delta_",
+    "sqlite_",
+    "postgres_",
+    "mysql_",
+    "json_execute",
+)
+_FORBIDDEN_FUNCTIONS = {
+    "glob",
+    "query",
+    "query_table",
+    "getenv",
+    "current_setting",
+    "sniff_csv",
+    "which_secret",
+    "load_extension",
+    "sql_auto_complete",
+    "checkpoint",
+    "force_checkpoint",
+    "test_all_types",
+    "enable_profiling",
+}
+_WAREHOUSE_CATALOG = "lakehouse"
+DATE_SHIFT_TABLE = "governance.date_shifts"
+
+
+@dataclass(frozen=True)
+class Plan:
+    sql: str
+    accesses: tuple[TableAccess, ...]
+
+    def audit_fields(self) -> dict[str, str]:
+        masked = [
+            f"{a.table.fqn}.{c}={m}"
+            for a in self.accesses
+            for c, m in a.masks.items()
+            if m != "none"
+        ]
+        return {
+            "tables": ",".join(a.table.fqn for a in self.accesses),
+            "columns": ",".join(f"{a.table.fqn}.{c}" for a in self.accesses for c in a.masks),
+            "filters": ",".join(
+                sorted({f"{a.table.fqn}:{f}" for a in self.accesses for f in a.row_filters})
+            ),
+            "masks": ",".join(masked),
+        }
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    table: pa.Table
+    plan: Plan
+
+
+def _function_name(node: exp.Func) -> str:
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+
+
+def _validate(tree: exp.Expression) -> None:
+    if not isinstance(tree, _ALLOWED_ROOTS):
+        raise Denied(f"only SELECT queries are allowed (got {type(tree).__name__})")
+    for node in tree.walk():
+        if isinstance(node, _FORBIDDEN_NODES):
+            raise Denied(f"{type(node).__name__} is not allowed")
+        if isinstance(node, exp.Func):
+            name = _function_name(node)
+            if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_FUNCTION_PREFIXES):
+                raise Denied(f"function {name} is not allowed")
+
+
+def _hash_salt() -> str:
+    return hmac.new(pseudonym_key(), b"gateway-column-hash", hashlib.sha256).hexdigest()
+
+
+def _masked_expression(column: str, mask: str, table: Table) -> str:
+    ref = f'_t."{column}"'
+    column_type = table.column(column).type
+    if mask == "none":
+        return ref
+    if mask == "redact":
+        return f"CAST(NULL AS {column_type})"
+    if mask == "hash":
+        return f"sha256('{_hash_salt()}' || CAST({ref} AS VARCHAR))"
+    if mask == "shift_date":
+        # No shift row means no date at all: a missing shift must not reveal the real date.
+        return f"CAST({ref} + to_days(_s.shift_days) AS {column_type})"
+    if mask == "zip3":
+        return f"left(CAST({ref} AS VARCHAR), 3)"
+    if mask == "age_90_plus":
+        return f"CASE WHEN {ref} > 89 THEN 90 ELSE {ref} END"
+    raise Denied(f"unknown mask {mask!r}")
+
+
+def governed_select(access: TableAccess, policy: Policy, site: str | None) -> str:
+    """The SELECT that exposes one table to a role: masked columns, filtered rows."""
+    table = access.table
+    columns = ", ".join(
+        f'{_masked_expression(c, m, table)} AS "{c}"' for c, m in access.masks.items()
+    )
+    source = f"{table.fqn} AS _t"
+    if "shift_date" in access.masks.values():
+        if "research_key" not in table.column_names:
+            raise Denied(f"{table.fqn} has dates to shift but no research_key")
+        source += f" LEFT JOIN {DATE_SHIFT_TABLE} AS _s ON _s.research_key = _t.research_key"
+    conditions = []
+    for name in access.row_filters:
+        keys_sql = policy.row_filters[name]
+        if "$user_site" in keys_sql:
+            if not site:
+                raise Denied(f"row filter {name} needs a site for this user")
+            keys_sql = keys_sql.replace("$user_site", exp.Literal.string(site).sql())
+        conditions.append(f"_t.research_key IN ({keys_sql})")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT {columns} FROM {source}{where}"
+
+
+def checked_access(conn, policy: Policy, role: str, table: Table | None, fqn: str) -> TableAccess:
+    """The role's access to a table that exists and has no column the catalog does not know."""
+    access = policy.table_access(role, table, fqn)
+    physical = warehouse.table_columns(conn, fqn)
+    if not physical:
+        raise Denied(f"{fqn} does not exist in the warehouse")
+    undeclared = set(physical) - set(access.table.column_names)
+    if undeclared:
+        raise Denied(f"{fqn} has {len(undeclared)} unclassified column(s)")
+    return access
+
+
+def plan_query(
+    sql: str, policy: Policy, user: str, role: str, conn, tables: dict[str, Table] | None = None
+) -> Plan:
+    """Check a request against the policy and rewrite it; Denied if anything is not allowed."""
+    account = policy.authorize(user, role)
+    declared = tables or {t.fqn: t for t in catalog.ALL_TABLES}
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.SqlglotError:
+        raise Denied("the SQL could not be parsed") from None
+    if len(statements) != 1:
+        raise Denied("exactly one statement per request")
+    tree = statements[0]
+    _validate(tree)
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    accesses: dict[str, TableAccess] = {}
+    for node in list(tree.find_all(exp.Table)):
+        if not isinstance(node.this, exp.Identifier):
+            raise Denied("table functions are not allowed")
+        name, db, catalog_name = node.name.lower(), node.db.lower(), node.catalog.lower()
+        if not db:
+            if name in cte_names:
+                continue
+            raise Denied("table references must be schema-qualified (schema.table)")
+        if catalog_name and catalog_name != _WAREHOUSE_CATALOG:
+            raise Denied(f"catalog {catalog_name} is not allowed")
+        fqn = f"{db}.{name}"
+        access = accesses.get(fqn) or checked_access(conn, policy, role, declared.get(fqn), fqn)
+        accesses[fqn] = access
+        governed = sqlglot.parse_one(governed_select(access, policy, account.site), read="duckdb")
+        node.replace(
+            exp.Subquery(
+                this=governed, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name))
+            )
+        )
+    if not accesses:
+        raise Denied("the query reads no warehouse table")
+    return Plan(tree.sql(dialect="duckdb"), tuple(accesses.values()))
+
+
+def _audit(db_path, event: audit.AuditEvent) -> None:
+    with warehouse.connect(db_path) as conn:
+        audit.append(conn, event, db_path)
+
+
+def run_query(
+    sql: str,
+    *,
+    user: str,
+    role: str,
+    db_path: str | Path | None = None,
+    policy: Policy | None = None,
+) -> QueryResult:
+    """Run one governed read; every request, allowed or denied, leaves one audit row."""
+    db_path = db_path or config.warehouse_path()
+    fields = {
+        "user_name": user,
+        "role": role,
+        "query_hash": audit.query_hash(sql),
+        "action": "query",
+    }
+    try:
+        active = policy or load_policy()
+        with warehouse.connect(db_path, READ_ONLY_CONFIG, read_only=True) as conn:
+            plan = plan_query(sql, active, user, role, conn)
+            table = conn.execute(plan.sql).to_arrow_table()
+    except (Denied, PolicyError) as err:
+        reason = err.reason if isinstance(err, Denied) else f"policy unusable: {err}"
+        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        raise Denied(reason) from None
+    except Exception as err:  # noqa: BLE001 - engine errors are audited, then re-raised cleanly
+        # DuckDB's messages can quote literals from the query: keep the error type only.
+        reason = f"query failed in the engine ({type(err).__name__})"
+        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        raise Denied(reason) from None
+    _audit(
+        db_path,
+        audit.AuditEvent(
+            decision="allow",
+            rows_returned=table.num_rows,
+            reason="allowed by policy",
+            **plan.audit_fields(),
+            **fields,
+        ),
+    )
+    return QueryResult(table, plan)

@@ -1,0 +1,76 @@
+"""Per-role serving files: already filtered and masked copies for tools that cannot use the
+gateway (BI, notebooks). What a role may not read never enters its file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import audit, catalog
+from .gateway import checked_access, governed_select
+from .policy import Denied, Policy
+
+
+def serving_path(data_dir: Path, role: str) -> Path:
+    return data_dir / "serving" / f"{role}.duckdb"
+
+
+def write_serving_file(
+    conn, policy: Policy, role: str, out_path: Path, run_id: str, db_path: str
+) -> dict[str, int]:
+    """Write every table the role may read, governed, to `out_path` atomically; audit each."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    written: dict[str, int] = {}
+    conn.execute(f"ATTACH '{partial}' AS serving_out")
+    try:
+        for table in catalog.ALL_TABLES:
+            if not policy.may_read(role, table.fqn):
+                continue
+            try:
+                access = checked_access(conn, policy, role, table, table.fqn)
+            except Denied as denied:
+                audit.append(
+                    conn,
+                    audit.AuditEvent(
+                        action="export",
+                        decision="deny",
+                        user_name="dagster",
+                        role=role,
+                        tables=table.fqn,
+                        reason=denied.reason,
+                        run_id=run_id,
+                    ),
+                    db_path,
+                )
+                continue
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS serving_out.{table.layer}")
+            conn.execute(
+                f"CREATE TABLE serving_out.{table.fqn} AS "
+                f"{governed_select(access, policy, site=None)}"
+            )
+            rows = conn.execute(f"SELECT count(*) FROM serving_out.{table.fqn}").fetchone()[0]
+            written[table.fqn] = rows
+            masked = ",".join(f"{c}={m}" for c, m in access.masks.items() if m != "none")
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    action="export",
+                    decision="allow",
+                    user_name="dagster",
+                    role=role,
+                    tables=table.fqn,
+                    columns=",".join(access.masks),
+                    masks=masked,
+                    filters=",".join(access.row_filters),
+                    rows_returned=rows,
+                    reason=f"serving file for role {role}",
+                    run_id=run_id,
+                ),
+                db_path,
+            )
+    finally:
+        conn.execute("DETACH serving_out")
+    os.replace(partial, out_path)
+    return written
