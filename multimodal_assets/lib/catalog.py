@@ -45,7 +45,7 @@ DATE_SHIFTS = Table(
         Column(
             "shift_days",
             "INTEGER",
-            "Days added to every date of the patient (±182).",
+            "Days added to every date of the patient (1 to 182 either way, never 0).",
             "phi",
             "hipaa",
             nullable=False,

@@ -351,7 +351,15 @@ def _feature_record_filters() -> dict:
         "ecog": "ecog",
         "smoking_status": "smoking",
     }
-    out = {c: {"silver.observations": f"loinc_code = '{LOINC[k]}'"} for c, k in by_loinc.items()}
+    # Only observations on or before the patient's index date can feed a feature.
+    before_index = (
+        "CAST(effective_time AS DATE) <= (SELECT g.index_date FROM "
+        "gold.clinical_features g WHERE g.research_key = observations.research_key)"
+    )
+    out = {
+        c: {"silver.observations": f"loinc_code = '{LOINC[k]}' AND {before_index}"}
+        for c, k in by_loinc.items()
+    }
     nsclc = {"silver.conditions": "is_nsclc"}
     out.update(
         index_date=nsclc,

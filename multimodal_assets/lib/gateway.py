@@ -243,6 +243,48 @@ def _audit(db_path, event: audit.AuditEvent) -> None:
         audit.append(conn, event, db_path)
 
 
+def governed_request(
+    action: str,
+    text: str,
+    work,
+    *,
+    user: str,
+    role: str,
+    db_path: str | Path | None = None,
+    policy: Policy | None = None,
+):
+    """Run `work(policy, conn)` for an authorized user on a locked-down read-only connection.
+
+    `work` returns (result, audit fields). Every request, allowed or denied, leaves one audit
+    row; a denial or engine error is raised as Denied with a reason that holds no values.
+    """
+    db_path = db_path or config.warehouse_path()
+    fields = {
+        "user_name": user,
+        "role": role,
+        "query_hash": audit.query_hash(text),
+        "action": action,
+    }
+    try:
+        active = policy or load_policy()
+        active.authorize(user, role)
+        with warehouse.connect(db_path, READ_ONLY_CONFIG, read_only=True) as conn:
+            result, details = work(active, conn)
+    except (Denied, PolicyError) as err:
+        reason = err.reason if isinstance(err, Denied) else f"policy unusable: {err}"
+        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        raise Denied(reason) from None
+    except Exception as err:  # noqa: BLE001 - engine errors are audited, then re-raised cleanly
+        # DuckDB's messages can quote literals from the query: keep the error type only.
+        reason = f"request failed in the engine ({type(err).__name__})"
+        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        raise Denied(reason) from None
+    _audit(
+        db_path, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
+    )
+    return result
+
+
 def run_query(
     sql: str,
     *,
@@ -251,36 +293,13 @@ def run_query(
     db_path: str | Path | None = None,
     policy: Policy | None = None,
 ) -> QueryResult:
-    """Run one governed read; every request, allowed or denied, leaves one audit row."""
-    db_path = db_path or config.warehouse_path()
-    fields = {
-        "user_name": user,
-        "role": role,
-        "query_hash": audit.query_hash(sql),
-        "action": "query",
-    }
-    try:
-        active = policy or load_policy()
-        with warehouse.connect(db_path, READ_ONLY_CONFIG, read_only=True) as conn:
-            plan = plan_query(sql, active, user, role, conn)
-            table = conn.execute(plan.sql).to_arrow_table()
-    except (Denied, PolicyError) as err:
-        reason = err.reason if isinstance(err, Denied) else f"policy unusable: {err}"
-        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
-        raise Denied(reason) from None
-    except Exception as err:  # noqa: BLE001 - engine errors are audited, then re-raised cleanly
-        # DuckDB's messages can quote literals from the query: keep the error type only.
-        reason = f"query failed in the engine ({type(err).__name__})"
-        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
-        raise Denied(reason) from None
-    _audit(
-        db_path,
-        audit.AuditEvent(
-            decision="allow",
-            rows_returned=table.num_rows,
-            reason="allowed by policy",
-            **plan.audit_fields(),
-            **fields,
-        ),
+    """Run one governed read of the warehouse."""
+
+    def work(active: Policy, conn):
+        plan = plan_query(sql, active, user, role, conn)
+        table = conn.sql(plan.sql).to_arrow_table()
+        return QueryResult(table, plan), {**plan.audit_fields(), "rows_returned": table.num_rows}
+
+    return governed_request(
+        "query", sql, work, user=user, role=role, db_path=db_path, policy=policy
     )
-    return QueryResult(table, plan)

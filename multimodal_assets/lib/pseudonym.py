@@ -34,8 +34,10 @@ def research_key(identifier: str, key: bytes | None = None) -> str:
 
 
 def date_shift_days(key_of_patient: str, key: bytes | None = None) -> int:
-    """A per-patient shift in [-182, 182] days, keyed so it cannot be recomputed without the key."""
+    """A per-patient shift of 1 to 182 days either way (never 0), keyed so it cannot be
+    recomputed without the key."""
     digest = hmac.new(
         key or pseudonym_key(), b"date-shift:" + key_of_patient.encode(), hashlib.sha256
     ).digest()
-    return int.from_bytes(digest[:4], "big") % 365 - 182
+    offset = int.from_bytes(digest[:4], "big") % 364
+    return offset - 182 if offset < 182 else offset - 181

@@ -20,7 +20,7 @@ GIVEN_MALE = (
 ).split()
 FAMILY = (
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez "
-    "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris "
+    "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson Whitfield Harris "
     "Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill "
     "Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Okafor Tanaka "
     "Kowalski Haddad Lindqvist Mensah Yamamoto Castillo Petrov Chen Patel Schmidt Rossi"

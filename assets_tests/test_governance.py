@@ -1,0 +1,392 @@
+"""Governance engine: decision table, row filters, masks, bypasses, audit chain, lineage."""
+
+import csv
+import random
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from multimodal_assets.lib import audit, catalog, lineage, warehouse
+from multimodal_assets.lib import policy as policy_module
+from multimodal_assets.lib.gateway import run_query
+from multimodal_assets.lib.policy import Denied, load_policy
+from multimodal_assets.lib.pseudonym import research_key
+from multimodal_assets.lib.serving import serving_path
+
+DECISIONS = Path(__file__).parent / "fixtures" / "policy_decision_table.csv"
+USERS = {
+    "researcher": "alice",
+    "clinician": "bob",
+    "data_engineer": "carol",
+    "honest_broker": "dan",
+    "auditor": "erin",
+}
+
+
+def _decision_rows():
+    with open(DECISIONS) as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+@pytest.mark.parametrize(
+    "row", _decision_rows(), ids=lambda r: f"{r['role']}:{r['table']}.{r['column']}"
+)
+def test_policy_engine_agrees_with_the_decision_table(row):
+    policy = load_policy()
+    declared = {t.fqn: t for t in catalog.ALL_TABLES}
+    try:
+        access = policy.table_access(row["role"], declared.get(row["table"]), row["table"])
+        got, filters = access.masks[row["column"]], ",".join(access.row_filters)
+    except Denied:
+        got, filters = "deny", ""
+    assert (got, filters) == (row["expected"], row["row_filters"])
+
+
+@pytest.fixture
+def warehouse_copy(pipeline, tmp_path) -> Path:
+    """A private copy of the session warehouse (with its audit head) that a test may alter."""
+    target = tmp_path / "lakehouse.duckdb"
+    shutil.copy(pipeline.warehouse, target)
+    head = audit.head_path(pipeline.warehouse)
+    if head.exists():
+        shutil.copy(head, audit.head_path(target))
+    return target
+
+
+def _allowed_keys(pipeline) -> dict[str, set[str]]:
+    """Who may see which patients, computed from the generator's truth, not from the engine."""
+    truth = pipeline.truth
+    with warehouse.connect(pipeline.warehouse) as conn:
+        everyone = {
+            r[0] for r in conn.execute("SELECT research_key FROM silver.patients").fetchall()
+        }
+    key = truth.mrn.map(research_key)
+    consented = set(key[truth.research_consent & ~truth.consent_opt_out])
+    return {
+        "researcher": consented,
+        "clinician": set(key[truth.site == "site_a"]),
+        "data_engineer": everyone,
+    }
+
+
+QUERIES = [
+    "SELECT research_key FROM silver.patients",
+    "SELECT research_key FROM gold.clinical_features WHERE in_nsclc_cohort",
+    "SELECT DISTINCT research_key FROM silver.observations",
+    "SELECT DISTINCT c.research_key FROM silver.conditions c JOIN silver.patients p "
+    "ON p.research_key = c.research_key",
+    "SELECT research_key, count(*) AS n FROM silver.encounters GROUP BY research_key",
+    "SELECT research_key, row_number() OVER (PARTITION BY research_key ORDER BY effective_time) "
+    "AS rn FROM silver.observations QUALIFY rn = 1",
+    "SELECT research_key FROM silver.medications WHERE research_key IN "
+    "(SELECT research_key FROM silver.conditions WHERE is_nsclc)",
+    "WITH x AS (SELECT research_key FROM silver.procedures) SELECT DISTINCT research_key FROM x",
+    "SELECT research_key FROM silver.patients UNION SELECT research_key FROM gold.clinical_features",
+    "SELECT f.research_key FROM gold.clinical_features f LEFT JOIN silver.observations o "
+    "USING (research_key)",
+    "SELECT research_key, max(value) AS v FROM silver.observations WHERE loinc_code = '718-7' "
+    "GROUP BY ALL",
+    "SELECT * FROM gold.clinical_features",
+    "SELECT research_key FROM (SELECT * FROM silver.patients) AS sub",
+    "SELECT research_key FROM silver.patients WHERE research_key NOT IN "
+    "(SELECT research_key FROM silver.conditions WHERE is_nsclc)",
+    "SELECT e.research_key FROM silver.encounters e, silver.patients p "
+    "WHERE e.research_key = p.research_key",
+    "SELECT research_key, lag(index_date) OVER (ORDER BY index_date) AS prev "
+    "FROM gold.clinical_features",
+    "SELECT DISTINCT research_key FROM silver.conditions WHERE research_key LIKE 'rk_%'",
+    "SELECT research_key FROM silver.patients EXCEPT SELECT research_key FROM silver.medications",
+    "SELECT research_key FROM silver.observations INTERSECT "
+    "SELECT research_key FROM silver.encounters",
+    "SELECT p.research_key FROM silver.patients p WHERE EXISTS "
+    "(SELECT 1 FROM silver.procedures q WHERE q.research_key = p.research_key)",
+    "SELECT research_key FROM gold.clinical_features ORDER BY age_at_index DESC LIMIT 50",
+]
+
+
+@pytest.mark.parametrize("role", ["researcher", "clinician", "data_engineer"])
+def test_row_filters_return_only_allowed_patients(pipeline, warehouse_copy, role):
+    allowed = _allowed_keys(pipeline)[role]
+    assert allowed
+    seen: set[str] = set()
+    for sql in QUERIES:
+        result = run_query(sql, user=USERS[role], role=role, db_path=warehouse_copy)
+        keys = set(result.table.column("research_key").to_pylist())
+        assert keys <= allowed, sql
+        seen |= keys
+    if role == "data_engineer":
+        assert seen == allowed
+    else:
+        assert len(seen) >= 0.8 * len(allowed)
+
+
+def test_researcher_sees_no_row_of_non_consented_patients_in_any_table(pipeline, warehouse_copy):
+    allowed = _allowed_keys(pipeline)["researcher"]
+    policy = load_policy()
+    tables = [
+        t
+        for t in catalog.ALL_TABLES
+        if policy.may_read("researcher", t.fqn) and "research_key" in t.column_names
+    ]
+    assert len(tables) >= 7
+    for table in tables:
+        result = run_query(
+            f"SELECT research_key FROM {table.fqn}",
+            user="alice",
+            role="researcher",
+            db_path=warehouse_copy,
+        )
+        assert set(result.table.column("research_key").to_pylist()) <= allowed, table.fqn
+
+
+def _identifiers(truth: pd.DataFrame) -> tuple[set[str], set[str]]:
+    exact = (
+        set(truth.family_name)
+        | set(truth.given_name)
+        | set(truth.address_line)
+        | set(truth.postal_code)
+        | set(truth.patient_id)
+    )
+    substrings = set(truth.mrn) | set(truth.phone)
+    return exact, substrings
+
+
+def _leaks(frame: pd.DataFrame, exact: set[str], substrings: set[str]) -> int:
+    leaks = 0
+    for column in frame.columns:
+        values = frame[column].dropna().astype(str)
+        leaks += int(values.isin(exact).sum())
+        leaks += sum(any(s in v for s in substrings) for v in values)
+    return leaks
+
+
+def test_masks_hide_identifiers_from_non_privileged_roles(pipeline, warehouse_copy):
+    exact, substrings = _identifiers(pipeline.truth)
+    policy = load_policy()
+    for role in ("researcher", "auditor"):
+        for table in catalog.ALL_TABLES:
+            if not policy.may_read(role, table.fqn):
+                continue
+            frame = run_query(
+                f"SELECT * FROM {table.fqn}", user=USERS[role], role=role, db_path=warehouse_copy
+            ).table.to_pandas()
+            assert _leaks(frame, exact, substrings) == 0, f"{role} {table.fqn}"
+
+
+def test_researcher_dates_are_shifted_per_patient(pipeline, warehouse_copy):
+    frame = run_query(
+        "SELECT research_key, birth_date FROM silver.patients",
+        user="alice",
+        role="researcher",
+        db_path=warehouse_copy,
+    ).table.to_pandas()
+    truth = pipeline.truth.assign(research_key=pipeline.truth.mrn.map(research_key))
+    merged = frame.merge(
+        truth[["research_key", "birth_date"]], on="research_key", suffixes=("", "_real")
+    )
+    assert len(merged) > 10
+    shift = (pd.to_datetime(merged.birth_date) - pd.to_datetime(merged.birth_date_real)).dt.days
+    assert (shift != 0).all() and shift.abs().max() <= 182
+
+
+def test_serving_file_is_filtered_and_masked(pipeline):
+    path = serving_path(pipeline.data_dir, "researcher")
+    assert path.exists()
+    exact, substrings = _identifiers(pipeline.truth)
+    allowed = _allowed_keys(pipeline)["researcher"]
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT schema_name || '.' || table_name FROM duckdb_tables()"
+            ).fetchall()
+        ]
+        assert "gold.clinical_features" in names and "bronze.fhir_resources" not in names
+        assert "governance.key_crosswalk" not in names
+        for name in names:
+            frame = conn.execute(f"SELECT * FROM {name}").df()
+            assert _leaks(frame, exact, substrings) == 0, name
+            if "research_key" in frame:
+                assert set(frame.research_key) <= allowed, name
+    finally:
+        conn.close()
+
+
+BYPASSES = [
+    "SELECT * FROM bronze.fhir_resources",
+    "SELECT * FROM governance.key_crosswalk",
+    "SET VARIABLE x = 1",
+    "SET enable_external_access = true",
+    "ATTACH 'other.duckdb' AS other",
+    "COPY (SELECT 1) TO 'out.csv'",
+    "COPY silver.patients TO 'out.parquet'",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SELECT * FROM read_parquet('x.parquet')",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM 'data.csv'",
+    "SELECT * FROM duckdb_tables()",
+    "SELECT * FROM information_schema.columns",
+    "SELECT getenv('HOME')",
+    "PRAGMA database_list",
+    "INSERT INTO silver.patients (research_key) VALUES ('x')",
+    "DELETE FROM silver.patients",
+    "UPDATE silver.patients SET sex = 'x'",
+    "CREATE TABLE gold.mine AS SELECT * FROM gold.clinical_features",
+    "DROP TABLE gold.clinical_features",
+    "SELECT * INTO gold.copy FROM gold.clinical_features",
+    "WITH x AS (SELECT * FROM bronze.files) SELECT * FROM x",
+    "SELECT * FROM (SELECT * FROM read_csv('x.csv')) AS t",
+    "SELECT research_key FROM gold.clinical_features UNION "
+    "SELECT resource_id FROM bronze.fhir_resources",
+    "SELECT * FROM gold.clinical_features WHERE research_key IN "
+    "(SELECT research_key FROM governance.date_shifts)",
+    "SELECT 1 FROM gold.clinical_features; DROP TABLE silver.patients",
+    "SELECT * FROM othercatalog.gold.clinical_features",
+    "SELECT * FROM clinical_features",
+    "DESCRIBE gold.clinical_features",
+    "SELECT * FROM glob('*')",
+    "SELECT 1",
+    "SELEC broken sql (",
+]
+
+
+def _audit_rows(db: Path) -> pd.DataFrame:
+    with warehouse.connect(db) as conn:
+        return conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
+
+
+@pytest.mark.parametrize("sql", BYPASSES)
+def test_bypasses_are_refused_and_audited(warehouse_copy, sql):
+    before = len(_audit_rows(warehouse_copy))
+    with pytest.raises(Denied):
+        run_query(sql, user="alice", role="researcher", db_path=warehouse_copy)
+    rows = _audit_rows(warehouse_copy)
+    assert len(rows) == before + 1
+    assert rows.iloc[-1].decision == "deny" and rows.iloc[-1].action == "query"
+    assert rows.iloc[-1].query_hash == audit.query_hash(sql)
+
+
+def test_unknown_users_roles_and_broken_policies_are_denied(warehouse_copy, tmp_path, monkeypatch):
+    for user, role in (("alice", "data_engineer"), ("mallory", "researcher"), ("alice", "root")):
+        with pytest.raises(Denied):
+            run_query(
+                "SELECT * FROM gold.clinical_features", user=user, role=role, db_path=warehouse_copy
+            )
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("version: 1\nroles: {researcher: {tables: [gold.*], masks: missing}}\n")
+    with pytest.raises(policy_module.PolicyError):
+        policy_module.load_policy(bad)
+    monkeypatch.setattr(policy_module, "DEFAULT_POLICY", "does-not-exist.yaml")
+    with pytest.raises(Denied, match="policy unusable"):
+        run_query(
+            "SELECT * FROM gold.clinical_features",
+            user="alice",
+            role="researcher",
+            db_path=warehouse_copy,
+        )
+
+
+def test_unclassified_column_is_denied(warehouse_copy):
+    with warehouse.connect(warehouse_copy) as conn:
+        conn.execute("ALTER TABLE gold.clinical_features ADD COLUMN surprise VARCHAR")
+    with pytest.raises(Denied, match="unclassified"):
+        run_query(
+            "SELECT sex FROM gold.clinical_features",
+            user="carol",
+            role="data_engineer",
+            db_path=warehouse_copy,
+        )
+
+
+def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
+    rng = random.Random(7)
+    before = len(_audit_rows(warehouse_copy))
+    requests = 30
+    for _ in range(requests):
+        role = rng.choice(["researcher", "clinician", "auditor", "data_engineer"])
+        sql = rng.choice(QUERIES[:5] + BYPASSES[:5] + ["SELECT count(*) FROM audit.access_log"])
+        try:
+            run_query(sql, user=USERS[role], role=role, db_path=warehouse_copy)
+        except Denied:
+            pass
+    assert len(_audit_rows(warehouse_copy)) == before + requests
+    with warehouse.connect(warehouse_copy) as conn:
+        assert audit.verify_audit_chain(conn, warehouse_copy).ok
+
+    def tampered(statement: str) -> bool:
+        copy = warehouse_copy.with_name(f"t{rng.random()}.duckdb")
+        shutil.copy(warehouse_copy, copy)
+        shutil.copy(audit.head_path(warehouse_copy), audit.head_path(copy))
+        with warehouse.connect(copy) as conn:
+            conn.execute(statement)
+            return not audit.verify_audit_chain(conn, copy).ok
+
+    middle = before + requests // 2
+    assert tampered(
+        "UPDATE audit.access_log SET rows_returned = coalesce(rows_returned, 0) + 1 "
+        f"WHERE event_seq = {middle}"
+    )
+    assert tampered(
+        "UPDATE audit.access_log SET decision = CASE decision WHEN 'allow' "
+        f"THEN 'deny' ELSE 'allow' END WHERE event_seq = {middle}"
+    )
+    assert tampered(f"DELETE FROM audit.access_log WHERE event_seq = {middle}")
+    assert tampered(
+        "DELETE FROM audit.access_log WHERE event_seq = "
+        "(SELECT max(event_seq) FROM audit.access_log)"
+    )
+
+
+def test_materializations_are_audited(pipeline):
+    with warehouse.connect(pipeline.warehouse) as conn:
+        published = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tables FROM audit.access_log WHERE action = 'materialize' AND run_id = ?",
+                [pipeline.result.run_id],
+            ).fetchall()
+        }
+    assert {
+        "bronze.fhir_resources",
+        "silver.patients",
+        "gold.clinical_features",
+        "governance.column_catalog",
+    } <= published
+
+
+def test_lineage_of_a_gold_feature_reaches_source_files_and_resources(pipeline, warehouse_copy):
+    key = research_key(pipeline.truth.mrn.iloc[0])
+    result = lineage.governed_lineage(
+        "value",
+        "gold.clinical_features.hemoglobin_g_dl",
+        research_key=key,
+        user="carol",
+        role="data_engineer",
+        db_path=warehouse_copy,
+    )
+    assert ("bronze.fhir_resources", "resource_json") in result.derives_from
+    assert result.records and all(loc.startswith("Observation/") for _, _, loc in result.records)
+    with warehouse.connect(warehouse_copy) as conn:
+        for _, sha, locator in result.records:
+            resource = conn.execute(
+                "SELECT r.resource_json FROM bronze.fhir_resources r JOIN bronze.files f "
+                "ON f.sha256 = r._source_sha256 WHERE r._source_sha256 = ? "
+                "AND r._source_locator = ? AND f.status = 'ingested'",
+                [sha, locator],
+            ).fetchone()
+            assert resource and '"718-7"' in resource[0]
+    dependents = lineage.governed_lineage(
+        "file", result.files[0], user="carol", role="data_engineer", db_path=warehouse_copy
+    )
+    assert dependents["gold.clinical_features"] == 1
+    assert dependents["silver.observations"] >= 1
+    with pytest.raises(Denied):
+        lineage.governed_lineage(
+            "file", result.files[0], user="alice", role="researcher", db_path=warehouse_copy
+        )

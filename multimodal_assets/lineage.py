@@ -1,0 +1,53 @@
+"""Lineage CLI.
+
+  python -m multimodal_assets.lineage --role data_engineer --user carol \\
+      value gold.clinical_features.hemoglobin_g_dl rk_…
+  python -m multimodal_assets.lineage --role data_engineer --user carol file <sha256>
+"""
+
+import argparse
+import json
+import sys
+
+from multimodal_assets.lib.lineage import governed_lineage
+from multimodal_assets.lib.policy import Denied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--role", required=True)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("kind", choices=["value", "file"])
+    parser.add_argument("target", help="table.column (value) or a file's sha256 (file)")
+    parser.add_argument("research_key", nargs="?", help="patient, for `value`")
+    args = parser.parse_args(argv)
+    try:
+        result = governed_lineage(
+            args.kind, args.target, user=args.user, role=args.role, research_key=args.research_key
+        )
+    except Denied as denied:
+        print(f"denied: {denied.reason}", file=sys.stderr)
+        return 2
+    if args.kind == "value":
+        print(
+            json.dumps(
+                {
+                    "value": f"{result.table}.{result.column}",
+                    "derives_from": [f"{t}.{c}" for t, c in result.derives_from],
+                    "source_files_sha256": result.files,
+                    "source_records": [
+                        {"table": t, "sha256": s, "locator": loc} for t, s, loc in result.records
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(json.dumps({"dependent_rows": result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Governed query CLI: `python -m multimodal_assets.query --role R --user U "SELECT …"`."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from multimodal_assets.lib.gateway import run_query
+from multimodal_assets.lib.policy import Denied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sql")
+    parser.add_argument("--role", required=True)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--out", type=Path, help="write the result to a .csv or .parquet file")
+    parser.add_argument("--max-rows", type=int, default=40, help="rows to print")
+    args = parser.parse_args(argv)
+    try:
+        result = run_query(args.sql, user=args.user, role=args.role)
+    except Denied as denied:
+        print(f"denied: {denied.reason}", file=sys.stderr)
+        return 2
+    if args.out:
+        if args.out.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(result.table, args.out)
+        else:
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(result.table, args.out)
+        print(f"{result.table.num_rows} rows written to {args.out}")
+    else:
+        print(result.table.to_pandas().to_string(max_rows=args.max_rows))
+        print(f"({result.table.num_rows} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
