@@ -1,0 +1,91 @@
+"""Governed gateway overhead: the same typical query run directly on DuckDB and via the gateway.
+
+Usage: python benchmarks/gateway_overhead.py [--patients 2000] [--repeats 30]
+Prints medians (ms) and the ratio gateway / direct, measured in the same run.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+QUERY = (
+    "SELECT f.stage_group, f.histology, count(*) AS patients, avg(o.value) AS mean_hemoglobin "
+    "FROM gold.clinical_features f JOIN silver.observations o USING (research_key) "
+    "WHERE o.loinc_code = '718-7' GROUP BY ALL ORDER BY ALL"
+)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="mm-gateway-bench-"))
+    os.environ["MM_DATA_DIR"] = str(data)
+
+    import dagster as dg
+    import duckdb
+
+    from multimodal_assets.definitions import defs
+    from multimodal_assets.lib import config
+    from multimodal_assets.lib.gateway import READ_ONLY_CONFIG, plan_query, run_query
+    from multimodal_assets.lib.policy import load_policy
+    from multimodal_assets.lib.synthetic.writer import generate
+
+    generate(args.patients, 1, data / "landing", progress=False)
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    db = str(config.warehouse_path())
+
+    conn = duckdb.connect(db, read_only=True)
+    direct_open = _median_ms(lambda: conn.sql(QUERY).to_arrow_table(), args.repeats)
+    policy = load_policy()
+    plan = plan_query(QUERY, policy, "carol", "data_engineer", conn)
+    rewritten_open = _median_ms(lambda: conn.sql(plan.sql).to_arrow_table(), args.repeats)
+    researcher_plan = plan_query(QUERY, policy, "alice", "researcher", conn)
+    masked_open = _median_ms(lambda: conn.sql(researcher_plan.sql).to_arrow_table(), args.repeats)
+    conn.close()
+
+    def direct_with_connect():
+        with duckdb.connect(db, read_only=True, config=READ_ONLY_CONFIG) as c:
+            c.sql(QUERY).to_arrow_table()
+
+    direct_connect = _median_ms(direct_with_connect, args.repeats)
+    gateway_engineer = _median_ms(
+        lambda: run_query(QUERY, user="carol", role="data_engineer", db_path=db), args.repeats
+    )
+    gateway_researcher = _median_ms(
+        lambda: run_query(QUERY, user="alice", role="researcher", db_path=db), args.repeats
+    )
+
+    print(f"cohort: {args.patients} patients; query: join + aggregate over observations")
+    print(f"direct, open connection              {direct_open:8.2f} ms")
+    print(f"direct, connect per query            {direct_connect:8.2f} ms")
+    print(f"rewritten SQL only (data_engineer)   {rewritten_open:8.2f} ms")
+    print(f"rewritten SQL only (researcher)      {masked_open:8.2f} ms  (filters + masks)")
+    print(f"gateway, data_engineer (full)        {gateway_engineer:8.2f} ms")
+    print(f"gateway, researcher (full)           {gateway_researcher:8.2f} ms")
+    print(f"ratio gateway/direct-connect, researcher: {gateway_researcher / direct_connect:.2f}x")
+    print(f"ratio gateway/direct-open, researcher:    {gateway_researcher / direct_open:.2f}x")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
