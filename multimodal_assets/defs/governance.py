@@ -90,7 +90,7 @@ def _build_date_shifts(conn, run_id: str) -> dict:
 
 def _build_key_crosswalk(conn, run_id: str) -> dict:
     warehouse.stage(
-        conn, KEY_CROSSWALK, "SELECT research_key, mrn, fhir_patient_id, site FROM silver.patients"
+        conn, KEY_CROSSWALK, f"SELECT {', '.join(KEY_CROSSWALK.column_names)} FROM silver.patients"
     )
     return {}
 

@@ -156,38 +156,27 @@ def governed_table_asset(
             staged = warehouse.staging_name(table)
             outcomes = quality.audit(conn, table, staged)
             blocked = [o.name for o in outcomes if o.blocking and not o.passed]
-            if blocked:
-                conn.execute(f"DROP TABLE IF EXISTS {staged}")
-                record_materialization(
-                    conn,
-                    lakehouse.database,
-                    table,
-                    context.run_id,
-                    None,
-                    False,
-                    f"blocking checks failed: {', '.join(blocked)}",
-                )
-                for outcome in outcomes:
-                    yield _check_result(table, outcome)
-                raise dg.Failure(
-                    description=f"{table.fqn} was not published: blocking checks failed "
-                    f"({', '.join(blocked)}); the previous version stays in place.",
-                    allow_retries=False,
-                )
-            rows = warehouse.publish(conn, table, staged)
+            rows = None if blocked else warehouse.publish(conn, table, staged)
             conn.execute(f"DROP TABLE IF EXISTS {staged}")
+            reason = (
+                f"blocking checks failed: {', '.join(blocked)}"
+                if blocked
+                else "published after checks"
+            )
             record_materialization(
-                conn,
-                lakehouse.database,
-                table,
-                context.run_id,
-                rows,
-                True,
-                "published after checks",
+                conn, lakehouse.database, table, context.run_id, rows, not blocked, reason
+            )
+        check_results = [_check_result(table, o) for o in outcomes]
+        if blocked:
+            yield from check_results
+            raise dg.Failure(
+                description=f"{table.fqn} was not published: {reason}; "
+                "the previous version stays in place.",
+                allow_retries=False,
             )
         yield dg.MaterializeResult(
             metadata={**table_metadata(table), "dagster/row_count": rows, **extra},
-            check_results=[_check_result(table, o) for o in outcomes],
+            check_results=check_results,
         )
 
     return _governed

@@ -59,6 +59,7 @@ DATE_SHIFTS = Table(
     },
 )
 
+_CROSSWALK_COLUMNS = ("research_key", "mrn", "fhir_patient_id", "site")
 KEY_CROSSWALK = Table(
     layer="governance",
     name="key_crosswalk",
@@ -67,25 +68,9 @@ KEY_CROSSWALK = Table(
     primary_key=("research_key",),
     restricted=True,
     description="Research key to MRN crosswalk, for the honest broker only.",
-    columns=(
-        RK,
-        Column("mrn", "VARCHAR", "Medical record number.", "phi", "hipaa"),
-        Column(
-            "fhir_patient_id",
-            "VARCHAR",
-            "FHIR Patient.id at the source.",
-            "phi",
-            "hipaa",
-            nullable=False,
-        ),
-        Column("site", "VARCHAR", "Treating site.", "quasi_identifier", "hipaa"),
-    ),
-    lineage={
-        "research_key": (("silver.patients", "research_key"),),
-        "mrn": (("silver.patients", "mrn"),),
-        "fhir_patient_id": (("silver.patients", "fhir_patient_id"),),
-        "site": (("silver.patients", "site"),),
-    },
+    # The same columns as in silver.patients, so they carry the same classification.
+    columns=tuple(clinical.PATIENTS.column(c) for c in _CROSSWALK_COLUMNS),
+    lineage={c: (("silver.patients", c),) for c in _CROSSWALK_COLUMNS},
 )
 
 POLICY_DECISIONS = Table(

@@ -15,6 +15,13 @@ from .tables import Column, Table
 
 FILE_STATUSES = ("ingested", "quarantined", "duplicate")
 
+# Delivered file names can carry patient names (Synthea names files after the patient).
+_PATH = Column(
+    "path", "VARCHAR", "Path relative to the landing folder.", "phi", "hipaa", nullable=False
+)
+_SHA256 = Column("sha256", "VARCHAR", "SHA-256 of the file's bytes.", "none", nullable=False)
+_MODALITY = Column("modality", "VARCHAR", "Landing modality folder.", "none", nullable=False)
+
 FILES = Table(
     layer="bronze",
     name="files",
@@ -23,18 +30,10 @@ FILES = Table(
     primary_key=("path",),
     restricted=True,
     columns=(
-        # Delivered file names can carry patient names (Synthea names files after the patient).
-        Column(
-            "path",
-            "VARCHAR",
-            "Path relative to the landing folder.",
-            "phi",
-            "hipaa",
-            nullable=False,
-        ),
-        Column("sha256", "VARCHAR", "SHA-256 of the file's bytes.", "none", nullable=False),
+        _PATH,
+        _SHA256,
         Column("bytes", "BIGINT", "File size in bytes.", "none", nullable=False),
-        Column("modality", "VARCHAR", "Landing modality folder.", "none", nullable=False),
+        _MODALITY,
         Column("received_at", "TIMESTAMP", "File modification time (UTC) when first seen.", "none"),
         Column(
             "status",
@@ -64,16 +63,9 @@ QUARANTINE = Table(
     description="Files that could not be ingested, with the reason; their bytes stay in landing.",
     restricted=True,
     columns=(
-        Column(
-            "path",
-            "VARCHAR",
-            "Path relative to the landing folder.",
-            "phi",
-            "hipaa",
-            nullable=False,
-        ),
-        Column("sha256", "VARCHAR", "SHA-256 of the file's bytes.", "none", nullable=False),
-        Column("modality", "VARCHAR", "Landing modality folder.", "none", nullable=False),
+        _PATH,
+        _SHA256,
+        _MODALITY,
         Column("error_code", "VARCHAR", "Machine-readable reason.", "none", nullable=False),
         Column("message", "VARCHAR", "Human-readable reason (never holds values).", "none"),
         Column("run_id", "VARCHAR", "Dagster run that quarantined the file.", "none"),
