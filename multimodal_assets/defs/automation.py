@@ -43,5 +43,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 sensors = [
     landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"])),
+    landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
     automation_sensor,
 ]

@@ -1,64 +1,13 @@
 """Clinical (FHIR R4) assets: landed bundles → bronze resources → silver tables → gold features."""
 
-import dagster as dg
+from multimodal_assets.lib import clinical, fhir, warehouse
+from multimodal_assets.lib.clinical import CLINICAL_FEATURES, FHIR_RESOURCES, PATIENTS
 
-from multimodal_assets.lib import clinical, config, fhir, ingest, warehouse
-from multimodal_assets.lib.clinical import (
-    CLINICAL_FEATURES,
-    CONDITIONS,
-    ENCOUNTERS,
-    FHIR_RESOURCES,
-    MEDICATIONS,
-    OBSERVATIONS,
-    PATIENTS,
-    PROCEDURES,
+from .governed import bronze_ingest_asset, governed_table_asset
+
+fhir_resources = bronze_ingest_asset(
+    FHIR_RESOURCES, fhir.parse_fhir_file, kinds={"duckdb", "python", "json"}
 )
-
-from .governed import (
-    asset_spec_kwargs,
-    governed_table_asset,
-    record_materialization,
-    table_metadata,
-)
-from .resources import WarehouseResource
-
-
-@dg.asset(
-    **asset_spec_kwargs(FHIR_RESOURCES, {"duckdb", "python", "json"}),
-    metadata=table_metadata(FHIR_RESOURCES),
-)
-def fhir_resources(
-    context: dg.AssetExecutionContext, lakehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Raw FHIR R4 resources from every landed clinical file; bad files are quarantined."""
-    landed = ingest.scan_landing(config.landing_dir(), "clinical")
-    with lakehouse.get_connection() as conn:
-        new = ingest.unregistered(conn, landed)
-        summary = ingest.ingest(
-            conn, "clinical", new, fhir.parse_fhir_file, FHIR_RESOURCES, context.run_id
-        )
-        total = warehouse.row_count(conn, FHIR_RESOURCES.fqn)
-        record_materialization(
-            conn,
-            lakehouse.database,
-            FHIR_RESOURCES,
-            context.run_id,
-            summary.records,
-            True,
-            "appended new landed files",
-        )
-    context.log.info(
-        f"clinical landing: {summary.new_files} new files, {summary.ingested} ingested, "
-        f"{summary.quarantined} quarantined, {summary.duplicates} duplicates"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(FHIR_RESOURCES),
-            "dagster/row_count": total,
-            "landed_files": len(landed),
-            **summary.as_metadata(),
-        }
-    )
 
 
 def _build_patients(conn, run_id: str) -> dict:
@@ -100,7 +49,8 @@ child_tables = [
         table,
         build=_child_builder(table.name),
     )
-    for table in (ENCOUNTERS, CONDITIONS, OBSERVATIONS, MEDICATIONS, PROCEDURES)
+    for table in clinical.SILVER_TABLES
+    if table is not PATIENTS
 ]
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 import duckdb
 
-from multimodal_assets.lib import audit, catalog, quality, tables, warehouse
+from multimodal_assets.lib import audit, catalog, config, ingest, quality, tables, warehouse
 from multimodal_assets.lib.tables import Table
 
 from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
@@ -120,6 +120,7 @@ def governed_table_asset(
     *,
     build: Build,
     kinds: set[str] | None = None,
+    freshness_policy: dg.FreshnessPolicy | None = None,
 ) -> dg.AssetsDefinition:
     """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish)."""
     rules = tables.expectations(table)
@@ -147,6 +148,7 @@ def governed_table_asset(
         metadata=table_metadata(table),
         check_specs=check_specs,
         automation_condition=dg.AutomationCondition.eager(),
+        freshness_policy=freshness_policy,
     )
     def _governed(
         context: dg.AssetExecutionContext, lakehouse: WarehouseResource
@@ -156,7 +158,12 @@ def governed_table_asset(
             staged = warehouse.staging_name(table)
             outcomes = quality.audit(conn, table, staged)
             blocked = [o.name for o in outcomes if o.blocking and not o.passed]
-            rows = None if blocked else warehouse.publish(conn, table, staged)
+            rows = slices = None
+            if not blocked and table.partition_column:
+                slices = warehouse.publish_changed_slices(conn, table, staged)
+                rows = warehouse.row_count(conn, table.fqn)
+            elif not blocked:
+                rows = warehouse.publish(conn, table, staged)
             conn.execute(f"DROP TABLE IF EXISTS {staged}")
             reason = (
                 f"blocking checks failed: {', '.join(blocked)}"
@@ -175,8 +182,67 @@ def governed_table_asset(
                 allow_retries=False,
             )
         yield dg.MaterializeResult(
-            metadata={**table_metadata(table), "dagster/row_count": rows, **extra},
+            metadata={
+                **table_metadata(table),
+                "dagster/row_count": rows,
+                **({"slices_republished": slices} if slices is not None else {}),
+                **extra,
+            },
             check_results=check_results,
         )
 
     return _governed
+
+
+# observe(conn, run_id) -> (metadata, check results) after an ingest, for modality-specific
+# reporting such as schema changes.
+Observe = Callable[[duckdb.DuckDBPyConnection, str], tuple[dict, list[dg.AssetCheckResult]]]
+
+
+def bronze_ingest_asset(
+    table: Table,
+    parse: Callable[[bytes], list[dict]],
+    *,
+    kinds: set[str],
+    check_specs: list[dg.AssetCheckSpec] | None = None,
+    observe: Observe | None = None,
+) -> dg.AssetsDefinition:
+    """Landing → bronze for one modality: new files parsed and appended, bad ones quarantined."""
+
+    @dg.asset(
+        **asset_spec_kwargs(table, kinds),
+        metadata=table_metadata(table),
+        check_specs=check_specs or [],
+    )
+    def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+        landed = ingest.scan_landing(config.landing_dir(), table.modality)
+        with lakehouse.get_connection() as conn:
+            new = ingest.unregistered(conn, landed)
+            summary = ingest.ingest(conn, table.modality, new, parse, table, context.run_id)
+            total = warehouse.row_count(conn, table.fqn)
+            record_materialization(
+                conn,
+                lakehouse.database,
+                table,
+                context.run_id,
+                summary.records,
+                True,
+                "appended new landed files",
+            )
+            observed, check_results = observe(conn, context.run_id) if observe else ({}, [])
+        context.log.info(
+            f"{table.modality} landing: {summary.new_files} new files, {summary.ingested} "
+            f"ingested, {summary.quarantined} quarantined, {summary.duplicates} duplicates"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(table),
+                "dagster/row_count": total,
+                "landed_files": len(landed),
+                **summary.as_metadata(),
+                **observed,
+            },
+            check_results=check_results,
+        )
+
+    return _bronze

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, ingest
+from . import audit, clinical, ingest, wearables
 from .tables import Column, Table
 
 RK = clinical.RK
@@ -103,6 +103,7 @@ ALL_TABLES: tuple[Table, ...] = (
     ingest.FILES,
     ingest.QUARANTINE,
     *clinical.TABLES,
+    *wearables.TABLES,
     COLUMN_CATALOG,
     DATE_SHIFTS,
     KEY_CROSSWALK,

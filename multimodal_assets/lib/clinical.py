@@ -372,6 +372,24 @@ def _feature_record_filters() -> dict:
     return out
 
 
+DEVICE_USE = _silver(
+    "device_use",
+    "Which wearable device each patient wore when (FHIR DeviceUseStatement).",
+    (
+        Column(
+            "device_id",
+            "VARCHAR",
+            "Device serial (identifier value).",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("period_start", "TIMESTAMP", "Start of wear.", "phi", "hipaa"),
+        Column("period_end", "TIMESTAMP", "End of wear (inclusive day).", "phi", "hipaa"),
+        Column("status", "VARCHAR", "Statement status.", "none"),
+    ),
+)
+
 CLINICAL_FEATURES = Table(
     layer="gold",
     name="clinical_features",
@@ -529,7 +547,15 @@ CLINICAL_FEATURES = Table(
     record_filters=_feature_record_filters(),
 )
 
-SILVER_TABLES = (PATIENTS, ENCOUNTERS, CONDITIONS, OBSERVATIONS, MEDICATIONS, PROCEDURES)
+SILVER_TABLES = (
+    PATIENTS,
+    ENCOUNTERS,
+    CONDITIONS,
+    OBSERVATIONS,
+    MEDICATIONS,
+    PROCEDURES,
+    DEVICE_USE,
+)
 TABLES = (FHIR_RESOURCES, *SILVER_TABLES, CLINICAL_FEATURES)
 
 
@@ -698,12 +724,26 @@ def flatten_procedure(res: dict) -> dict:
     }
 
 
+def flatten_device_use(res: dict) -> dict:
+    period = res.get("timingPeriod") or {}
+    device = res.get("device") or {}
+    return {
+        "device_id": (device.get("identifier") or {}).get("value")
+        or (device.get("reference") or "").split("/")[-1]
+        or None,
+        "period_start": parse_datetime(period.get("start")),
+        "period_end": parse_datetime(period.get("end")),
+        "status": res.get("status"),
+    }
+
+
 FLATTENERS = {
     "encounters": ("Encounter", flatten_encounter),
     "conditions": ("Condition", flatten_condition),
     "observations": ("Observation", flatten_observation),
     "medications": ("MedicationRequest", flatten_medication),
     "procedures": ("Procedure", flatten_procedure),
+    "device_use": ("DeviceUseStatement", flatten_device_use),
 }
 
 # Latest delivery of each resource wins: re-sent bundles update rather than duplicate.

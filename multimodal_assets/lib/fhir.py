@@ -60,6 +60,11 @@ _RULES: dict[str, list[tuple[str, str, bool]]] = {
         ("subject", "reference", True),
         ("performedDateTime", "datetime", False),
     ],
+    "DeviceUseStatement": [
+        ("status", "code", True),
+        ("subject", "reference", True),
+        ("timingPeriod", "period", False),
+    ],
     "Consent": [
         ("status", "code", True),
         ("patient", "reference", False),
@@ -190,6 +195,11 @@ def _check_kind(value, kind: str) -> str | None:
     elif kind == "coding":
         if not isinstance(value, dict) or not isinstance(value.get("code", ""), str):
             return "must be a Coding"
+    elif kind == "period":
+        if not isinstance(value, dict) or not all(
+            _DATETIME.match(value[k]) for k in ("start", "end") if isinstance(value.get(k), str)
+        ):
+            return "must be a Period of FHIR dateTimes"
     elif kind == "codeable":
         if not isinstance(value, dict) or not isinstance(value.get("coding", []), list):
             return "must be a CodeableConcept"

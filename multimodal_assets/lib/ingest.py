@@ -50,7 +50,7 @@ FILES = Table(
             "Human-readable reason when quarantined (never holds values).",
             "none",
         ),
-        Column("records", "BIGINT", "Records appended to bronze from this file.", "none"),
+        Column("records", "BIGINT", "Records parsed from this file.", "none"),
         Column("run_id", "VARCHAR", "Dagster run that registered the file.", "none"),
         Column("registered_at", "TIMESTAMP", "When the file was registered (UTC).", "none"),
     ),
@@ -98,7 +98,8 @@ class IngestSummary:
     ingested: int = 0
     quarantined: int = 0
     duplicates: int = 0
-    records: int = 0
+    parsed: int = 0  # records read from the files
+    records: int = 0  # records appended (fewer when an append-once table saw them before)
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, int]:
@@ -107,7 +108,9 @@ class IngestSummary:
             "files_ingested": self.ingested,
             "files_quarantined": self.quarantined,
             "files_duplicate": self.duplicates,
+            "records_parsed": self.parsed,
             "records_appended": self.records,
+            "records_already_present": self.parsed - self.records,
         }
         meta.update({f"quarantined_{code}": n for code, n in sorted(self.error_codes.items())})
         return meta
@@ -157,7 +160,7 @@ def ingest(
     parse: Callable[[bytes], list[dict]],
     target: Table,
     run_id: str,
-    commit_every_bytes: int = 256 << 20,
+    commit_every_bytes: int = 32 << 20,
 ) -> IngestSummary:
     """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
 
@@ -185,7 +188,7 @@ def ingest(
         conn.execute("BEGIN TRANSACTION")
         try:
             if records:
-                _append_rows(conn, target, records)
+                summary.records += _append_rows(conn, target, records)
             if file_rows:
                 _append_rows(conn, FILES, file_rows)
             if quarantine_rows:
@@ -229,12 +232,13 @@ def ingest(
                 )
             else:
                 for rec in parsed:
-                    rec["_source_sha256"] = landed.sha256
-                    rec["_run_id"] = run_id
+                    rec.update(
+                        _source_sha256=landed.sha256, _run_id=run_id, received_at=landed.received_at
+                    )
                 records.extend(parsed)
                 row["records"] = len(parsed)
                 summary.ingested += 1
-                summary.records += len(parsed)
+                summary.parsed += len(parsed)
                 ingested_hashes.add(landed.sha256)
         file_rows.append(row)
         pending_bytes += landed.size
@@ -261,10 +265,26 @@ def _quarantine(row, quarantine_rows, summary, code, message):
     summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
 
 
-def _append_rows(conn, table: Table, rows: list[dict]) -> None:
+def _append_rows(conn, table: Table, rows: list[dict]) -> int:
+    """Append rows; for append-once tables only keys not seen before. Returns rows added."""
     arrow = pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows])
     conn.register("_incoming_rows", arrow)
     try:
-        warehouse.append(conn, table, "_incoming_rows")
+        if not table.append_once:
+            warehouse.append(conn, table, "_incoming_rows")
+            return len(rows)
+        before = warehouse.row_count(conn, table.fqn)
+        keys = ", ".join(f'"{k}"' for k in table.primary_key)
+        # Of several deliveries of one key, the earliest arrival is the one kept.
+        first = "ORDER BY received_at" if "received_at" in table.column_names else ""
+        match = " AND ".join(f't."{k}" = i."{k}"' for k in table.primary_key)
+        warehouse.append(
+            conn,
+            table,
+            f"(SELECT * FROM _incoming_rows i WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {table.fqn} t WHERE {match}) "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} {first}) = 1)",
+        )
+        return warehouse.row_count(conn, table.fqn) - before
     finally:
         conn.unregister("_incoming_rows")

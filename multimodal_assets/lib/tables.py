@@ -37,6 +37,9 @@ class Table:
     partition_column: str | None = None
     # Tables read only by the pipeline and privileged roles (raw identified data).
     restricted: bool = False
+    # Bronze tables whose rows arrive repeatedly: keep each primary key once, whatever the
+    # number of deliveries.
+    append_once: bool = False
     # column -> ((upstream table fqn, upstream column), ...): Dagster column lineage and the
     # lineage API both read this.
     lineage: dict = field(default_factory=dict, compare=False, hash=False)

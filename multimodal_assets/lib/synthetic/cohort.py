@@ -8,7 +8,7 @@ achievable AUROC is known.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ ANCESTRY_BY_RACE = {
 }
 STAGE_EFFECT = {"I": -1.5, "II": -0.7, "III": 0.0, "IV": 1.0}
 OPTIONAL_MODALITIES = ("genomics", "germline", "imaging", "notes", "wearables")
+# Wearable devices are worn from 8 weeks before the index date to 4 weeks after it.
+WEARABLE_LEAD_DAYS = 56
+WEARABLE_FOLLOW_DAYS = 28
 
 
 def _sigmoid(x):
@@ -45,6 +48,21 @@ def _pick(rng, options, probs_matrix):
     cumulative /= cumulative[:, -1:]
     u = rng.random(len(probs_matrix))[:, None]
     return np.asarray(options, dtype=object)[(u > cumulative).sum(axis=1)]
+
+
+def _devices(has_wearables: np.ndarray, index_date: pd.DatetimeIndex):
+    """A device per wearable patient; one device is re-assigned to a later patient."""
+    n = len(has_wearables)
+    start = (index_date - pd.Timedelta(days=WEARABLE_LEAD_DAYS)).date
+    end = (index_date + pd.Timedelta(days=WEARABLE_FOLLOW_DAYS)).date
+    device = np.array([f"WD-{i:06d}" if has_wearables[i] else None for i in range(n)], dtype=object)
+    wearers = [i for i in np.argsort(np.asarray(index_date), kind="stable") if has_wearables[i]]
+    if wearers:
+        first = wearers[0]
+        later = next((i for i in wearers if start[i] > end[first] + timedelta(days=30)), None)
+        if later is not None:
+            device[later] = device[first]
+    return (device, np.where(has_wearables, start, None), np.where(has_wearables, end, None))
 
 
 def draw_cohort(n: int, seed: int) -> pd.DataFrame:
@@ -185,6 +203,7 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
         -1.3 - 0.04 * (age_at_index - 65) - 0.4 * ecog + 1.6 * after_shift
     )
 
+    device_id, wearable_start, wearable_end = _devices(has_wearables, index_date)
     research_consent = rng.random(n) < 0.85
     consent_opt_out = research_consent & (rng.random(n) < 0.06)
     identities = draw_identities(rng, sex)
@@ -238,6 +257,9 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
             "has_imaging": has_imaging,
             "has_notes": has_notes,
             "has_wearables": has_wearables,
+            "device_id": device_id,
+            "wearable_start": wearable_start,
+            "wearable_end": wearable_end,
             "research_consent": research_consent,
             "consent_opt_out": consent_opt_out,
         }

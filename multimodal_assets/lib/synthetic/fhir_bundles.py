@@ -15,6 +15,7 @@ LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
 MRN_SYSTEM = "urn:oid:2.16.840.1.113883.3.7777.1"  # a made-up hospital MRN namespace
+DEVICE_SYSTEM = "urn:oid:2.16.840.1.113883.3.7777.2"  # made-up wearable serial namespace
 _NAMESPACE = uuid.UUID("6f1c2f3e-9a57-4b7e-9d61-2b7c1a3e5d40")
 
 HISTOLOGY_SNOMED = {
@@ -345,6 +346,23 @@ def _consent(b, subject, decision: str, day: date):
     )
 
 
+def _device_use(b: _Builder, subject: str, p) -> None:
+    """The EHR's record of which wearable the patient wore when: the device-to-patient link."""
+    b.add(
+        {
+            "resourceType": "DeviceUseStatement",
+            "id": b.new_id(),
+            "status": "completed",
+            "subject": {"reference": subject},
+            "device": {"identifier": {"system": DEVICE_SYSTEM, "value": p["device_id"]}},
+            "timingPeriod": {
+                "start": p["wearable_start"].isoformat(),
+                "end": p["wearable_end"].isoformat(),
+            },
+        }
+    )
+
+
 def render_patient(p: dict, rng: np.random.Generator) -> list[Delivery]:
     """The baseline and follow-up bundles of one patient, rendered from the latent row `p`."""
     index: date = p["index_date"]
@@ -357,6 +375,8 @@ def render_patient(p: dict, rng: np.random.Generator) -> list[Delivery]:
     _consent(
         base, subject, "permit" if p["research_consent"] else "deny", days(-rng.integers(0, 10))
     )
+    if isinstance(p["device_id"], str):
+        _device_use(base, subject, p)
     weight_at_index = float(p["weight_kg"])
     # The only weight inside the 180-day window sets the weight-change feature exactly.
     weight_before = weight_at_index / (1 + p["weight_change_pct_180d"] / 100)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,8 @@ from tqdm import tqdm
 
 from .cohort import draw_cohort
 from .fhir_bundles import render_patient
+from .files import write_delivered
+from .wearables import render_exports
 
 RESOURCE_COUNTS = {
     "Encounter": "n_encounters",
@@ -22,6 +23,7 @@ RESOURCE_COUNTS = {
     "MedicationRequest": "n_medications",
     "Procedure": "n_procedures",
     "Consent": "n_consents",
+    "DeviceUseStatement": "n_device_uses",
 }
 
 
@@ -37,16 +39,6 @@ def _batch_folder(day: date) -> str:
     return (day - timedelta(days=day.weekday())).isoformat()
 
 
-def _write(path: Path, data: bytes, delivered_on: date) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    # The file's mtime is its simulated arrival, which bronze records as received_at.
-    stamp = datetime(
-        delivered_on.year, delivered_on.month, delivered_on.day, 12, tzinfo=UTC
-    ).timestamp()
-    os.utime(path, (stamp, stamp))
-
-
 def _encode(bundle: dict) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -54,7 +46,7 @@ def _encode(bundle: dict) -> bytes:
 def generate(
     n_patients: int, seed: int, landing: Path, progress: bool | None = None
 ) -> CohortSummary:
-    """Draw the cohort, render the clinical modality to landing/clinical and truth to ../truth."""
+    """Draw the cohort, render every implemented modality under landing/, truth to ../truth."""
     landing = Path(landing)
     truth_dir = landing.parent / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -88,26 +80,31 @@ def generate(
                 # A failed transfer a week before the good one: quarantined, then superseded.
                 early = delivery.delivered_on - timedelta(days=7)
                 partial = clinical / _batch_folder(early) / name.replace(".json", "-partial.json")
-                _write(partial, data[: len(data) // 2], early)
+                write_delivered(partial, data[: len(data) // 2], early)
                 deliveries.append(_row(partial, landing, "truncated", "quarantined", p, early))
-            _write(folder / name, data, delivery.delivered_on)
+            write_delivered(folder / name, data, delivery.delivered_on)
             deliveries.append(
                 _row(folder / name, landing, delivery.kind, "ingested", p, delivery.delivered_on)
             )
             if delivery.kind == "baseline" and i in resend:
                 later = delivery.delivered_on + timedelta(days=7)
                 again = clinical / _batch_folder(later) / name.replace(".json", "-resend.json")
-                _write(again, data, later)
+                write_delivered(again, data, later)
                 deliveries.append(_row(again, landing, "resend", "duplicate", p, later))
     deliveries.extend(_foreign_files(clinical, landing, seed))
 
+    wearable_truth, wearable_files = render_exports(cohort, seed, landing / "wearables")
+    wearable_truth.to_parquet(truth_dir / "wearable_events.parquet", index=False)
+    pd.DataFrame(
+        [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
+    ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
     (truth_dir / "generator.json").write_text(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
     )
-    return CohortSummary(n_patients, len(deliveries), truth_dir)
+    return CohortSummary(n_patients, len(deliveries) + len(wearable_files), truth_dir)
 
 
 def _row(path: Path, landing: Path, kind: str, expected: str, p: dict | None, day: date) -> dict:
@@ -126,9 +123,9 @@ def _foreign_files(clinical: Path, landing: Path, seed: int) -> list[dict]:
     day = date(2023, 3, 6)
     folder = clinical / _batch_folder(day)
     junk = folder / "transfer-0001.json"
-    _write(junk, rng.bytes(2048), day)
+    write_delivered(junk, rng.bytes(2048), day)
     xml = folder / "export-0002.xml"
-    _write(
+    write_delivered(
         xml,
         b'<?xml version="1.0"?><Bundle xmlns="http://hl7.org/fhir">'
         b'<type value="collection"/></Bundle>',
@@ -150,7 +147,7 @@ def _foreign_files(clinical: Path, landing: Path, seed: int) -> list[dict]:
             }
         ],
     }
-    _write(invalid, _encode(bundle), day)
+    write_delivered(invalid, _encode(bundle), day)
     return [
         _row(junk, landing, "garbage", "quarantined", None, day),
         _row(xml, landing, "xml", "quarantined", None, day),

@@ -1,0 +1,279 @@
+"""Wearables: schema versions, exactly-once events, late events, day slices, real exports."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets_tests.conftest import REAL_WEARABLES, materialize
+from multimodal_assets.defs import automation
+from multimodal_assets.lib import audit, warehouse
+from multimodal_assets.lib.ingest import QuarantineError
+from multimodal_assets.lib.pseudonym import research_key
+from multimodal_assets.lib.wearables import parse_wearables_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "wearables"
+
+
+def _one(line: dict) -> dict:
+    (event,) = parse_wearables_file((json.dumps(line) + "\n").encode())
+    return event
+
+
+def test_schema_v1_and_v2_map_to_one_canonical_event():
+    v1 = _one(
+        {
+            "device": "D1",
+            "id": "e1",
+            "ts": "2021-05-01T23:00:00Z",
+            "type": "sleep",
+            "end": "2021-05-02T06:00:00Z",
+            "minutes": 420,
+        }
+    )
+    v2 = _one(
+        {
+            "schema_version": 2,
+            "device_id": "D1",
+            "event_id": "e1",
+            "timestamp": "2021-05-01T23:00:00Z",
+            "kind": "sleep",
+            "end_timestamp": "2021-05-02T06:00:00Z",
+            "value": 25200,
+            "unit": "s",
+            "battery_pct": 40,
+            "firmware": "1.2",
+        }
+    )
+    for field in ("device_id", "event_id", "event_type", "event_time", "end_time", "value", "unit"):
+        assert v1[field] == v2[field], field
+    assert v1["unit"] == "min" and v1["value"] == 420
+    # Fields the canonical schema does not know are kept, not dropped.
+    assert json.loads(v2["extra"]) == {"battery_pct": 40, "firmware": "1.2"}
+    hr = _one(
+        {"device": "D1", "id": "e2", "ts": "2021-05-01T10:00:00+02:00", "type": "hr", "bpm": 71}
+    )
+    assert (hr["event_type"], hr["unit"], hr["event_time"].hour) == ("heart_rate", "count/min", 8)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b'{"device": "D1", "id": "e1"}\n', "invalid_event"),
+        (
+            b'{"device": "D1", "id": "e1", "ts": "2021-05-01T10:00:00Z", "type": "hr", "bpm": 70}\n{"dev',
+            "invalid_json",
+        ),
+        (b"Id,Foo,Bar\n1,2,3\n", "unsupported_format"),
+        (b"\x00\x01binary", "unsupported_format"),
+        (b"PK\x03\x04broken-zip", "invalid_zip"),
+    ],
+)
+def test_bad_batches_are_refused_with_a_code(data, code):
+    with pytest.raises(QuarantineError) as err:
+        parse_wearables_file(data)
+    assert err.value.code == code
+
+
+def test_apple_health_exports_parse_from_xml_and_zip():
+    xml = parse_wearables_file((REAL_WEARABLES / "apple-alxdrcirilo-export.xml").read_bytes())
+    zipped = parse_wearables_file((REAL_WEARABLES / "apple-alxdrcirilo-export.zip").read_bytes())
+    assert len(xml) == len(zipped) == 8
+    assert {e["event_type"] for e in xml} >= {"heart_rate", "active_energy", "in_bed"}
+    workouts = parse_wearables_file((REAL_WEARABLES / "apple-paulstaab-export.xml").read_bytes())
+    assert sum(e["event_type"] == "workout" for e in workouts) == 8
+    # Source names such as "<owner>'s Apple Watch" never become the device id.
+    assert all(e["device_id"].startswith("apple:") and "'" not in e["device_id"] for e in xml)
+    with pytest.raises(QuarantineError, match="GPX"):
+        parse_wearables_file((REAL_WEARABLES / "apple-paulstaab-route_2023-12-28.gpx").read_bytes())
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/realdata is not present on this machine")
+def test_fitabase_csv_layouts_parse_with_every_row():
+    expected = {
+        "fitabase-hr-vikramtheboss/heartrate_seconds_merged.csv": ("heart_rate", 17666),
+        "fitabase-minute-elena-js/minuteStepsNarrow_merged.csv": ("steps", 49),
+        "fitabase-daily-sergeibogdanov/dailyActivity_merged.csv": ("daily_steps", 940),
+        "fitabase-daily-sergeibogdanov/sleepDay_merged.csv": ("sleep", 413),
+        "fitabase-daily-sergeibogdanov/weightLogInfo_merged.csv": ("weight", 67),
+    }
+    for name, (kind, rows) in expected.items():
+        events = parse_wearables_file((SHARED / name).read_bytes())
+        assert len(events) == rows and {e["event_type"] for e in events} == {kind}, name
+    daily = parse_wearables_file(
+        (SHARED / "fitabase-daily-sergeibogdanov/dailyActivity_merged.csv").read_bytes()
+    )
+    assert daily[0]["event_time"].year == 2016  # 2-digit years
+
+
+def test_minute_steps_wide_layout():
+    header = "Id,ActivityHour," + ",".join(f"Steps{m:02d}" for m in range(60))
+    row = "42,4/12/2016 1:00:00 AM," + ",".join(str(m) for m in range(60))
+    events = parse_wearables_file(f"{header}\n{row}\n".encode())
+    assert len(events) == 60 and sum(e["value"] for e in events) == sum(range(60))
+    assert events[5]["event_time"].minute == 5
+
+
+def test_each_event_lands_once_whatever_the_deliveries(pipeline):
+    truth = pd.read_parquet(pipeline.data_dir / "truth" / "wearable_events.parquet")
+    with pipeline.connect() as conn:
+        synthetic = conn.execute(
+            "SELECT count(*), count(DISTINCT (device_id, event_id)) FROM bronze.wearable_events "
+            "WHERE source_schema IN ('v1', 'v2')"
+        ).fetchone()
+        silver = conn.execute("SELECT count(*) FROM silver.wearable_events").fetchone()[0]
+        quarantined = conn.execute(
+            "SELECT count(*) FROM bronze.files WHERE modality = 'wearables' "
+            "AND status = 'quarantined' AND path NOT LIKE '%.gpx'"
+        ).fetchone()[0]
+    assert synthetic == (len(truth), len(truth))
+    assert silver == (~truth.beyond_horizon).sum()
+    assert quarantined == 1  # the cut-off upload; its complete twin was ingested
+
+
+def test_device_reassignment_links_events_to_the_right_patient(pipeline):
+    truth = pd.read_parquet(pipeline.data_dir / "truth" / "wearable_events.parquet")
+    shared = truth.groupby("device_id").mrn.nunique()
+    (device,) = shared[shared > 1].index
+    expected = truth[(truth.device_id == device) & ~truth.beyond_horizon]
+    with pipeline.connect() as conn:
+        rows = conn.execute(
+            "SELECT research_key, count(*) FROM silver.wearable_events "
+            "WHERE _source_locator LIKE ? GROUP BY 1",
+            [f"{device}/%"],
+        ).fetchall()
+    got = dict(rows)
+    assert got == {research_key(m): n for m, n in expected.groupby("mrn").size().items()}
+
+
+def test_daily_features_equal_a_direct_computation_from_truth(pipeline):
+    truth = pd.read_parquet(pipeline.data_dir / "truth" / "wearable_events.parquet")
+    truth = truth[~truth.beyond_horizon].assign(day=lambda t: t.event_time.dt.date)
+    steps = truth[truth.event_type == "steps"].groupby(["mrn", "day"]).value.sum()
+    resting = truth[truth.event_type == "heart_rate"].groupby(["mrn", "day"]).value.quantile(0.1)
+    sleep = truth[truth.event_type == "sleep"].groupby(["mrn", "day"]).value.sum()
+    expected = pd.DataFrame({"steps": steps, "resting_hr": resting, "sleep": sleep}).reset_index()
+    expected["research_key"] = expected.mrn.map(research_key)
+    with pipeline.connect() as conn:
+        gold = conn.execute(
+            "SELECT research_key, day, steps, resting_hr, sleep_minutes, "
+            "steps_7d FROM gold.wearable_daily"
+        ).df()
+    gold["day"] = pd.to_datetime(gold.day).dt.date
+    merged = expected.merge(gold, on=["research_key", "day"], how="outer", indicator=True)
+    assert (merged._merge == "both").all()
+    assert np.allclose(merged.steps_x.fillna(0), merged.steps_y.fillna(0))
+    assert np.allclose(merged.resting_hr_x, merged.resting_hr_y)
+    assert np.allclose(merged.sleep.fillna(0), merged.sleep_minutes.fillna(0))
+    # The 7-day window is the mean of the patient's days in the 7 days ending that day.
+    one = merged[merged.research_key == merged.research_key.iloc[0]].sort_values("day")
+    day = one.day.iloc[10]
+    window = one[(one.day <= day) & (one.day > day - pd.Timedelta(days=7))]
+    assert np.isclose(one.loc[one.day == day, "steps_7d"].iloc[0], window.steps_x.mean())
+
+
+def test_wearables_features_have_a_row_and_flag_for_every_patient(pipeline):
+    with pipeline.connect() as conn:
+        patients = conn.execute("SELECT count(*) FROM gold.clinical_features").fetchone()[0]
+        rows = conn.execute(
+            "SELECT count(*), count(*) FILTER (has_wearables), max(coverage_days_28d) "
+            "FROM gold.wearables_features"
+        ).fetchone()
+    truth = pipeline.truth
+    assert rows[0] == patients
+    assert rows[1] == truth.has_wearables.sum()
+    assert rows[2] == 28
+
+
+def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
+    pipeline, tmp_path, monkeypatch
+):
+    data = tmp_path / "data"
+    (data / "warehouse").mkdir(parents=True)
+    shutil.copy(pipeline.warehouse, data / "warehouse" / "lakehouse.duckdb")
+    shutil.copy(
+        audit.head_path(pipeline.warehouse),
+        audit.head_path(data / "warehouse" / "lakehouse.duckdb"),
+    )
+    monkeypatch.setenv("MM_DATA_DIR", str(data))
+    # Nothing new: a re-run rewrites no slice at all.
+    rerun = materialize(data, selection=dg.AssetSelection.groups("wearables"))
+    republished = {
+        m.asset_key.to_user_string(): m.materialization.metadata["slices_republished"].value
+        for m in rerun.get_asset_materialization_events()
+        if "slices_republished" in m.materialization.metadata
+    }
+    assert republished == {"wearables/events": 0, "wearables/daily_features": 0}
+    truth = pd.read_parquet(pipeline.data_dir / "truth" / "wearable_events.parquet")
+    sample = truth[truth.event_type == "steps"].iloc[200]
+    late_day = sample.event_time.date()
+    event = {
+        "device": sample.device_id,
+        "id": "late-0001",
+        "type": "steps",
+        "ts": (sample.event_time + pd.Timedelta(minutes=30)).isoformat() + "Z",
+        "end": (sample.event_time + pd.Timedelta(minutes=31)).isoformat() + "Z",
+        "count": 777,
+    }
+    batch = data / "landing" / "wearables" / "late" / "late.jsonl"
+    batch.parent.mkdir(parents=True)
+    batch.write_text(json.dumps(event) + "\n")
+    arrival = pd.Timestamp(late_day) + pd.Timedelta(days=3)
+    os.utime(batch, (arrival.timestamp(), arrival.timestamp()))
+    result = materialize(data, selection=dg.AssetSelection.groups("wearables"))
+    assert result.success
+    run_id = result.run_id
+    key = research_key(sample.mrn)
+    with warehouse.connect(data / "warehouse" / "lakehouse.duckdb") as conn:
+        silver_days = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT event_date FROM silver.wearable_events WHERE _run_id = ?", [run_id]
+            ).fetchall()
+        }
+        gold_days = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT day FROM gold.wearable_daily WHERE _run_id = ?", [run_id]
+            ).fetchall()
+        }
+        patient_days = {
+            r[0]
+            for r in conn.execute(
+                "SELECT day FROM gold.wearable_daily WHERE research_key = ?", [key]
+            ).fetchall()
+        }
+        steps = conn.execute(
+            "SELECT steps FROM gold.wearable_daily WHERE research_key = ? AND day = ?",
+            [key, late_day],
+        ).fetchone()[0]
+    assert silver_days == {late_day}
+    window = {d for d in patient_days if late_day <= d <= late_day + pd.Timedelta(days=27)}
+    assert gold_days == window
+    expected = truth[
+        (truth.mrn == sample.mrn)
+        & (truth.event_type == "steps")
+        & (truth.event_time.dt.date == late_day)
+        & ~truth.beyond_horizon
+    ].value.sum()
+    assert steps == expected + 777
+
+
+def test_redelivered_batch_starts_one_run(data_dir):
+    sensor = automation.landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"]))
+    keys = []
+    for name in ("a", "b"):
+        target = data_dir / "landing" / "wearables" / name / "export.jsonl"
+        target.parent.mkdir(parents=True)
+        target.write_text(
+            '{"device": "D", "id": "1", "ts": "2021-01-01T00:00:00Z", "type": "hr", "bpm": 60}\n'
+        )
+        result = sensor(dg.build_sensor_context(cursor=None))
+        keys.append(result.run_requests[0].run_key)
+        shutil.rmtree(target.parent)
+    assert keys[0] == keys[1]

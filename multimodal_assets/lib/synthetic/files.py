@@ -1,0 +1,14 @@
+"""Writing delivered files: the file's mtime is its simulated arrival."""
+
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+
+def write_delivered(path: Path, data: bytes, delivered_on: date, hour: int = 12) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    stamp = datetime(
+        delivered_on.year, delivered_on.month, delivered_on.day, hour, tzinfo=UTC
+    ).timestamp()
+    os.utime(path, (stamp, stamp))

@@ -1,0 +1,759 @@
+"""Wearables: table declarations, parsers for every delivered layout, and the feature SQL.
+
+Layouts: the vendor's JSONL exports (schema v1 and v2), Fitbit/Fitabase CSV exports (heart
+rate seconds, minute steps narrow and wide, hourly steps, daily activity, sleep, weight) and
+Apple Health `export.xml`/`export.zip`. All map to one canonical event; fields we do not know
+are kept in `extra`, never dropped. Parsed with the standard library: each layout is a few
+columns, and no maintained library reads all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
+
+from .ingest import QuarantineError
+from .tables import Column, Table, provenance_columns
+
+LATENESS_HORIZON_DAYS = 7
+EVENT_TYPES = (
+    "heart_rate",
+    "steps",
+    "daily_steps",
+    "sleep",
+    "in_bed",
+    "weight",
+    "active_energy",
+    "workout",
+)
+CANONICAL_UNITS = {
+    "heart_rate": "count/min",
+    "steps": "count",
+    "daily_steps": "count",
+    "sleep": "min",
+    "in_bed": "min",
+    "weight": "kg",
+    "active_energy": "kcal",
+    "workout": "min",
+}
+
+_LOCATOR = "Device/event id of the event (device serials identify people)."
+WEARABLE_EVENTS = Table(
+    layer="bronze",
+    name="wearable_events",
+    modality="wearables",
+    asset_key=("wearables", "wearable_events"),
+    primary_key=("device_id", "event_id"),
+    restricted=True,
+    append_once=True,
+    description="Every wearable event exactly once per (device, event id), as delivered.",
+    columns=(
+        Column(
+            "device_id", "VARCHAR", "Device serial or account id.", "phi", "hipaa", nullable=False
+        ),
+        Column(
+            "event_id", "VARCHAR", "Event id, unique per device.", "phi", "hipaa", nullable=False
+        ),
+        Column(
+            "event_type",
+            "VARCHAR",
+            "Canonical event type (or the source's own).",
+            "none",
+            nullable=False,
+        ),
+        Column(
+            "event_time",
+            "TIMESTAMP",
+            "Start of the event (UTC; Fitbit local time).",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("end_time", "TIMESTAMP", "End of an interval event.", "phi", "hipaa"),
+        Column("value", "DOUBLE", "Value in `unit`.", "sensitive", "hipaa"),
+        Column("unit", "VARCHAR", "Canonical unit for known types.", "none"),
+        Column(
+            "source_schema",
+            "VARCHAR",
+            "Layout the event came in (v1, v2, fitbit_*, …).",
+            "none",
+            nullable=False,
+        ),
+        Column(
+            "extra",
+            "JSON",
+            "Fields the canonical schema does not know, kept verbatim.",
+            "phi",
+            "hipaa",
+        ),
+        Column(
+            "received_at",
+            "TIMESTAMP",
+            "When the delivering file arrived (UTC).",
+            "none",
+            nullable=False,
+        ),
+        *provenance_columns(_LOCATOR, "phi"),
+    ),
+)
+
+
+def _utc(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _event(device, event_id, kind, start, value, unit, schema, end=None, extra=None) -> dict:
+    return {
+        "device_id": device,
+        "event_id": event_id,
+        "event_type": kind,
+        "event_time": start,
+        "end_time": end,
+        "value": value,
+        "unit": unit,
+        "source_schema": schema,
+        "extra": json.dumps(extra) if extra else None,
+        "_source_locator": f"{device}/{event_id}",
+    }
+
+
+# ---- vendor JSONL ---------------------------------------------------------------------------
+_V1 = {"device", "id", "ts", "type", "end", "bpm", "count", "minutes"}
+_V2 = {
+    "schema_version",
+    "device_id",
+    "event_id",
+    "timestamp",
+    "kind",
+    "end_timestamp",
+    "value",
+    "unit",
+}
+_V1_TYPES = {
+    "hr": ("heart_rate", "bpm"),
+    "steps": ("steps", "count"),
+    "sleep": ("sleep", "minutes"),
+}
+_V2_UNIT_FACTORS = {("sleep", "s"): 1 / 60, ("sleep", "min"): 1.0}
+
+
+def _jsonl_event(row: dict, line: int) -> dict:
+    if not isinstance(row, dict):
+        raise QuarantineError("invalid_event", f"line {line} is not a JSON object")
+    v2 = row.get("schema_version") == 2 or "device_id" in row
+    known = _V2 if v2 else _V1
+    names = ("device_id", "event_id", "timestamp", "kind") if v2 else ("device", "id", "ts", "type")
+    missing = [n for n in names if n not in row]
+    if missing:
+        raise QuarantineError("invalid_event", f"line {line} lacks {', '.join(missing)}")
+    extra = {k: v for k, v in row.items() if k not in known}
+    try:
+        start = _utc(row[names[2]])
+        end_text = row.get("end_timestamp" if v2 else "end")
+        end = _utc(end_text) if end_text else None
+    except (TypeError, ValueError):
+        raise QuarantineError("invalid_event", f"line {line} has an unparseable time") from None
+    if v2:
+        kind, unit = row["kind"], row.get("unit")
+        factor = _V2_UNIT_FACTORS.get((kind, unit), 1.0)
+        value = None if row.get("value") is None else float(row["value"]) * factor
+    else:
+        kind, field = _V1_TYPES.get(row["type"], (row["type"], None))
+        value = float(row[field]) if field and row.get(field) is not None else None
+    return _event(
+        row[names[0]],
+        row[names[1]],
+        kind,
+        start,
+        value,
+        CANONICAL_UNITS.get(kind, row.get("unit")),
+        "v2" if v2 else "v1",
+        end,
+        extra,
+    )
+
+
+def _jsonl(text: str) -> list[dict]:
+    events = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise QuarantineError("invalid_json", f"line {number} is not JSON") from None
+        events.append(_jsonl_event(row, number))
+    return events
+
+
+# ---- Fitbit / Fitabase CSV --------------------------------------------------------------------
+_FITBIT_TIME_FORMATS = (
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d",
+)
+
+
+def _fitbit_time(text: str) -> datetime:
+    for fmt in _FITBIT_TIME_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+    raise QuarantineError("invalid_event", "a date/time is in no known Fitbit format")
+
+
+def _fitbit_rows(kind_name, device, stamp, kind, value, unit, minutes=None) -> dict:
+    start = _fitbit_time(stamp)
+    end = start + timedelta(minutes=minutes) if minutes else None
+    return _event(
+        device,
+        f"{kind_name}:{start.isoformat()}",
+        kind,
+        start,
+        None if value in ("", None) else float(value),
+        unit,
+        f"fitbit_{kind_name}",
+        end,
+    )
+
+
+def _fitbit_csv(text: str) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = set(reader.fieldnames or [])
+    events = []
+    for row in reader:
+        if not any((v or "").strip() for v in row.values()):
+            continue
+        device = f"fitbit:{row['Id']}"
+        if {"Time", "Value"} <= header:
+            events.append(
+                _fitbit_rows(
+                    "heartrate_seconds",
+                    device,
+                    row["Time"],
+                    "heart_rate",
+                    row["Value"],
+                    "count/min",
+                )
+            )
+        elif {"ActivityMinute", "Steps"} <= header:
+            events.append(
+                _fitbit_rows(
+                    "minute_steps",
+                    device,
+                    row["ActivityMinute"],
+                    "steps",
+                    row["Steps"],
+                    "count",
+                    minutes=1,
+                )
+            )
+        elif {"ActivityHour", "Steps00"} <= header:
+            hour = _fitbit_time(row["ActivityHour"])
+            for minute in range(60):
+                stamp = (hour + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
+                events.append(
+                    _fitbit_rows(
+                        "minute_steps",
+                        device,
+                        stamp,
+                        "steps",
+                        row[f"Steps{minute:02d}"],
+                        "count",
+                        minutes=1,
+                    )
+                )
+        elif {"ActivityHour", "StepTotal"} <= header:
+            events.append(
+                _fitbit_rows(
+                    "hourly_steps",
+                    device,
+                    row["ActivityHour"],
+                    "steps",
+                    row["StepTotal"],
+                    "count",
+                    minutes=60,
+                )
+            )
+        elif {"ActivityDate", "TotalSteps"} <= header:
+            events.append(
+                _fitbit_rows(
+                    "daily_activity",
+                    device,
+                    row["ActivityDate"],
+                    "daily_steps",
+                    row["TotalSteps"],
+                    "count",
+                    minutes=24 * 60,
+                )
+            )
+        elif {"SleepDay", "TotalMinutesAsleep"} <= header:
+            events.append(
+                _fitbit_rows(
+                    "sleep_day", device, row["SleepDay"], "sleep", row["TotalMinutesAsleep"], "min"
+                )
+            )
+        elif {"Date", "WeightKg"} <= header:
+            events.append(
+                _fitbit_rows("weight_log", device, row["Date"], "weight", row["WeightKg"], "kg")
+            )
+        else:
+            raise QuarantineError(
+                "unsupported_format",
+                "CSV layout not recognised (columns: " + ", ".join(sorted(header)[:12]) + ")",
+            )
+    return events
+
+
+# ---- Apple Health -----------------------------------------------------------------------------
+_APPLE_TYPES = {
+    "HKQuantityTypeIdentifierHeartRate": ("heart_rate", {"count/min": 1.0}),
+    "HKQuantityTypeIdentifierStepCount": ("steps", {"count": 1.0}),
+    "HKQuantityTypeIdentifierActiveEnergyBurned": ("active_energy", {"kcal": 1.0, "kJ": 1 / 4.184}),
+    "HKQuantityTypeIdentifierBodyMass": ("weight", {"kg": 1.0, "lb": 0.45359237}),
+}
+_APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
+
+
+def _apple_time(text: str) -> datetime:
+    return datetime.strptime(text, _APPLE_TIME).astimezone(UTC).replace(tzinfo=None)
+
+
+def _apple_event(element) -> dict:
+    attrs = element.attrib
+    # The source name is often "<owner>'s Apple Watch": hash it rather than keep a name.
+    device = "apple:" + hashlib.sha256(attrs.get("sourceName", "").encode()).hexdigest()[:16]
+    start, end = _apple_time(attrs["startDate"]), _apple_time(attrs["endDate"])
+    raw_type = attrs.get("type") or element.tag
+    identity = "|".join([raw_type, attrs["startDate"], attrs["endDate"], attrs.get("value", "")])
+    event_id = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    extra = {
+        k: v
+        for k, v in attrs.items()
+        if k not in ("type", "startDate", "endDate", "value", "unit", "sourceName")
+    }
+    if element.tag == "Workout":
+        minutes = (end - start).total_seconds() / 60
+        extra["workoutActivityType"] = attrs.get("workoutActivityType")
+        return _event(
+            device, event_id, "workout", start, minutes, "min", "apple_health", end, extra
+        )
+    if raw_type == "HKCategoryTypeIdentifierSleepAnalysis":
+        kind = "in_bed" if attrs.get("value", "").endswith("InBed") else "sleep"
+        minutes = (end - start).total_seconds() / 60
+        return _event(device, event_id, kind, start, minutes, "min", "apple_health", end, extra)
+    kind, factors = _APPLE_TYPES.get(raw_type, (raw_type, {}))
+    unit = attrs.get("unit")
+    value = attrs.get("value")
+    numeric = None
+    try:
+        numeric = float(value) if value is not None else None
+    except ValueError:
+        extra["value"] = value
+    if unit in factors and numeric is not None:
+        numeric, unit = numeric * factors[unit], CANONICAL_UNITS[kind]
+    return _event(device, event_id, kind, start, numeric, unit, "apple_health", end, extra)
+
+
+def _apple_xml(data: bytes) -> list[dict]:
+    events = []
+    try:
+        for _, element in ElementTree.iterparse(io.BytesIO(data), events=("end",)):
+            if element.tag in ("Record", "Workout"):
+                events.append(_apple_event(element))
+                element.clear()
+    except ElementTree.ParseError as err:
+        raise QuarantineError(
+            "invalid_xml", f"Apple Health XML is malformed ({err.code})"
+        ) from None
+    except (KeyError, ValueError):
+        raise QuarantineError(
+            "invalid_event", "an Apple Health record lacks or garbles a date"
+        ) from None
+    return events
+
+
+def _apple_zip(data: bytes) -> list[dict]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise QuarantineError("invalid_zip", "the ZIP archive is corrupt") from None
+    members = [
+        n for n in archive.namelist() if n.endswith("export.xml") and not n.startswith("__MACOSX/")
+    ]
+    if len(members) != 1:
+        raise QuarantineError(
+            "unsupported_format", f"expected one export.xml in the ZIP, found {len(members)}"
+        )
+    return _apple_xml(archive.read(members[0]))
+
+
+def parse_wearables_file(data: bytes) -> list[dict]:
+    """Canonical events from one delivered file of any supported layout, or QuarantineError."""
+    if data.startswith(b"PK\x03\x04"):
+        return _apple_zip(data)
+    if not data.strip():
+        raise QuarantineError("empty_file", "the file is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise QuarantineError(
+            "encoding_error", f"not UTF-8 text (invalid byte at offset {err.start})"
+        ) from None
+    head = text.lstrip()[:2000]
+    if head.startswith("<"):
+        if "<HealthData" in head:
+            return _apple_xml(data)
+        if "<gpx" in head:
+            raise QuarantineError(
+                "unsupported_format",
+                "GPX workout routes carry locations, "
+                "not events; the workout itself comes from export.xml",
+            )
+        raise QuarantineError("unsupported_format", "XML that is not an Apple Health export")
+    if head.startswith("{"):
+        return _jsonl(text)
+    if head.split("\n", 1)[0].startswith("Id,"):
+        return _fitbit_csv(text)
+    raise QuarantineError("unsupported_format", "not a known wearables layout")
+
+
+# ---- silver and gold ----------------------------------------------------------------------
+_B = "bronze.wearable_events"
+RK = Column(
+    "research_key",
+    "VARCHAR",
+    "Keyed pseudonym of the patient's MRN (join key).",
+    "quasi_identifier",
+    "hipaa",
+    nullable=False,
+)
+
+EVENTS = Table(
+    layer="silver",
+    name="wearable_events",
+    modality="wearables",
+    asset_key=("wearables", "events"),
+    primary_key=("_source_locator",),
+    partition_column="event_date",
+    description="Canonical wearable events linked to patients, by event day (within the "
+    "lateness horizon).",
+    columns=(
+        RK,
+        Column("event_type", "VARCHAR", "Canonical event type.", "none", nullable=False),
+        Column("event_time", "TIMESTAMP", "Start of the event.", "phi", "hipaa", nullable=False),
+        Column("end_time", "TIMESTAMP", "End of an interval event.", "phi", "hipaa"),
+        Column(
+            "event_date",
+            "DATE",
+            "Day partition (date of event_time).",
+            "phi",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("value", "DOUBLE", "Value in `unit`.", "sensitive", "hipaa"),
+        Column("unit", "VARCHAR", "Canonical unit.", "none"),
+        Column("source_schema", "VARCHAR", "Layout the event came in.", "none"),
+        Column("hours_late", "DOUBLE", "Hours between the event and its file's arrival.", "none"),
+        *provenance_columns(_LOCATOR, "phi"),
+    ),
+    lineage={
+        "research_key": (
+            ("silver.device_use", "research_key"),
+            (_B, "device_id"),
+            (_B, "event_time"),
+        ),
+        **{
+            c: ((_B, c),)
+            for c in (
+                "event_type",
+                "event_time",
+                "end_time",
+                "value",
+                "unit",
+                "source_schema",
+                "_source_sha256",
+                "_source_locator",
+            )
+        },
+        "event_date": ((_B, "event_time"),),
+        "hours_late": ((_B, "event_time"), (_B, "received_at")),
+    },
+)
+
+DAILY = Table(
+    layer="gold",
+    name="wearable_daily",
+    modality="wearables",
+    asset_key=("wearables", "daily_features"),
+    primary_key=("research_key", "day"),
+    partition_column="day",
+    description="Daily activity per patient with rolling 7- and 28-day windows.",
+    columns=(
+        RK,
+        Column("day", "DATE", "Calendar day.", "phi", "hipaa", nullable=False),
+        Column(
+            "resting_hr",
+            "DOUBLE",
+            "10th percentile of the day's heart rate (bpm).",
+            "sensitive",
+            "hipaa",
+            min_value=25,
+            max_value=200,
+        ),
+        Column("hr_readings", "INTEGER", "Heart-rate readings that day.", "none", min_value=0),
+        Column(
+            "steps",
+            "DOUBLE",
+            "Steps that day.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+            max_value=100_000,
+        ),
+        Column(
+            "active_minutes",
+            "DOUBLE",
+            "Minutes in intervals at ≥ 40 steps/min.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+            max_value=1440,
+        ),
+        Column(
+            "sleep_minutes",
+            "DOUBLE",
+            "Minutes asleep in sessions starting that day.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+            max_value=1440,
+        ),
+        Column(
+            "steps_7d",
+            "DOUBLE",
+            "Mean daily steps over the 7 days ending that day.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+        ),
+        Column(
+            "steps_28d",
+            "DOUBLE",
+            "Mean daily steps over the 28 days ending that day.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+        ),
+        Column(
+            "resting_hr_7d", "DOUBLE", "Mean resting heart rate over 7 days.", "sensitive", "hipaa"
+        ),
+        Column(
+            "resting_hr_28d",
+            "DOUBLE",
+            "Mean resting heart rate over 28 days.",
+            "sensitive",
+            "hipaa",
+        ),
+        Column(
+            "days_covered_28d",
+            "INTEGER",
+            "Days with data in the 28-day window.",
+            "none",
+            min_value=0,
+            max_value=28,
+        ),
+        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+    ),
+    lineage={
+        "research_key": (("silver.wearable_events", "research_key"),),
+        "day": (("silver.wearable_events", "event_date"),),
+        **{
+            c: (("silver.wearable_events", "value"), ("silver.wearable_events", "event_type"))
+            for c in (
+                "resting_hr",
+                "hr_readings",
+                "steps",
+                "active_minutes",
+                "sleep_minutes",
+                "steps_7d",
+                "steps_28d",
+                "resting_hr_7d",
+                "resting_hr_28d",
+            )
+        },
+        "days_covered_28d": (("silver.wearable_events", "event_date"),),
+    },
+)
+
+FEATURES = Table(
+    layer="gold",
+    name="wearables_features",
+    modality="wearables",
+    asset_key=("wearables", "wearables_features"),
+    primary_key=("research_key",),
+    description="One row per patient: wearable activity in the 28 days before the index date.",
+    columns=(
+        RK,
+        Column(
+            "has_wearables",
+            "BOOLEAN",
+            "Any wearable day in the 28 days before index.",
+            "none",
+            nullable=False,
+        ),
+        Column(
+            "coverage_days_28d",
+            "INTEGER",
+            "Days with data in the 28 days before index.",
+            "none",
+            nullable=False,
+            min_value=0,
+            max_value=28,
+        ),
+        Column(
+            "steps_mean_7d",
+            "DOUBLE",
+            "Mean daily steps, 7 days before index.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+        ),
+        Column(
+            "steps_mean_28d",
+            "DOUBLE",
+            "Mean daily steps, 28 days before index.",
+            "sensitive",
+            "hipaa",
+            min_value=0,
+        ),
+        Column(
+            "steps_slope_28d",
+            "DOUBLE",
+            "Trend of daily steps (steps/day per day).",
+            "sensitive",
+            "hipaa",
+        ),
+        Column(
+            "resting_hr_mean_7d",
+            "DOUBLE",
+            "Mean resting HR, 7 days before index.",
+            "sensitive",
+            "hipaa",
+        ),
+        Column(
+            "resting_hr_mean_28d",
+            "DOUBLE",
+            "Mean resting HR, 28 days before index.",
+            "sensitive",
+            "hipaa",
+        ),
+        Column(
+            "sleep_mean_28d",
+            "DOUBLE",
+            "Mean minutes asleep, 28 days before index.",
+            "sensitive",
+            "hipaa",
+        ),
+        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+    ),
+    lineage={
+        "research_key": (("gold.clinical_features", "research_key"),),
+        **{
+            c: (("gold.wearable_daily", "day"), ("gold.clinical_features", "index_date"))
+            for c in ("has_wearables", "coverage_days_28d")
+        },
+        **{
+            c: (("gold.wearable_daily", "steps"), ("gold.clinical_features", "index_date"))
+            for c in ("steps_mean_7d", "steps_mean_28d", "steps_slope_28d")
+        },
+        **{
+            c: (("gold.wearable_daily", "resting_hr"), ("gold.clinical_features", "index_date"))
+            for c in ("resting_hr_mean_7d", "resting_hr_mean_28d")
+        },
+        "sleep_mean_28d": (
+            ("gold.wearable_daily", "sleep_minutes"),
+            ("gold.clinical_features", "index_date"),
+        ),
+    },
+)
+
+TABLES = (WEARABLE_EVENTS, EVENTS, DAILY, FEATURES)
+
+_LINKED = """
+FROM bronze.wearable_events e
+JOIN silver.device_use d ON d.device_id = e.device_id
+ AND e.event_time >= d.period_start AND e.event_time < d.period_end + INTERVAL 1 DAY
+"""
+_ON_TIME = f"e.received_at - e.event_time <= INTERVAL {LATENESS_HORIZON_DAYS} DAY"
+
+EVENTS_SQL = f"""
+SELECT d.research_key, e.event_type, e.event_time, e.end_time,
+       CAST(e.event_time AS DATE) AS event_date, e.value, e.unit, e.source_schema,
+       date_diff('second', e.event_time, e.received_at) / 3600.0 AS hours_late,
+       e._source_sha256, e._source_locator, $run_id AS _run_id
+{_LINKED}
+WHERE {_ON_TIME}
+"""
+
+# Events kept in bronze but not published: no device-use link, or later than the horizon.
+EVENT_COVERAGE_SQL = f"""
+SELECT
+  (SELECT count(*) FROM bronze.wearable_events) AS bronze_events,
+  (SELECT count(*) {_LINKED}) AS linked_events,
+  (SELECT count(*) {_LINKED} WHERE NOT ({_ON_TIME})) AS beyond_lateness_horizon
+"""
+
+DAILY_SQL = """
+WITH days AS (
+    SELECT research_key, event_date AS day,
+           quantile_cont(value, 0.1) FILTER (event_type = 'heart_rate') AS resting_hr,
+           count(*) FILTER (event_type = 'heart_rate') AS hr_readings,
+           sum(value) FILTER (event_type = 'steps') AS steps,
+           coalesce(sum(date_diff('minute', event_time, end_time)) FILTER (
+               event_type = 'steps'
+               AND value >= 40 * date_diff('minute', event_time, end_time)), 0)
+               AS active_minutes,
+           sum(value) FILTER (event_type = 'sleep') AS sleep_minutes
+    FROM silver.wearable_events
+    GROUP BY ALL
+)
+SELECT research_key, day, resting_hr, CAST(hr_readings AS INTEGER) AS hr_readings, steps,
+       active_minutes, sleep_minutes,
+       avg(steps) OVER w7 AS steps_7d, avg(steps) OVER w28 AS steps_28d,
+       avg(resting_hr) OVER w7 AS resting_hr_7d, avg(resting_hr) OVER w28 AS resting_hr_28d,
+       CAST(count(*) OVER w28 AS INTEGER) AS days_covered_28d,
+       $run_id AS _run_id
+FROM days
+WINDOW w7 AS (PARTITION BY research_key ORDER BY day
+              RANGE BETWEEN INTERVAL 6 DAY PRECEDING AND CURRENT ROW),
+       w28 AS (PARTITION BY research_key ORDER BY day
+               RANGE BETWEEN INTERVAL 27 DAY PRECEDING AND CURRENT ROW)
+"""
+
+FEATURES_SQL = """
+SELECT c.research_key,
+       count(d.day) > 0 AS has_wearables,
+       CAST(count(d.day) AS INTEGER) AS coverage_days_28d,
+       avg(d.steps) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS steps_mean_7d,
+       avg(d.steps) AS steps_mean_28d,
+       regr_slope(d.steps, date_diff('day', c.index_date, d.day)) AS steps_slope_28d,
+       avg(d.resting_hr) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS resting_hr_mean_7d,
+       avg(d.resting_hr) AS resting_hr_mean_28d,
+       avg(d.sleep_minutes) AS sleep_mean_28d,
+       $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN gold.wearable_daily d
+  ON d.research_key = c.research_key AND d.day < c.index_date
+ AND d.day >= c.index_date - INTERVAL 28 DAY
+GROUP BY c.research_key
+"""
