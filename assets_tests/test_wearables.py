@@ -20,8 +20,13 @@ from multimodal_assets.lib.wearables import parse_wearables_file
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "wearables"
 
 
+def _events(data: bytes) -> list[dict]:
+    parsed = parse_wearables_file(data)
+    return parsed if isinstance(parsed, list) else parsed.to_pylist()
+
+
 def _one(line: dict) -> dict:
-    (event,) = parse_wearables_file((json.dumps(line) + "\n").encode())
+    (event,) = _events((json.dumps(line) + "\n").encode())
     return event
 
 
@@ -114,7 +119,7 @@ def test_fitabase_csv_layouts_parse_with_every_row():
 def test_minute_steps_wide_layout():
     header = "Id,ActivityHour," + ",".join(f"Steps{m:02d}" for m in range(60))
     row = "42,4/12/2016 1:00:00 AM," + ",".join(str(m) for m in range(60))
-    events = parse_wearables_file(f"{header}\n{row}\n".encode())
+    events = _events(f"{header}\n{row}\n".encode())
     assert len(events) == 60 and sum(e["value"] for e in events) == sum(range(60))
     assert events[5]["event_time"].minute == 5
 

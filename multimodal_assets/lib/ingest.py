@@ -157,7 +157,7 @@ def ingest(
     conn,
     modality: str,
     files: list[LandedFile],
-    parse: Callable[[bytes], list[dict]],
+    parse: Callable[[bytes], list[dict] | pa.Table],
     target: Table,
     run_id: str,
     commit_every_bytes: int = 32 << 20,
@@ -178,7 +178,7 @@ def ingest(
     }
     summary = IngestSummary(new_files=len(files))
     now = datetime.now(UTC).replace(tzinfo=None)
-    records: list[dict] = []
+    records: list[pa.Table] = []
     file_rows: list[dict] = []
     quarantine_rows: list[dict] = []
     pending_bytes = 0
@@ -188,11 +188,13 @@ def ingest(
         conn.execute("BEGIN TRANSACTION")
         try:
             if records:
-                summary.records += _append_rows(conn, target, records)
+                summary.records += _append(
+                    conn, target, pa.concat_tables(records, promote_options="permissive")
+                )
             if file_rows:
-                _append_rows(conn, FILES, file_rows)
+                _append(conn, FILES, _arrow(FILES, file_rows))
             if quarantine_rows:
-                _append_rows(conn, QUARANTINE, quarantine_rows)
+                _append(conn, QUARANTINE, _arrow(QUARANTINE, quarantine_rows))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -231,14 +233,12 @@ def ingest(
                     f"unexpected {type(err).__name__} while parsing",
                 )
             else:
-                for rec in parsed:
-                    rec.update(
-                        _source_sha256=landed.sha256, _run_id=run_id, received_at=landed.received_at
-                    )
-                records.extend(parsed)
-                row["records"] = len(parsed)
+                batch = _with_provenance(parsed, target, landed, run_id)
+                if batch.num_rows:
+                    records.append(batch)
+                row["records"] = batch.num_rows
                 summary.ingested += 1
-                summary.parsed += len(parsed)
+                summary.parsed += batch.num_rows
                 ingested_hashes.add(landed.sha256)
         file_rows.append(row)
         pending_bytes += landed.size
@@ -265,14 +265,35 @@ def _quarantine(row, quarantine_rows, summary, code, message):
     summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
 
 
-def _append_rows(conn, table: Table, rows: list[dict]) -> int:
+def _arrow(table: Table, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows])
+
+
+def _with_provenance(
+    parsed: list[dict] | pa.Table, target: Table, landed: LandedFile, run_id: str
+) -> pa.Table:
+    """The parsed records as Arrow, with the file-level provenance every bronze row carries."""
+    constants = {"_source_sha256": landed.sha256, "_run_id": run_id}
+    if "received_at" in target.column_names:
+        constants["received_at"] = landed.received_at
+    batch = parsed
+    if not isinstance(parsed, pa.Table):
+        names = [c for c in target.column_names if c not in constants]
+        batch = pa.Table.from_pylist([{c: r.get(c) for c in names} for r in parsed])
+    for name, value in constants.items():
+        if name in batch.column_names:
+            batch = batch.drop_columns([name])
+        batch = batch.append_column(name, pa.array([value] * batch.num_rows))
+    return batch
+
+
+def _append(conn, table: Table, arrow: pa.Table) -> int:
     """Append rows; for append-once tables only keys not seen before. Returns rows added."""
-    arrow = pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows])
     conn.register("_incoming_rows", arrow)
     try:
         if not table.append_once:
             warehouse.append(conn, table, "_incoming_rows")
-            return len(rows)
+            return arrow.num_rows
         before = warehouse.row_count(conn, table.fqn)
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
         # Of several deliveries of one key, the earliest arrival is the one kept.

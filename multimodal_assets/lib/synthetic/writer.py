@@ -43,10 +43,21 @@ def _encode(bundle: dict) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+RENDERED_MODALITIES = ("clinical", "wearables")
+
+
 def generate(
-    n_patients: int, seed: int, landing: Path, progress: bool | None = None
+    n_patients: int,
+    seed: int,
+    landing: Path,
+    progress: bool | None = None,
+    modalities: tuple[str, ...] = RENDERED_MODALITIES,
 ) -> CohortSummary:
-    """Draw the cohort, render every implemented modality under landing/, truth to ../truth."""
+    """Draw the cohort, render the chosen modalities under landing/, truth to ../truth.
+
+    The latent cohort is the same whichever modalities are rendered. Clinical bundles are
+    always written: every other modality links to patients through them.
+    """
     landing = Path(landing)
     truth_dir = landing.parent / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -93,11 +104,13 @@ def generate(
                 deliveries.append(_row(again, landing, "resend", "duplicate", p, later))
     deliveries.extend(_foreign_files(clinical, landing, seed))
 
-    wearable_truth, wearable_files = render_exports(cohort, seed, landing / "wearables")
-    wearable_truth.to_parquet(truth_dir / "wearable_events.parquet", index=False)
-    pd.DataFrame(
-        [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
-    ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
+    wearable_files = []
+    if "wearables" in modalities:
+        wearable_truth, wearable_files = render_exports(cohort, seed, landing / "wearables")
+        wearable_truth.to_parquet(truth_dir / "wearable_events.parquet", index=False)
+        pd.DataFrame(
+            [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
+        ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
