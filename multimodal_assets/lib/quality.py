@@ -90,7 +90,14 @@ def expectation_outcomes(
     if not rules:
         return []
     gx, context = _gx()
-    frame = conn.sql(f"SELECT * FROM {staged}").df()
+    # Only the columns the rules read: GX validates pandas in memory (its SQL datasource could
+    # not introspect DuckDB 2.0 through duckdb-engine here), so narrow frames matter.
+    present = set(warehouse.table_columns(conn, staged))
+    needed = sorted(
+        {c for rule in rules for c in rule.params.get("columns", (rule.column,))} & present
+    )
+    columns = ", ".join(f'"{c}"' for c in needed) or "1 AS _none"
+    frame = conn.sql(f"SELECT {columns} FROM {staged}").df()
     source = context.data_sources.add_pandas(f"staged_{table.layer}_{table.name}")
     batch = (
         source.add_dataframe_asset(table.name)
