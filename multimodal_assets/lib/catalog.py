@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from . import audit, clinical, ingest, wearables
+from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table
-
-RK = clinical.RK
 
 COLUMN_CATALOG = Table(
     layer="governance",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from . import fhir, units
 from .fhir_time import parse_date, parse_datetime
 from .pseudonym import research_key
-from .tables import Column, Table, provenance_columns
+from .tables import RESEARCH_KEY, Column, Table, provenance_columns
 
 # ---- reference vocabularies the features rely on -------------------------------------------
 HISTOLOGY_BY_SNOMED = {
@@ -41,14 +41,7 @@ STAGE_GROUPS = ("I", "II", "III", "IV")
 HISTOLOGIES = ("adenocarcinoma", "squamous_cell", "nsclc_nos")
 SEXES = ("male", "female", "other", "unknown")
 
-RK = Column(
-    "research_key",
-    "VARCHAR",
-    "Keyed pseudonym of the patient's MRN (join key).",
-    "quasi_identifier",
-    "hipaa",
-    nullable=False,
-)
+RK = RESEARCH_KEY
 
 
 BRONZE = "bronze.fhir_resources"

@@ -145,6 +145,16 @@ def catalog_rows(tables) -> list[dict]:
     ]
 
 
+RESEARCH_KEY = Column(
+    "research_key",
+    "VARCHAR",
+    "Keyed pseudonym of the patient's MRN (join key).",
+    "quasi_identifier",
+    "hipaa",
+    nullable=False,
+)
+
+
 def provenance_columns(locator_description: str, locator_classification: str = "none"):
     """The provenance columns every bronze and silver row carries."""
     return (

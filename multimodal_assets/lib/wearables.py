@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from .ingest import QuarantineError
+from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table, provenance_columns
 
 LATENESS_HORIZON_DAYS = 7
@@ -250,38 +251,58 @@ def _fitbit_rows(kind_name, device, stamp, kind, value, unit, minutes=None) -> d
     )
 
 
+# (columns that identify the layout, layout name, time column, event type, value column, unit,
+# interval minutes)
+_FITBIT_LAYOUTS = (
+    ({"Time", "Value"}, "heartrate_seconds", "Time", "heart_rate", "Value", "count/min", None),
+    ({"ActivityMinute", "Steps"}, "minute_steps", "ActivityMinute", "steps", "Steps", "count", 1),
+    (
+        {"ActivityHour", "StepTotal"},
+        "hourly_steps",
+        "ActivityHour",
+        "steps",
+        "StepTotal",
+        "count",
+        60,
+    ),
+    (
+        {"ActivityDate", "TotalSteps"},
+        "daily_activity",
+        "ActivityDate",
+        "daily_steps",
+        "TotalSteps",
+        "count",
+        24 * 60,
+    ),
+    (
+        {"SleepDay", "TotalMinutesAsleep"},
+        "sleep_day",
+        "SleepDay",
+        "sleep",
+        "TotalMinutesAsleep",
+        "min",
+        None,
+    ),
+    ({"Date", "WeightKg"}, "weight_log", "Date", "weight", "WeightKg", "kg", None),
+)
+
+
 def _fitbit_csv(text: str) -> list[dict]:
     reader = csv.DictReader(io.StringIO(text))
     header = set(reader.fieldnames or [])
+    wide = {"ActivityHour", "Steps00"} <= header  # minute steps, one column per minute
+    layout = next((spec for spec in _FITBIT_LAYOUTS if spec[0] <= header), None)
+    if layout is None and not wide:
+        raise QuarantineError(
+            "unsupported_format",
+            "CSV layout not recognised (columns: " + ", ".join(sorted(header)[:12]) + ")",
+        )
     events = []
     for row in reader:
         if not any((v or "").strip() for v in row.values()):
             continue
         device = f"fitbit:{row['Id']}"
-        if {"Time", "Value"} <= header:
-            events.append(
-                _fitbit_rows(
-                    "heartrate_seconds",
-                    device,
-                    row["Time"],
-                    "heart_rate",
-                    row["Value"],
-                    "count/min",
-                )
-            )
-        elif {"ActivityMinute", "Steps"} <= header:
-            events.append(
-                _fitbit_rows(
-                    "minute_steps",
-                    device,
-                    row["ActivityMinute"],
-                    "steps",
-                    row["Steps"],
-                    "count",
-                    minutes=1,
-                )
-            )
-        elif {"ActivityHour", "Steps00"} <= header:
+        if wide:
             hour = _fitbit_time(row["ActivityHour"])
             for minute in range(60):
                 stamp = (hour + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
@@ -296,45 +317,13 @@ def _fitbit_csv(text: str) -> list[dict]:
                         minutes=1,
                     )
                 )
-        elif {"ActivityHour", "StepTotal"} <= header:
-            events.append(
-                _fitbit_rows(
-                    "hourly_steps",
-                    device,
-                    row["ActivityHour"],
-                    "steps",
-                    row["StepTotal"],
-                    "count",
-                    minutes=60,
-                )
+            continue
+        _, name, time_column, kind, value_column, unit, minutes = layout
+        events.append(
+            _fitbit_rows(
+                name, device, row[time_column], kind, row[value_column], unit, minutes=minutes
             )
-        elif {"ActivityDate", "TotalSteps"} <= header:
-            events.append(
-                _fitbit_rows(
-                    "daily_activity",
-                    device,
-                    row["ActivityDate"],
-                    "daily_steps",
-                    row["TotalSteps"],
-                    "count",
-                    minutes=24 * 60,
-                )
-            )
-        elif {"SleepDay", "TotalMinutesAsleep"} <= header:
-            events.append(
-                _fitbit_rows(
-                    "sleep_day", device, row["SleepDay"], "sleep", row["TotalMinutesAsleep"], "min"
-                )
-            )
-        elif {"Date", "WeightKg"} <= header:
-            events.append(
-                _fitbit_rows("weight_log", device, row["Date"], "weight", row["WeightKg"], "kg")
-            )
-        else:
-            raise QuarantineError(
-                "unsupported_format",
-                "CSV layout not recognised (columns: " + ", ".join(sorted(header)[:12]) + ")",
-            )
+        )
     return events
 
 
@@ -453,14 +442,6 @@ def parse_wearables_file(data: bytes) -> list[dict] | pa.Table:
 
 # ---- silver and gold ----------------------------------------------------------------------
 _B = "bronze.wearable_events"
-RK = Column(
-    "research_key",
-    "VARCHAR",
-    "Keyed pseudonym of the patient's MRN (join key).",
-    "quasi_identifier",
-    "hipaa",
-    nullable=False,
-)
 
 EVENTS = Table(
     layer="silver",
