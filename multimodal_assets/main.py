@@ -98,13 +98,17 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
         import pyarrow.parquet as pq
 
         patients = pq.read_table(truth / "patients.parquet", columns=["n_conditions"])
-        print(f"  generator truth: {patients.num_rows:,} patients, "
-              f"{pc.sum(patients.column('n_conditions')).as_py():,} conditions")
+        print(
+            f"  generator truth: {patients.num_rows:,} patients, "
+            f"{pc.sum(patients.column('n_conditions')).as_py():,} conditions"
+        )
         if (truth / "wearable_events.parquet").exists():
             events = pq.read_table(truth / "wearable_events.parquet", columns=["beyond_horizon"])
             late = pc.sum(events.column("beyond_horizon")).as_py() or 0
-            print(f"  generator truth: {events.num_rows:,} wearable events, "
-                  f"{events.num_rows - late:,} within the lateness horizon")
+            print(
+                f"  generator truth: {events.num_rows:,} wearable events, "
+                f"{events.num_rows - late:,} within the lateness horizon"
+            )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall time {time.perf_counter() - started:.1f} s, peak memory {peak_mib:.0f} MiB")
     print(

@@ -5,10 +5,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 
-def write_delivered(path: Path, data: bytes, delivered_on: date, hour: int = 12) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+def stamp_delivery(path: Path, delivered_on: date, hour: int = 12) -> None:
     stamp = datetime(
         delivered_on.year, delivered_on.month, delivered_on.day, hour, tzinfo=UTC
     ).timestamp()
     os.utime(path, (stamp, stamp))
+
+
+def write_delivered(path: Path, data: bytes, delivered_on: date, hour: int = 12) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    stamp_delivery(path, delivered_on, hour)

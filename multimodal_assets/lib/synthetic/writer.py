@@ -106,8 +106,9 @@ def generate(
 
     wearable_files = []
     if "wearables" in modalities:
-        wearable_truth, wearable_files = render_exports(cohort, seed, landing / "wearables")
-        wearable_truth.to_parquet(truth_dir / "wearable_events.parquet", index=False)
+        wearable_files = render_exports(
+            cohort, seed, landing / "wearables", truth_dir / "wearable_events.parquet"
+        )
         pd.DataFrame(
             [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
         ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
