@@ -1,9 +1,14 @@
 """Clinical (FHIR R4) assets: landed bundles → bronze resources → silver tables → gold features."""
 
 from multimodal_assets.lib import clinical, fhir, warehouse
-from multimodal_assets.lib.clinical import CLINICAL_FEATURES, FHIR_RESOURCES, PATIENTS
+from multimodal_assets.lib.clinical import (
+    CLINICAL_FEATURES,
+    CLINICAL_OUTCOMES,
+    FHIR_RESOURCES,
+    PATIENTS,
+)
 
-from .governed import bronze_ingest_asset, governed_table_asset
+from .governed import bronze_ingest_asset, governed_table_asset, sql_build
 
 fhir_resources = bronze_ingest_asset(
     FHIR_RESOURCES, fhir.parse_fhir_file, kinds={"duckdb", "python", "json"}
@@ -68,4 +73,10 @@ clinical_features = governed_table_asset(
     kinds={"duckdb", "sql"},
 )
 
-assets = [fhir_resources, patients, *child_tables, clinical_features]
+clinical_outcomes = governed_table_asset(
+    CLINICAL_OUTCOMES,
+    build=sql_build(CLINICAL_OUTCOMES, clinical.CLINICAL_OUTCOMES_SQL),
+    kinds={"duckdb", "sql"},
+)
+
+assets = [fhir_resources, patients, *child_tables, clinical_features, clinical_outcomes]

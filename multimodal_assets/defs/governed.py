@@ -43,6 +43,16 @@ def table_schema(table: Table) -> dg.TableSchema:
     )
 
 
+def sql_build(table: Table, select_sql: str) -> Build:
+    """A build that stages one SQL query (with `$run_id` bound to the run)."""
+
+    def build(conn, run_id: str) -> dict:
+        warehouse.stage(conn, table, select_sql, {"run_id": run_id})
+        return {}
+
+    return build
+
+
 def upstream_tables(table: Table) -> list[Table]:
     """The tables this one's declared column lineage reads from."""
     fqns = sorted({fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn})

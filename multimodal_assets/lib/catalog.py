@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, ingest, wearables
+from . import audit, clinical, fusion, ingest, wearables
 from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table
 
@@ -109,6 +109,9 @@ ALL_TABLES: tuple[Table, ...] = (
     POLICY_DECISIONS,
     audit.ACCESS_LOG,
 )
+# The fused table is derived from the modality feature tables declared above.
+PATIENT_FEATURES = fusion.fused_table(ALL_TABLES)
+ALL_TABLES = (*ALL_TABLES, PATIENT_FEATURES)
 GOVERNED_LAYERS = ("silver", "gold")
 _BY_FQN = {t.fqn: t for t in ALL_TABLES}
 

@@ -549,7 +549,85 @@ SILVER_TABLES = (
     PROCEDURES,
     DEVICE_USE,
 )
-TABLES = (FHIR_RESOURCES, *SILVER_TABLES, CLINICAL_FEATURES)
+OUTCOME_HORIZON_DAYS = 365
+CLINICAL_OUTCOMES = Table(
+    layer="gold",
+    name="clinical_outcomes",
+    modality="clinical",
+    asset_key=("clinical", "clinical_outcomes"),
+    primary_key=("research_key",),
+    description="12-month progression or death after the NSCLC index date, from the EHR (the label).",
+    columns=(
+        RK,
+        Column("index_date", "DATE", "First NSCLC diagnosis date.", "phi", "hipaa", nullable=False),
+        Column(
+            "progression_date",
+            "DATE",
+            "First secondary malignancy (ICD-10-CM C77-C79) after the index date.",
+            "phi",
+            "hipaa",
+        ),
+        Column("death_date", "DATE", "Date of death, if recorded.", "phi", "hipaa"),
+        Column(
+            "progressed_or_died_12m",
+            "BOOLEAN",
+            "Progression or death within 365 days of the index date.",
+            "sensitive",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("observed_until", "DATE", "Latest dated EHR record of the patient.", "phi", "hipaa"),
+        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+    ),
+    lineage={
+        "research_key": (("gold.clinical_features", "research_key"),),
+        "index_date": (("gold.clinical_features", "index_date"),),
+        "progression_date": (
+            ("silver.conditions", "icd10_code"),
+            ("silver.conditions", "onset_date"),
+        ),
+        "death_date": (("silver.patients", "deceased_date"),),
+        "progressed_or_died_12m": (
+            ("silver.conditions", "onset_date"),
+            ("silver.patients", "deceased_date"),
+            ("gold.clinical_features", "index_date"),
+        ),
+        "observed_until": (
+            ("silver.encounters", "start_time"),
+            ("silver.conditions", "onset_date"),
+        ),
+    },
+)
+
+# Secondary malignancies (ICD-10-CM C77-C79) after the index date mark progression.
+CLINICAL_OUTCOMES_SQL = f"""
+WITH cohort AS (
+    SELECT research_key, index_date FROM gold.clinical_features WHERE in_nsclc_cohort
+),
+progression AS (
+    SELECT c.research_key, min(c.onset_date) AS progression_date
+    FROM silver.conditions c JOIN cohort k USING (research_key)
+    WHERE regexp_matches(c.icd10_code, '^C7[7-9]') AND c.onset_date > k.index_date
+    GROUP BY 1
+),
+seen AS (
+    SELECT research_key, max(day) AS observed_until FROM (
+        SELECT research_key, CAST(start_time AS DATE) AS day FROM silver.encounters
+        UNION ALL SELECT research_key, onset_date FROM silver.conditions
+    ) GROUP BY 1
+)
+SELECT k.research_key, k.index_date, p.progression_date, pt.deceased_date AS death_date,
+       coalesce(p.progression_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
+       OR coalesce(pt.deceased_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
+           AS progressed_or_died_12m,
+       s.observed_until, $run_id AS _run_id
+FROM cohort k
+JOIN silver.patients pt USING (research_key)
+LEFT JOIN progression p USING (research_key)
+LEFT JOIN seen s USING (research_key)
+"""
+
+TABLES = (FHIR_RESOURCES, *SILVER_TABLES, CLINICAL_FEATURES, CLINICAL_OUTCOMES)
 
 
 # ---- flatteners: one FHIR resource -> one silver row (without research key/provenance) -----

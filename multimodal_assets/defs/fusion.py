@@ -1,0 +1,13 @@
+"""Fusion assets: one governed row per cohort patient across every modality."""
+
+from multimodal_assets.lib import catalog, fusion
+
+from .governed import governed_table_asset, sql_build
+
+patient_features = governed_table_asset(
+    catalog.PATIENT_FEATURES,
+    build=sql_build(catalog.PATIENT_FEATURES, fusion.fused_sql(catalog.PATIENT_FEATURES)),
+    kinds={"duckdb", "sql"},
+)
+
+assets = [patient_features]

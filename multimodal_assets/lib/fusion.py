@@ -1,0 +1,91 @@
+"""Fusion: the per-modality gold feature tables joined into one row per cohort patient.
+
+The fused declaration is derived from the registry: every gold `<modality>_features` table with
+a `has_<modality>` flag contributes its columns (with their classification) and lineage, so a
+new modality joins without a change here. Each input is already point-in-time (nothing after
+the index date), so the join adds no leakage.
+"""
+
+from __future__ import annotations
+
+from .tables import RESEARCH_KEY, Column, Table
+
+ANCHOR = "gold.clinical_features"  # defines the cohort and the index date
+_SKIP = ("research_key", "_run_id")
+
+
+def feature_tables(tables) -> list[Table]:
+    """Gold per-modality feature tables: named `<modality>_features` with `has_<modality>`."""
+    return [
+        t
+        for t in tables
+        if t.layer == "gold"
+        and t.name == f"{t.modality}_features"
+        and f"has_{t.modality}" in t.column_names
+    ]
+
+
+def fused_table(tables) -> Table:
+    sources = sorted(feature_tables(tables), key=lambda t: (t.fqn != ANCHOR, t.fqn))
+    columns: list[Column] = [RESEARCH_KEY]
+    lineage = {"research_key": ((ANCHOR, "research_key"),)}
+    for source in sources:
+        for column in source.columns:
+            if column.name in _SKIP:
+                continue
+            if column.name in lineage:
+                raise ValueError(f"feature column {column.name} appears in two modalities")
+            # A missing modality is a value: its flag is false, never null.
+            is_flag = column.name == f"has_{source.modality}"
+            columns.append(
+                Column(
+                    column.name,
+                    column.type,
+                    column.description,
+                    column.classification,
+                    column.regulatory,
+                    nullable=not is_flag and column.nullable,
+                    allowed=column.allowed,
+                    min_value=column.min_value,
+                    max_value=column.max_value,
+                )
+            )
+            lineage[column.name] = ((source.fqn, column.name),)
+    columns.append(Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"))
+    return Table(
+        layer="gold",
+        name="patient_features",
+        modality="fusion",
+        asset_key=("fusion", "patient_features"),
+        primary_key=("research_key",),
+        description="One row per NSCLC cohort patient: every modality's features as of the "
+        "index date, with has_<modality> flags.",
+        columns=tuple(columns),
+        lineage=lineage,
+    )
+
+
+def fused_sql(fused: Table) -> str:
+    """Join every contributing table to the anchor; absent modalities give false flags."""
+    sources = sorted({fqn for deps in fused.lineage.values() for fqn, _ in deps} - {ANCHOR})
+    aliases = {ANCHOR: "a", **{fqn: f"m{i}" for i, fqn in enumerate(sources)}}
+    select = []
+    for column in fused.columns:
+        if column.name == "_run_id":
+            select.append("$run_id AS _run_id")
+        elif column.name == "research_key":
+            select.append("a.research_key")
+        else:
+            ((fqn, name),) = fused.lineage[column.name]
+            ref = f'{aliases[fqn]}."{name}"'
+            select.append(
+                f'coalesce({ref}, FALSE) AS "{column.name}"'
+                if name.startswith("has_")
+                else f'{ref} AS "{column.name}"'
+            )
+    joins = "\n".join(
+        f"LEFT JOIN {fqn} {alias} USING (research_key)"
+        for fqn, alias in aliases.items()
+        if fqn != ANCHOR
+    )
+    return f"SELECT {', '.join(select)}\nFROM {ANCHOR} a\n{joins}\nWHERE a.in_nsclc_cohort"
