@@ -9,14 +9,20 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from multimodal_assets.defs import clinical, fusion, governance, wearables
+from multimodal_assets.defs import clinical, fusion, governance, models, wearables
 from multimodal_assets.defs.resources import WarehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_FHIR = FIXTURES / "fhir"
 REAL_WEARABLES = FIXTURES / "wearables"
-ALL_ASSETS = [*clinical.assets, *wearables.assets, *fusion.assets, *governance.assets]
+ALL_ASSETS = [
+    *clinical.assets,
+    *wearables.assets,
+    *fusion.assets,
+    *models.assets,
+    *governance.assets,
+]
 TEST_PATIENTS = 60
 TEST_SEED = 11
 

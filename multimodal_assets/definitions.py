@@ -2,11 +2,17 @@
 
 import dagster as dg
 
-from multimodal_assets.defs import automation, clinical, fusion, governance, wearables
+from multimodal_assets.defs import automation, clinical, fusion, governance, models, wearables
 from multimodal_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
-    assets=[*clinical.assets, *wearables.assets, *fusion.assets, *governance.assets],
+    assets=[
+        *clinical.assets,
+        *wearables.assets,
+        *fusion.assets,
+        *models.assets,
+        *governance.assets,
+    ],
     sensors=automation.sensors,
     schedules=governance.schedules,
     resources=default_resources(),
