@@ -23,6 +23,8 @@ def asset_tags(table: Table) -> dict[str, str]:
         "modality": table.modality,
         "layer": table.layer,
         "contains_phi": "true" if table.contains_phi else "false",
+        # Restricted tables hold raw identified data for the pipeline and privileged roles.
+        "access": "restricted" if table.restricted else "governed",
     }
 
 

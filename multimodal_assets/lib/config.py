@@ -3,8 +3,6 @@
 import os
 from pathlib import Path
 
-MODALITIES = ("clinical", "genomics", "imaging", "notes", "wearables")
-
 
 def data_dir() -> Path:
     return Path(os.environ.get("MM_DATA_DIR", "data")).resolve()

@@ -29,16 +29,6 @@ from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table, provenance_columns
 
 LATENESS_HORIZON_DAYS = 7
-EVENT_TYPES = (
-    "heart_rate",
-    "steps",
-    "daily_steps",
-    "sleep",
-    "in_bed",
-    "weight",
-    "active_energy",
-    "workout",
-)
 CANONICAL_UNITS = {
     "heart_rate": "count/min",
     "steps": "count",
@@ -454,7 +444,14 @@ EVENTS = Table(
     "lateness horizon).",
     columns=(
         RK,
-        Column("event_type", "VARCHAR", "Canonical event type.", "none", nullable=False),
+        Column(
+            "event_type",
+            "VARCHAR",
+            "Canonical event type.",
+            "none",
+            nullable=False,
+            allowed=tuple(CANONICAL_UNITS),
+        ),
         Column("event_time", "TIMESTAMP", "Start of the event.", "phi", "hipaa", nullable=False),
         Column("end_time", "TIMESTAMP", "End of an interval event.", "phi", "hipaa"),
         Column(

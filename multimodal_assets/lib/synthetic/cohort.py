@@ -28,7 +28,6 @@ ANCESTRY_BY_RACE = {
     "Other": "AMR",
 }
 STAGE_EFFECT = {"I": -1.5, "II": -0.7, "III": 0.0, "IV": 1.0}
-OPTIONAL_MODALITIES = ("genomics", "germline", "imaging", "notes", "wearables")
 # Wearable devices are worn from 8 weeks before the index date to 4 weeks after it.
 WEARABLE_LEAD_DAYS = 56
 WEARABLE_FOLLOW_DAYS = 28
