@@ -96,26 +96,26 @@ _WAREHOUSE_CATALOG = "lakehouse"
 DATE_SHIFT_TABLE = "governance.date_shifts"
 
 
+def access_audit_fields(accesses) -> dict[str, str]:
+    """What an audit row records of the tables read: columns, row filters and masks applied."""
+    masked = [f"{a.table.fqn}.{c}={m}" for a in accesses for c, m in a.masks.items() if m != "none"]
+    return {
+        "tables": ",".join(a.table.fqn for a in accesses),
+        "columns": ",".join(f"{a.table.fqn}.{c}" for a in accesses for c in a.masks),
+        "filters": ",".join(
+            sorted({f"{a.table.fqn}:{f}" for a in accesses for f in a.row_filters})
+        ),
+        "masks": ",".join(masked),
+    }
+
+
 @dataclass(frozen=True)
 class Plan:
     sql: str
     accesses: tuple[TableAccess, ...]
 
     def audit_fields(self) -> dict[str, str]:
-        masked = [
-            f"{a.table.fqn}.{c}={m}"
-            for a in self.accesses
-            for c, m in a.masks.items()
-            if m != "none"
-        ]
-        return {
-            "tables": ",".join(a.table.fqn for a in self.accesses),
-            "columns": ",".join(f"{a.table.fqn}.{c}" for a in self.accesses for c in a.masks),
-            "filters": ",".join(
-                sorted({f"{a.table.fqn}:{f}" for a in self.accesses for f in a.row_filters})
-            ),
-            "masks": ",".join(masked),
-        }
+        return access_audit_fields(self.accesses)
 
 
 @dataclass(frozen=True)

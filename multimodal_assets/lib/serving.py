@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from . import audit, catalog
-from .gateway import checked_access, governed_select
+from .gateway import access_audit_fields, checked_access, governed_select
 from .policy import Denied, Policy
 
 
@@ -23,6 +23,16 @@ def write_serving_file(
     partial = out_path.with_name(out_path.name + ".partial")
     partial.unlink(missing_ok=True)
     written: dict[str, int] = {}
+
+    def export(**fields) -> None:
+        audit.append(
+            conn,
+            audit.AuditEvent(
+                action="export", user_name="dagster", role=role, run_id=run_id, **fields
+            ),
+            db_path,
+        )
+
     conn.execute(f"ATTACH '{partial}' AS serving_out")
     try:
         for table in catalog.ALL_TABLES:
@@ -31,44 +41,20 @@ def write_serving_file(
             try:
                 access = checked_access(conn, policy, role, table, table.fqn)
             except Denied as denied:
-                audit.append(
-                    conn,
-                    audit.AuditEvent(
-                        action="export",
-                        decision="deny",
-                        user_name="dagster",
-                        role=role,
-                        tables=table.fqn,
-                        reason=denied.reason,
-                        run_id=run_id,
-                    ),
-                    db_path,
-                )
+                export(decision="deny", tables=table.fqn, reason=denied.reason)
                 continue
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS serving_out.{table.layer}")
             conn.execute(
                 f"CREATE TABLE serving_out.{table.fqn} AS "
                 f"{governed_select(access, policy, site=None)}"
             )
-            rows = conn.execute(f"SELECT count(*) FROM serving_out.{table.fqn}").fetchone()[0]
+            rows = conn.execute(f"SELECT count(*) FROM serving_out.{table.fqn}").fetchall()[0][0]
             written[table.fqn] = rows
-            masked = ",".join(f"{c}={m}" for c, m in access.masks.items() if m != "none")
-            audit.append(
-                conn,
-                audit.AuditEvent(
-                    action="export",
-                    decision="allow",
-                    user_name="dagster",
-                    role=role,
-                    tables=table.fqn,
-                    columns=",".join(access.masks),
-                    masks=masked,
-                    filters=",".join(access.row_filters),
-                    rows_returned=rows,
-                    reason=f"serving file for role {role}",
-                    run_id=run_id,
-                ),
-                db_path,
+            export(
+                decision="allow",
+                rows_returned=rows,
+                reason=f"serving file for role {role}",
+                **access_audit_fields((access,)),
             )
     finally:
         conn.execute("DETACH serving_out")
