@@ -1,13 +1,38 @@
-"""Training snapshots and models: reproducible, leak-free splits; predictions for everyone."""
+"""Training snapshots, fusion strategies, the publish gate, scores, evaluation and the drift
+sensors: reproducible, leak-free, and working for any availability pattern."""
 
+import json
+
+import dagster as dg
+import numpy as np
 import pandas as pd
+import pytest
 
-from multimodal_assets.lib import catalog, ml
+from multimodal_assets.definitions import defs
+from multimodal_assets.defs import models as model_defs
+from multimodal_assets.lib import catalog, evaluation, fusion_models, ml, model_registry, scoring
 
 
 def _snapshot(pipeline):
-    (manifest,) = (pipeline.data_dir / "ml" / "training_sets").glob("*/manifest.json")
-    return manifest.parent, pd.read_parquet(manifest.with_name("rows.parquet"))
+    version = (pipeline.data_dir / "ml" / "training_sets" / "LATEST").read_text().strip()
+    folder = pipeline.data_dir / "ml" / "training_sets" / version
+    return folder, pd.read_parquet(folder / "rows.parquet")
+
+
+@pytest.fixture(scope="module")
+def fitted(pipeline):
+    """All strategies on the test cohort, letting each modality train from a few patients."""
+    _, rows = _snapshot(pipeline)
+    return rows, fusion_models.fit(rows, seed=3, min_patients=5)
+
+
+def _metadata(pipeline, key: str) -> dict:
+    (event,) = [
+        m
+        for m in pipeline.result.get_asset_materialization_events()
+        if m.asset_key.to_user_string() == key
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_training_set_is_split_by_patient_and_rebuilds_byte_identically(pipeline, tmp_path):
@@ -29,27 +54,197 @@ def test_no_identifier_or_date_is_a_predictor():
     assert set(ml.modality_features()) == {"clinical", "wearables"}
 
 
-def test_late_fusion_scores_every_patient_whatever_is_missing(pipeline):
-    _, rows = _snapshot(pipeline)
-    # The test cohort is small: let each modality train from a few patients.
-    trained = ml.train(rows, seed=3, min_patients=5)
-    assert trained.predictions.late_fusion.notna().all()
+def test_every_strategy_scores_every_patient_whatever_is_missing(fitted):
+    rows, models = fitted
+    assert models.modalities == ["clinical", "wearables"]
+    for share in (0.0, 0.5, 1.0):
+        masked = fusion_models.without_modalities(
+            rows, ["wearables"], share, np.random.default_rng(0)
+        )
+        kept = masked.has_wearables.sum()
+        assert kept == rows.has_wearables.sum() - round(share * rows.has_wearables.sum())
+        assert masked.loc[~masked.has_wearables, "steps_mean_28d"].isna().all()
+        predicted = models.predict(masked)
+        for strategy in (*fusion_models.STRATEGIES, "best_single"):
+            p = predicted[strategy].to_numpy()
+            assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), (strategy, share)
+        assert predicted.p_wearables[~masked.has_wearables].isna().all()
+
+
+def test_late_fusion_is_a_sum_of_per_modality_contributions(fitted):
+    rows, models = fitted
+    baseline, contributions = models.late_contributions(rows)
+    assert np.allclose(
+        1 / (1 + np.exp(-(baseline + contributions.sum(axis=1)))),
+        models.predict(rows).late_fusion,
+    )
     without = ~rows.has_wearables.to_numpy()
-    assert without.any() and trained.predictions.p_wearables[without].isna().all()
-    for name, values in trained.metrics.items():
-        for key in ("auroc", "auprc", "brier"):
-            assert values[key] is None or 0.0 <= values[key] <= 1.0, (name, key)
+    assert (contributions[without, models.modalities.index("wearables")] == 0).all()
+    weights = models.attention_weights(rows)
+    assert np.allclose(weights.sum(axis=1), 1)
+    assert (weights[without, models.modalities.index("wearables")] == 0).all()
 
 
-def test_model_metrics_and_oracle_are_materialized(pipeline):
-    (event,) = [
-        m
-        for m in pipeline.result.get_asset_materialization_events()
-        if m.asset_key.to_user_string() == "ml/risk_models"
+def test_metrics_match_scikit_learn_and_calibration_bins_cover_everyone():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.random(200) < 0.4
+    p = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1).round(2)  # ties included
+    assert ml.auroc(y, p) == pytest.approx(roc_auc_score(y, p))
+    assert ml.auroc(np.ones(5, bool), p[:5]) is None
+    bins = ml.calibration_bins(y.astype(int), p)
+    assert sum(b["n"] for b in bins) == 200
+    assert 0 <= ml.expected_calibration_error(y.astype(int), p) <= 1
+
+
+def test_the_publish_gate_refuses_a_worse_model(fitted):
+    rows, models = fitted
+
+    class Inverted:  # a candidate that ranks patients backwards
+        def predict(self, frame):
+            return 1 - models.predict(frame)
+
+    keys = list(rows.research_key)
+    good = model_registry.compare_on_frozen_cohort(models, None, rows, keys)
+    assert good["passed"] and good["current_auroc"] is None
+    worse = model_registry.compare_on_frozen_cohort(Inverted(), models, rows, keys)
+    assert worse["candidate_auroc"] < worse["current_auroc"] - model_registry.NOT_WORSE_TOLERANCE
+    assert not worse["passed"]
+    same = model_registry.compare_on_frozen_cohort(models, models, rows, keys)
+    assert same["passed"]
+
+
+def test_models_are_published_and_the_gate_is_a_blocking_check(pipeline):
+    metadata = _metadata(pipeline, "models/risk_models")
+    current = json.loads((pipeline.data_dir / "ml" / "models" / "current.json").read_text())
+    assert metadata["published"] is True
+    assert current["version"] == metadata["model_version"]
+    folder = pipeline.data_dir / "ml" / "models" / current["version"]
+    assert (folder / "clinical.txt").exists() and (folder / "bundle.pkl").exists()
+    (gate,) = [
+        c
+        for c in pipeline.result.get_asset_check_evaluations()
+        if c.check_name == "not_worse_than_current"
     ]
-    metadata = event.materialization.metadata
-    assert 0.5 <= metadata["oracle_auroc"].value <= 1.0
-    assert metadata["late_fusion_n"].value > 0
-    assert (
-        pipeline.data_dir / "ml" / "models" / metadata["training_set"].value / "clinical.txt"
-    ).exists()
+    assert gate.passed
+    spec = next(
+        s for s in defs.resolve_asset_graph().get(dg.AssetKey(["models", "risk_models"])).check_keys
+    )
+    assert spec.name == "not_worse_than_current"
+    frozen = json.loads((pipeline.data_dir / "ml" / "evaluation_cohort.json").read_text())
+    _, rows = _snapshot(pipeline)
+    assert set(frozen["research_keys"]) == set(rows.research_key[rows.split == "test"])
+
+
+def test_risk_scores_cover_the_cohort_with_contributions_that_add_up(pipeline):
+    with pipeline.connect() as conn:
+        scores = conn.sql("FROM gold.risk_scores").df()
+        cohort = conn.sql("SELECT research_key, has_wearables FROM gold.patient_features").df()
+    assert len(scores) == len(cohort) and set(scores.research_key) == set(cohort.research_key)
+    assert set(scores.strategy) == {"late_fusion"}
+    logit = scores.baseline_logit + scores.filter(like="contribution_").fillna(0).sum(axis=1)
+    assert np.allclose(1 / (1 + np.exp(-logit)), scores.risk_score)
+    merged = scores.merge(cohort, on="research_key")
+    assert (merged.modalities_used.str.contains("wearables") == merged.has_wearables).all()
+    assert catalog.RISK_SCORES.column("risk_score").classification == "sensitive"
+
+
+def test_evaluation_report_is_written_with_plots_and_the_oracle(pipeline):
+    metadata = _metadata(pipeline, "models/evaluation")
+    folder = pipeline.data_dir / "reports" / "models" / metadata["model_version"]
+    report = (folder / "report.md").read_text()
+    assert "## Degradation" in report and "## Subgroups" in report
+    assert (folder / "roc_calibration.png").stat().st_size > 1000
+    assert "data:image/png;base64," in metadata["report"]
+    assert 0.5 <= metadata["auroc_oracle"] <= 1.0
+    # No research key (or any other identifier) is written into the report.
+    _, rows = _snapshot(pipeline)
+    assert not any(key in report or key in metadata["report"] for key in rows.research_key)
+
+
+def test_evaluation_measures_degradation_subgroups_and_targets(fitted):
+    rows, models = fitted
+    truth = pd.DataFrame({"research_key": rows.research_key, "true_probability": rows.label * 0.8})
+    result = evaluation.evaluate(models, rows, seed=1, truth=truth)
+    shares = {(r["removed"], r["share"]) for r in result.degradation}
+    assert shares == {("wearables", s) for s in evaluation.SHARES}
+    full = next(
+        r
+        for r in result.degradation
+        if r["model"] == "late_fusion" and r["share"] == 0 and r["removed"] == "wearables"
+    )
+    assert full["auroc"] == pytest.approx(result.summary["auroc_late_fusion"])
+    assert result.summary["auroc_oracle"] == 1.0  # the planted truth separates perfectly
+    assert {r["attribute"] for r in result.subgroups} == set(evaluation.SUBGROUPS.values())
+    assert set(result.contributions) == {"clinical", "wearables"}
+
+
+def test_drift_monitor_is_quiet_on_the_same_population_and_fires_on_an_availability_shift(
+    fitted,
+):
+    rows, models = fitted
+    both = pd.concat([rows] * 6, ignore_index=True)  # enough patients to assess
+    assert scoring.population_drift(models, both, both).status == "ok"
+    # The same kind of patients, but 90% of them now wear a device.
+    wearers, others = both[both.has_wearables], both[~both.has_wearables]
+    shifted = pd.concat(
+        [
+            wearers.sample(round(0.9 * len(both)), replace=True, random_state=0),
+            others.sample(round(0.1 * len(both)), random_state=0),
+        ]
+    )
+    report = scoring.population_drift(models, both, shifted)
+    assert report.status == "error" and "has_wearables" in report.flagged()
+    assert scoring.population_drift(models, both.head(5), shifted) is None
+
+
+def test_drift_check_runs_with_the_scores(pipeline):
+    (check,) = [
+        c
+        for c in pipeline.result.get_asset_check_evaluations()
+        if c.check_name == "scoring_population_drift"
+    ]
+    metadata = {k: v.value for k, v in check.metadata.items()}
+    assert metadata["window_days"] == scoring.WINDOW_DAYS
+    assert metadata["reference_patients"] >= 0 and metadata["current_patients"] >= 0
+
+
+def _report_drift(instance, passed: bool, severity):
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(["models", "risk_scores"]),
+            check_name="scoring_population_drift",
+            passed=passed,
+            severity=severity,
+            metadata={"status": "test"},
+        )
+    )
+
+
+def test_a_drift_error_requests_retraining_once_and_a_warning_does_not():
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = model_defs.drift_retraining_sensor
+    _report_drift(instance, False, dg.AssetCheckSeverity.WARN)
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+    _report_drift(instance, False, dg.AssetCheckSeverity.ERROR)
+    result = sensor(dg.build_sensor_context(instance=instance))
+    (request,) = result.run_requests
+    assert request.run_key.startswith("drift-retraining-")
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert isinstance(again, dg.SkipReason)
+    assert {s.name for s in defs.schedules} >= {"nightly_scoring_and_drift", "weekly_retraining"}
+
+
+def test_failed_checks_raise_an_alert_without_values(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    _report_drift(instance, True, dg.AssetCheckSeverity.ERROR)
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    assert isinstance(model_defs.failed_check_alert_sensor(context), dg.SkipReason)
+    assert not (data_dir / "alerts" / "checks.jsonl").exists()
+    _report_drift(instance, False, dg.AssetCheckSeverity.ERROR)
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    model_defs.failed_check_alert_sensor(context)
+    (line,) = (data_dir / "alerts" / "checks.jsonl").read_text().splitlines()
+    assert json.loads(line).keys() == {"check", "severity", "run_id", "record_id"}
+    assert json.loads(line)["check"] == "models/risk_scores:scoring_population_drift"

@@ -13,7 +13,7 @@ defs = dg.Definitions(
         *models.assets,
         *governance.assets,
     ],
-    sensors=automation.sensors,
-    schedules=governance.schedules,
+    sensors=[*automation.sensors, *models.sensors],
+    schedules=[*governance.schedules, *models.schedules],
     resources=default_resources(),
 )

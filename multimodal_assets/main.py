@@ -109,6 +109,12 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
                 f"  generator truth: {events.num_rows:,} wearable events, "
                 f"{events.num_rows - late:,} within the lateness horizon"
             )
+    from multimodal_assets.lib import model_registry
+
+    published = model_registry.current()
+    if published:
+        report = config.data_dir() / "reports" / "models" / published["version"] / "report.md"
+        print(f"\nmodel {published['version']} published; evaluation report: {report}")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall time {time.perf_counter() - started:.1f} s, peak memory {peak_mib:.0f} MiB")
     print(

@@ -1,6 +1,6 @@
 """The pattern every governed table follows: declared schema and tags, stage → audit → publish."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import duckdb
@@ -12,6 +12,8 @@ from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
 
 # build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata.
 Build = Callable[[duckdb.DuckDBPyConnection, str], dict]
+# A non-blocking check on a published table: its spec and how to evaluate it.
+Monitor = tuple[dg.AssetCheckSpec, Callable[[duckdb.DuckDBPyConnection], dg.AssetCheckResult]]
 
 
 def asset_key(table: Table) -> dg.AssetKey:
@@ -133,8 +135,12 @@ def governed_table_asset(
     build: Build,
     kinds: set[str] | None = None,
     freshness_policy: dg.FreshnessPolicy | None = None,
+    extra_deps: Sequence[dg.AssetKey] = (),
+    monitors: Sequence[Monitor] = (),
 ) -> dg.AssetsDefinition:
-    """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish)."""
+    """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish).
+
+    `monitors` are non-blocking checks evaluated on the published table (e.g. drift)."""
     rules = tables.expectations(table)
     check_specs = [
         dg.AssetCheckSpec(
@@ -152,11 +158,12 @@ def governed_table_asset(
             )
             for rule in rules
         ],
+        *[spec for spec, _ in monitors],
     ]
 
     @dg.asset(
         **asset_spec_kwargs(table, kinds or {"duckdb", "python"}),
-        deps=[asset_key(t) for t in upstream_tables(table)],
+        deps=[*(asset_key(t) for t in upstream_tables(table)), *extra_deps],
         metadata=table_metadata(table),
         check_specs=check_specs,
         automation_condition=dg.AutomationCondition.eager(),
@@ -185,7 +192,8 @@ def governed_table_asset(
             record_materialization(
                 conn, lakehouse.database, table, context.run_id, rows, not blocked, reason
             )
-        check_results = [_check_result(table, o) for o in outcomes]
+            monitored = [] if blocked else [evaluate(conn) for _, evaluate in monitors]
+        check_results = [_check_result(table, o) for o in outcomes] + monitored
         if blocked:
             yield from check_results
             raise dg.Failure(

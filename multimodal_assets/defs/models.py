@@ -1,21 +1,39 @@
-"""Model assets: the reproducible training set and the per-modality and late-fusion models."""
+"""Model assets: the reproducible training set, the fusion models behind a not-worse publish gate,
+their evaluation report, and the production scores with a drift monitor; plus the nightly
+scoring and weekly retraining schedules and the sensors that alert on failed checks and
+request retraining on drift errors."""
 
 import json
 from importlib.metadata import version
 
 import dagster as dg
 
-from multimodal_assets.lib import config, ml
+from multimodal_assets.lib import (
+    catalog,
+    config,
+    evaluation,
+    ml,
+    model_registry,
+    scoring,
+    warehouse,
+)
 from multimodal_assets.lib.pseudonym import research_key
 
+from .governed import asset_key, governed_table_asset
 from .resources import OWNERS, WarehouseResource
 
 SEED = 20261128
 _TAGS = {"modality": "fusion", "layer": "ml", "contains_phi": "false"}
+_NOT_WORSE = "not_worse_than_current"
+_DRIFT = "scoring_population_drift"
+
+
+def _code_version() -> str:
+    return version("multimodal_assets")
 
 
 @dg.asset(
-    key=["ml", "training_set"],
+    key=["models", "training_set"],
     group_name="models",
     kinds={"parquet"},
     owners=OWNERS,
@@ -28,8 +46,9 @@ def training_set(lakehouse: WarehouseResource) -> dg.MaterializeResult:
     """Immutable snapshot of fused features and labels, split by a hash of the research key."""
     with lakehouse.get_connection() as conn:
         snapshot = ml.build_training_set(
-            conn, config.data_dir() / "ml" / "training_sets", version("multimodal_assets"), SEED
+            conn, model_registry.training_sets_dir(), _code_version(), SEED
         )
+    model_registry.mark_latest_training_set(snapshot.version)
     counts = snapshot.manifest["counts"]
     return dg.MaterializeResult(
         metadata={
@@ -45,50 +64,344 @@ def training_set(lakehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    key=["ml", "risk_models"],
+    key=["models", "risk_models"],
     group_name="models",
     kinds={"lightgbm", "python"},
     owners=OWNERS,
     tags=_TAGS,
     deps=[training_set],
+    check_specs=[
+        dg.AssetCheckSpec(
+            _NOT_WORSE,
+            asset=["models", "risk_models"],
+            blocking=True,
+            description="A new version is published only if its late-fusion AUROC on the frozen "
+            f"evaluation cohort is not below the current one's by more than "
+            f"{model_registry.NOT_WORSE_TOLERANCE}.",
+        )
+    ],
     automation_condition=dg.AutomationCondition.eager(),
 )
-def risk_models(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    """One LightGBM per modality and their calibrated late fusion, evaluated on the test split."""
+def risk_models(context: dg.AssetExecutionContext):
+    """Per-modality LightGBM models and four fusion strategies; published behind a not-worse gate."""
+    from multimodal_assets.lib import fusion_models
+
+    training_version, rows = model_registry.latest_training_set()
+    models = fusion_models.fit(rows, SEED)
+    if models is None:
+        yield dg.MaterializeResult(
+            metadata={"training_set": training_version, "modalities": "none"},
+            check_results=[
+                dg.AssetCheckResult(  # a warning: nothing new is published, nothing is blocked
+                    check_name=_NOT_WORSE,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"reason": "too few labelled patients to train any model"},
+                )
+            ],
+        )
+        return
+    model_version = model_registry.model_version(training_version, _code_version(), SEED)
+    test = rows[rows.split == "test"]
+    predicted = models.predict(test)
+    y = test[ml.LABEL].to_numpy(dtype=bool)
+    test_metrics = {
+        name: ml.metrics(y, predicted[name].to_numpy())
+        for name in (*fusion_models.STRATEGIES, "best_single")
+    }
+    model_registry.save_models(
+        models,
+        model_version,
+        {
+            "training_set": training_version,
+            "code_version": _code_version(),
+            "seed": SEED,
+            "modalities": models.modalities,
+            "test_metrics": test_metrics,
+        },
+    )
+    incumbent = model_registry.current()
+    gate = model_registry.compare_on_frozen_cohort(
+        models,
+        model_registry.load_models(incumbent["version"]) if incumbent else None,
+        rows,
+        model_registry.frozen_cohort(rows),
+    )
+    if gate["passed"]:
+        model_registry.publish(model_version, training_version, gate["candidate_auroc"])
+    context.log.info(
+        f"model {model_version} on training set {training_version}: "
+        f"{'published' if gate['passed'] else 'refused, the current version stays'}"
+    )
+    metadata = {
+        "model_version": model_version,
+        "training_set": training_version,
+        "modalities": ", ".join(models.modalities),
+        "published": gate["passed"],
+    }
+    for name, values in test_metrics.items():
+        metadata.update({f"test_{name}_{k}": v for k, v in values.items() if v is not None})
+    yield dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=_NOT_WORSE,
+                passed=gate["passed"],
+                metadata={
+                    "frozen_cohort_patients": gate["patients"],
+                    "candidate_auroc": gate["candidate_auroc"],
+                    "current_auroc": gate["current_auroc"]
+                    if gate["current_auroc"] is not None
+                    else "no current model",
+                    "current_version": incumbent["version"] if incumbent else "none",
+                },
+            )
+        ],
+    )
+
+
+@dg.asset(
+    key=["models", "evaluation"],
+    group_name="models",
+    kinds={"python"},
+    owners=OWNERS,
+    tags=_TAGS,
+    deps=[risk_models],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def model_evaluation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Evaluation report of the published model, with plots, under data/reports/models."""
     import pandas as pd
 
-    root = config.data_dir() / "ml" / "training_sets"
-    latest = max(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    rows = pd.read_parquet(latest.with_name("rows.parquet"))
-    trained = ml.train(rows, SEED)
-    if not trained.modality_models:
-        return dg.MaterializeResult(
-            metadata={
-                "training_set": latest.parent.name,
-                "modalities": "none",
-                "note": "too few labelled patients to train any model",
-            }
-        )
-    version_dir = config.data_dir() / "ml" / "models" / latest.parent.name
-    version_dir.mkdir(parents=True, exist_ok=True)
-    for modality, model in trained.modality_models.items():
-        model.booster_.save_model(str(version_dir / f"{modality}.txt"))
-    (version_dir / "metrics.json").write_text(json.dumps(trained.metrics, indent=2))
-    metadata = {
-        "training_set": latest.parent.name,
-        "modalities": ", ".join(trained.modality_models),
-    }
-    for name, values in trained.metrics.items():
-        metadata.update({f"{name}_{k}": v for k, v in values.items() if v is not None})
+    published = model_registry.current()
+    if published is None:
+        return dg.MaterializeResult(metadata={"model_version": "none published yet"})
+    rows = model_registry.training_rows(published["training_set"])
+    truth = None
     truth_file = config.truth_dir() / "patients.parquet"
     if truth_file.exists():  # only synthetic cohorts have a ceiling to compare with
-        truth = pd.read_parquet(truth_file, columns=["mrn", "true_probability", "label"])
+        truth = pd.read_parquet(truth_file, columns=["mrn", "true_probability"])
         truth["research_key"] = truth.mrn.map(research_key)
-        oracle = ml.oracle_auroc(trained.predictions, truth.drop(columns="mrn"))
-        if oracle is not None:
-            metadata["oracle_auroc"] = oracle
-    context.log.info(f"models trained on training set {latest.parent.name}")
-    return dg.MaterializeResult(metadata=metadata)
+        truth = truth.drop(columns="mrn")
+    result = evaluation.evaluate(
+        model_registry.load_models(published["version"]), rows, SEED, truth
+    )
+    folder = config.data_dir() / "reports" / "models" / published["version"]
+    report = evaluation.write_report(
+        result,
+        folder,
+        {
+            "model version": published["version"],
+            "training set": published["training_set"],
+            "published at": published["published_at"],
+        },
+    )
+    context.log.info(f"evaluation report written to {folder / 'report.md'}")
+    numbers = {
+        k: v for k, v in result.summary.items() if isinstance(v, (int, float)) and v is not None
+    }
+    gap = result.summary["largest_subgroup_gap"]
+    if gap:
+        numbers.update(
+            {
+                "largest_subgroup_gap": gap["gap"],
+                "largest_subgroup_gap_ci_low": gap["ci_low"],
+                "largest_subgroup_gap_ci_high": gap["ci_high"],
+                "largest_subgroup_gap_attribute": gap["attribute"],
+            }
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": published["version"],
+            "report": dg.MetadataValue.md(report),
+            "report_path": dg.MetadataValue.path(str(folder / "report.md")),
+            **{k: v for k, v in numbers.items() if v is not None},
+        }
+    )
 
 
-assets = [training_set, risk_models]
+def _score(conn, run_id: str) -> dict:
+    published = model_registry.current()
+    if published is None:  # nothing to score with yet: an empty, declared table
+        warehouse.stage_rows(conn, catalog.RISK_SCORES, [])
+        return {"model_version": "none published yet"}
+    rows = conn.sql(ml.features_sql()).df()
+    scores = scoring.score_frame(
+        model_registry.load_models(published["version"]),
+        rows,
+        catalog.RISK_SCORES,
+        published["version"],
+        published["training_set"],
+    )
+    scores["_run_id"] = run_id
+    conn.register("_scores", scores)
+    try:
+        staged = warehouse.staging_name(catalog.RISK_SCORES)
+        conn.execute(f"CREATE OR REPLACE TABLE {staged} AS SELECT * FROM _scores")
+    finally:
+        conn.unregister("_scores")
+    return {"model_version": published["version"]}
+
+
+def _drift_check(conn) -> dg.AssetCheckResult:
+    """Population drift of the newest scored patients against the model's training patients."""
+    published = model_registry.current()
+    if published is None:
+        return dg.AssetCheckResult(
+            asset_key=asset_key(catalog.RISK_SCORES),
+            check_name=_DRIFT,
+            passed=True,
+            metadata={"status": "not assessed: no published model"},
+        )
+    models = model_registry.load_models(published["version"])
+    reference, current = scoring.drift_populations(
+        conn.sql("SELECT research_key, index_date FROM gold.patient_features").df(),
+        model_registry.training_rows(published["training_set"]),
+        conn.sql(ml.features_sql()).df(),
+    )
+    report = scoring.population_drift(models, reference, current)
+    base = {
+        "model_version": published["version"],
+        "reference_patients": len(reference),
+        "current_patients": len(current),
+        "window_days": scoring.WINDOW_DAYS,
+    }
+    key = asset_key(catalog.RISK_SCORES)
+    if report is None:
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name=_DRIFT,
+            passed=True,
+            metadata={**base, "status": "not assessed: too few patients on one side"},
+        )
+    severity = (
+        dg.AssetCheckSeverity.ERROR if report.status == "error" else dg.AssetCheckSeverity.WARN
+    )
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=_DRIFT,
+        passed=report.status == "ok",
+        severity=severity,
+        metadata={
+            **base,
+            "status": report.status,
+            "worst_psi": report.worst_psi,
+            "flagged": ", ".join(report.flagged()) or "none",
+            **{f"psi_{name}": v["psi"] for name, v in report.items.items()},
+            **{f"ks_{name}": v["ks"] for name, v in report.items.items() if v["ks"] is not None},
+        },
+    )
+
+
+risk_scores = governed_table_asset(
+    catalog.RISK_SCORES,
+    build=_score,
+    kinds={"duckdb", "lightgbm"},
+    extra_deps=[risk_models.key],
+    monitors=[
+        (
+            dg.AssetCheckSpec(
+                _DRIFT,
+                asset=asset_key(catalog.RISK_SCORES),
+                description="PSI/KS of availability flags, inputs and predictions: newest "
+                f"{scoring.WINDOW_DAYS} days of patients against the model's training patients "
+                "(WARN ≥ 0.1, ERROR ≥ 0.25, when significant).",
+            ),
+            _drift_check,
+        )
+    ],
+)
+
+assets = [training_set, risk_models, model_evaluation, risk_scores]
+
+nightly_scoring = dg.ScheduleDefinition(
+    name="nightly_scoring_and_drift",
+    cron_schedule="0 2 * * *",
+    target=dg.AssetSelection.assets(risk_scores),
+    description="Rescore every cohort patient with the published model and check drift.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+weekly_retraining = dg.ScheduleDefinition(
+    name="weekly_retraining",
+    cron_schedule="0 3 * * 0",
+    target=dg.AssetSelection.assets(*assets),
+    description="Rebuild the training snapshot, retrain, evaluate and publish if not worse.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+schedules = [nightly_scoring, weekly_retraining]
+
+
+def _failed_checks(instance, check_keys, after_id: int):
+    """Latest failed evaluations newer than `after_id`: (record id, key, severity, metadata)."""
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    failed = []
+    for key, record in latest.items():
+        if record.id <= after_id or record.event is None or record.event.dagster_event is None:
+            continue
+        evaluation_ = record.event.dagster_event.event_specific_data
+        if getattr(evaluation_, "passed", True):
+            continue
+        failed.append((record.id, key, evaluation_.severity, record.run_id))
+    return sorted(failed, key=lambda f: f[0])
+
+
+@dg.sensor(
+    name="failed_check_alert_sensor",
+    description="Alerts on every newly failed asset check (written to data/alerts/checks.jsonl "
+    "and the sensor log): check key, severity and run, never data values.",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def failed_check_alert_sensor(context: dg.SensorEvaluationContext):
+    after = int(context.cursor or 0)
+    failed = _failed_checks(
+        context.instance, context.repository_def.asset_graph.asset_check_keys, after
+    )
+    if not failed:
+        return dg.SkipReason("no newly failed checks")
+    folder = config.data_dir() / "alerts"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "checks.jsonl").open("a") as log:
+        for record_id, key, severity, run_id in failed:
+            alert = {
+                "check": key.to_user_string(),
+                "severity": severity.value,
+                "run_id": run_id,
+                "record_id": record_id,
+            }
+            log.write(json.dumps(alert) + "\n")
+            context.log.warning(f"asset check failed: {alert}")
+    context.update_cursor(str(failed[-1][0]))
+    return dg.SkipReason(f"alerted on {len(failed)} failed checks")
+
+
+@dg.sensor(
+    name="drift_retraining_sensor",
+    description="Requests retraining (snapshot, models, evaluation, scores) when the scoring "
+    "population's drift check fails with severity ERROR.",
+    asset_selection=dg.AssetSelection.assets(*assets),
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext):
+    after = int(context.cursor or 0)
+    drift_key = dg.AssetCheckKey(asset_key(catalog.RISK_SCORES), _DRIFT)
+    errors = [
+        f
+        for f in _failed_checks(context.instance, [drift_key], after)
+        if f[2] == dg.AssetCheckSeverity.ERROR
+    ]
+    if not errors:
+        return dg.SkipReason("no new drift error")
+    record_id = errors[-1][0]
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"drift-retraining-{record_id}", tags={"retraining/reason": "drift"}
+            )
+        ],
+        cursor=str(record_id),
+    )
+
+
+sensors = [failed_check_alert_sensor, drift_retraining_sensor]

@@ -111,7 +111,8 @@ ALL_TABLES: tuple[Table, ...] = (
 )
 # The fused table is derived from the modality feature tables declared above.
 PATIENT_FEATURES = fusion.fused_table(ALL_TABLES)
-ALL_TABLES = (*ALL_TABLES, PATIENT_FEATURES)
+RISK_SCORES = fusion.risk_scores_table(PATIENT_FEATURES)
+ALL_TABLES = (*ALL_TABLES, PATIENT_FEATURES, RISK_SCORES)
 GOVERNED_LAYERS = ("silver", "gold")
 _BY_FQN = {t.fqn: t for t in ALL_TABLES}
 

@@ -12,6 +12,9 @@ from .tables import RESEARCH_KEY, Column, Table
 
 ANCHOR = "gold.clinical_features"  # defines the cohort and the index date
 _SKIP = ("research_key", "_run_id")
+# Fused columns that are not predictors: identifiers, dates, cohort bookkeeping, and race (kept
+# only for subgroup evaluation, never as an input); phi columns never enter either.
+NOT_PREDICTORS = {"research_key", "_run_id", "in_nsclc_cohort", "research_consent", "race"}
 
 
 def feature_tables(tables) -> list[Table]:
@@ -89,3 +92,89 @@ def fused_sql(fused: Table) -> str:
         if fqn != ANCHOR
     )
     return f"SELECT {', '.join(select)}\nFROM {ANCHOR} a\n{joins}\nWHERE a.in_nsclc_cohort"
+
+
+def predictors_by_modality(fused: Table) -> dict[str, list[str]]:
+    """Predictor columns of the fused table per source modality (without the has_ flags)."""
+    out: dict[str, list[str]] = {}
+    for column in fused.columns:
+        if column.name in NOT_PREDICTORS or column.classification == "phi":
+            continue
+        ((source, _),) = fused.lineage[column.name]
+        modality = source.split(".")[1].removesuffix("_features")
+        if column.name != f"has_{modality}":
+            out.setdefault(modality, []).append(column.name)
+    return out
+
+
+def risk_scores_table(fused: Table) -> Table:
+    """gold.risk_scores: one production score per patient with its per-modality contributions."""
+    predictors = predictors_by_modality(fused)
+    flags = [c.name for c in fused.columns if c.name.startswith("has_")]
+    modalities = [f.removeprefix("has_") for f in flags if f.removeprefix("has_") in predictors]
+    source = f"{fused.layer}.{fused.name}"
+    inputs = {m: ((source, f"has_{m}"), *((source, c) for c in predictors[m])) for m in modalities}
+    return Table(
+        layer="gold",
+        name="risk_scores",
+        modality="fusion",
+        asset_key=("models", "risk_scores"),
+        primary_key=("research_key",),
+        description="Risk of progression or death within 12 months for every cohort patient, "
+        "from the production model, with the modalities it used and what each contributed. "
+        "Decision support for clinicians, never a decision.",
+        columns=(
+            RESEARCH_KEY,
+            Column(
+                "risk_score",
+                "DOUBLE",
+                "Predicted probability of progression or death within 12 months.",
+                "sensitive",
+                "hipaa",
+                nullable=False,
+                min_value=0,
+                max_value=1,
+            ),
+            Column(
+                "strategy",
+                "VARCHAR",
+                "Fusion strategy that produced the score.",
+                "none",
+                nullable=False,
+            ),
+            Column("model_version", "VARCHAR", "Published model version.", "none", nullable=False),
+            Column(
+                "training_set",
+                "VARCHAR",
+                "Training snapshot of that model.",
+                "none",
+                nullable=False,
+            ),
+            Column(
+                "modalities_used",
+                "VARCHAR",
+                "Modalities available to the score, joined by '+'.",
+                "sensitive",
+                "hipaa",
+                nullable=False,
+            ),
+            Column("baseline_logit", "DOUBLE", "Late fusion's intercept (logit scale).", "none"),
+            *[
+                Column(
+                    f"contribution_{m}",
+                    "DOUBLE",
+                    f"Additive contribution of {m} to the score's logit (0 when absent).",
+                    "sensitive",
+                    "hipaa",
+                )
+                for m in modalities
+            ],
+            Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        ),
+        lineage={
+            "research_key": ((source, "research_key"),),
+            "risk_score": tuple(dep for m in modalities for dep in inputs[m]),
+            "modalities_used": tuple((source, f"has_{m}") for m in modalities),
+            **{f"contribution_{m}": inputs[m] for m in modalities},
+        },
+    )

@@ -1,8 +1,8 @@
-"""Reproducible training sets, per-modality LightGBM models and their late fusion.
+"""Reproducible training sets and the metrics every model is judged by.
 
 A training set is an immutable Parquet snapshot named by the hash of its bytes, with a manifest
 of where it came from; patients are split by a hash of their research key, so a patient never
-changes split and no patient is in two. LightGBM and scikit-learn are imported inside the
+changes split and no patient is in two. scikit-learn and SciPy are imported inside the
 functions that use them (the code location must load fast).
 """
 
@@ -13,7 +13,6 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -21,24 +20,8 @@ import pyarrow.parquet as pq
 
 from . import catalog, fusion
 
-if TYPE_CHECKING:  # pandas loads on first use: the code location imports this module
-    import pandas as pd
-
 LABEL = "label"
 SPLITS = (("train", 70), ("validation", 85), ("test", 100))  # cumulative hash buckets of 100
-# Columns that are not predictors: identifiers, dates, cohort bookkeeping, and race (kept
-# only for subgroup evaluation, never as an input).
-_NOT_FEATURES = {"research_key", "_run_id", "in_nsclc_cohort", "research_consent", "race"}
-_LGBM = dict(
-    n_estimators=200,
-    learning_rate=0.05,
-    num_leaves=15,
-    min_child_samples=10,
-    subsample=0.8,
-    subsample_freq=1,
-    colsample_bytree=0.8,
-    verbose=-1,
-)
 
 
 def split_of(research_key: str) -> str:
@@ -48,33 +31,25 @@ def split_of(research_key: str) -> str:
 
 def modality_features() -> dict[str, list[str]]:
     """Predictor columns per modality, from the fused declaration (phi columns never enter)."""
-    fused = catalog.PATIENT_FEATURES
-    out: dict[str, list[str]] = {}
-    for column in fused.columns:
-        if column.name in _NOT_FEATURES or column.classification == "phi":
-            continue
-        ((source, _),) = fused.lineage[column.name]
-        modality = catalog.table(source).modality
-        if column.name != f"has_{modality}":
-            out.setdefault(modality, []).append(column.name)
-    return out
+    return fusion.predictors_by_modality(catalog.PATIENT_FEATURES)
+
+
+def features_sql() -> str:
+    """Every cohort patient's model inputs, availability flags, and race (for subgroups only)."""
+    columns = (
+        ["research_key"]
+        + [f"has_{t.modality}" for t in fusion.feature_tables(catalog.ALL_TABLES)]
+        + [c for cols in modality_features().values() for c in cols]
+        + ["race"]
+    )
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    return f"SELECT {quoted} FROM gold.patient_features"
 
 
 def training_sql() -> str:
-    columns = [
-        "f.research_key",
-        *[
-            f'f."{c}"'
-            for c in (
-                [f"has_{t.modality}" for t in fusion.feature_tables(catalog.ALL_TABLES)]
-                + [c for cols in modality_features().values() for c in cols]
-                + ["race"]
-            )
-        ],
-    ]
     return (
-        f"SELECT {', '.join(columns)}, o.progressed_or_died_12m AS {LABEL} "
-        "FROM gold.patient_features f JOIN gold.clinical_outcomes o USING (research_key) "
+        f"SELECT f.*, o.progressed_or_died_12m AS {LABEL} "
+        f"FROM ({features_sql()}) f JOIN gold.clinical_outcomes o USING (research_key) "
         "ORDER BY f.research_key"
     )
 
@@ -121,98 +96,52 @@ def build_training_set(conn, root: Path, code_version: str, seed: int) -> Traini
     return TrainingSet(version, folder / "rows.parquet", manifest)
 
 
-def _auroc(y: np.ndarray, score: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
+def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann–Whitney, ties averaged); None without both classes."""
+    from scipy.stats import rankdata
 
-    return float(roc_auc_score(y, score)) if len(set(y.tolist())) == 2 else None
+    y = np.asarray(y, dtype=bool)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
-    from sklearn.metrics import average_precision_score, brier_score_loss
+def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    """n, AUROC, AUPRC, Brier score and expected calibration error of predictions `p`."""
+    from sklearn.metrics import average_precision_score
 
+    y = np.asarray(y, dtype=int)
     if len(y) == 0:
-        return {"n": 0, "auroc": None, "auprc": None, "brier": None}
+        return {"n": 0, "auroc": None, "auprc": None, "brier": None, "ece": None}
     both = len(set(y.tolist())) == 2
     return {
         "n": int(len(y)),
-        "auroc": _auroc(y, p),
+        "auroc": auroc(y, p),
         "auprc": float(average_precision_score(y, p)) if both else None,
-        "brier": float(brier_score_loss(y, p)),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": expected_calibration_error(y, p),
     }
 
 
-def _frame(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    x = rows[columns].copy()
-    for name in columns:
-        if x[name].dtype == object or str(x[name].dtype).startswith("str"):
-            x[name] = x[name].astype("category")
-    return x
-
-
-@dataclass
-class Trained:
-    modality_models: dict
-    fusion_model: object
-    predictions: pd.DataFrame
-    metrics: dict
-
-
-def train(rows: pd.DataFrame, seed: int, min_patients: int = 20) -> Trained:
-    """One LightGBM per modality (trained where it exists) and a calibrated late fusion.
-
-    With too few labelled patients for any modality nothing is trained (empty result)."""
-    import lightgbm as lgb
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
-    features = modality_features()
-    y = rows[LABEL].astype(int).to_numpy()
-    logits, models = {}, {}
-    for modality, columns in features.items():
-        has = rows[f"has_{modality}"].to_numpy(dtype=bool)
-        train_mask = has & (rows.split == "train").to_numpy()
-        if train_mask.sum() < min_patients or len(set(y[train_mask].tolist())) < 2:
-            continue  # too few patients with this modality to learn from
-        model = lgb.LGBMClassifier(random_state=seed, **_LGBM)
-        model.fit(_frame(rows[train_mask], columns), y[train_mask])
-        p = np.full(len(rows), np.nan)
-        p[has] = model.predict_proba(_frame(rows[has], columns))[:, 1]
-        logits[modality] = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
-        models[modality] = model
-    if not models:
-        return Trained({}, None, pd.DataFrame(), {})
-    # Late fusion: a logistic combination of the available modalities' logits (a missing one
-    # contributes 0 and its flag), fitted on the validation split so it is also calibrated.
-    stack = np.column_stack(
-        [np.nan_to_num(logits[m]) for m in models]
-        + [rows[f"has_{m}"].to_numpy(dtype=float) for m in models]
-    )
-    fit_on = (rows.split == "validation").to_numpy()
-    if len(set(y[fit_on].tolist())) < 2:  # a tiny cohort: calibrate on train + validation
-        fit_on = fit_on | (rows.split == "train").to_numpy()
-    fusion_model = LogisticRegression(C=1.0, max_iter=1000)
-    fusion_model.fit(stack[fit_on], y[fit_on])
-    fused = fusion_model.predict_proba(stack)[:, 1]
-    predictions = pd.DataFrame(
+def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict]:
+    """Equal-frequency bins of predicted risk: mean prediction against observed rate."""
+    order = np.argsort(p, kind="stable")
+    return [
         {
-            "research_key": rows.research_key,
-            "split": rows.split,
-            "late_fusion": fused,
-            **{f"p_{m}": 1 / (1 + np.exp(-logits[m])) for m in models},
+            "bin": i + 1,
+            "n": len(part),
+            "mean_predicted": float(np.mean(p[part])),
+            "observed_rate": float(np.mean(y[part])),
         }
+        for i, part in enumerate(np.array_split(order, bins))
+        if len(part)
+    ]
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 5) -> float:
+    table = calibration_bins(y, p, bins)
+    return float(
+        sum(b["n"] * abs(b["mean_predicted"] - b["observed_rate"]) for b in table) / len(y)
     )
-    test = (rows.split == "test").to_numpy()
-    metrics = {"late_fusion": _metrics(y[test], fused[test])}
-    for m in models:
-        available = test & ~np.isnan(logits[m])
-        metrics[m] = _metrics(y[available], predictions[f"p_{m}"].to_numpy()[available])
-    multi = test & (rows[[f"has_{m}" for m in models]].sum(axis=1).to_numpy() >= 2)
-    metrics["late_fusion_on_two_or_more"] = _metrics(y[multi], fused[multi])
-    return Trained(models, fusion_model, predictions, metrics)
-
-
-def oracle_auroc(predictions: pd.DataFrame, truth: pd.DataFrame) -> float | None:
-    """AUROC of the generator's true probabilities on the same test patients (the ceiling);
-    `truth` has research_key, true_probability and label."""
-    test = predictions[predictions.split == "test"].merge(truth, on="research_key")
-    return _auroc(test.label.astype(int).to_numpy(), test.true_probability.to_numpy())

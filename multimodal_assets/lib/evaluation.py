@@ -1,0 +1,449 @@
+"""Evaluation of the fusion strategies on the test split: overall metrics and calibration, by
+availability pattern, degradation when modalities go missing, subgroup gaps with bootstrap
+confidence intervals, per-modality contributions, and the oracle ceiling; written as a report
+(Markdown with plots) a person can read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import ml
+from .fusion import ANCHOR
+from .fusion_models import STRATEGIES, FusionModels, without_modalities
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+REPEATS = 10  # random removals per point of a degradation curve
+BOOTSTRAP = 300
+MIN_SUBGROUP = 10  # patients with both outcomes; smaller groups are listed, not compared
+COMPARED = (*STRATEGIES, "best_single")
+ALL_OPTIONAL = "all optional"
+SUBGROUPS = {"sex": "sex", "age_band": "age band", "race": "race/ancestry", "site": "site"}
+
+
+def anchor_modality() -> str:
+    return ANCHOR.split(".")[1].removesuffix("_features")
+
+
+@dataclass
+class Evaluation:
+    summary: dict = field(default_factory=dict)
+    strategies: list[dict] = field(default_factory=list)
+    patterns: list[dict] = field(default_factory=list)
+    degradation: list[dict] = field(default_factory=list)
+    subgroups: list[dict] = field(default_factory=list)
+    calibration: dict[str, list[dict]] = field(default_factory=dict)
+    contributions: dict[str, list[float]] = field(default_factory=dict)
+    roc: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+
+
+def _age_band(age) -> str:
+    return "<55" if age < 55 else "55-64" if age < 65 else "65-74" if age < 75 else "75+"
+
+
+def _pattern(rows: pd.DataFrame, modalities: list[str]) -> np.ndarray:
+    flags = {m: rows[f"has_{m}"].to_numpy(dtype=bool) for m in modalities}
+    return np.array(
+        ["+".join(m for m in modalities if flags[m][i]) or "none" for i in range(len(rows))]
+    )
+
+
+def _roc_points(y: np.ndarray, p: np.ndarray) -> tuple[list[float], list[float]]:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y, p)
+    return fpr.round(4).tolist(), tpr.round(4).tolist()
+
+
+def _subgroups(test: pd.DataFrame, y: np.ndarray, p: np.ndarray, rng) -> tuple[list, dict]:
+    """AUROC with a bootstrap 95% CI per subgroup; per attribute the gap between its best and
+    worst comparable groups, with a bootstrap CI of that gap."""
+    attributes = {
+        "sex": test.sex.to_numpy(dtype=object),
+        "age_band": np.array([_age_band(a) for a in test.age_at_index]),
+        "race": test.race.to_numpy(dtype=object),
+        "site": test.site.to_numpy(dtype=object),
+    }
+    samples = [rng.integers(0, len(y), len(y)) for _ in range(BOOTSTRAP)]
+    rows, gaps = [], {}
+    for attribute, values in attributes.items():
+        point = {}
+        for group in sorted({str(v) for v in values}):
+            members = values.astype(str) == group
+            n_pos, n_neg = int(y[members].sum()), int((~y[members]).sum())
+            value = ml.auroc(y[members], p[members])
+            comparable = min(n_pos, n_neg) > 0 and members.sum() >= MIN_SUBGROUP
+            boot = [ml.auroc(y[s][members[s]], p[s][members[s]]) for s in samples if comparable]
+            boot = [b for b in boot if b is not None]
+            rows.append(
+                {
+                    "attribute": SUBGROUPS[attribute],
+                    "group": group,
+                    "n": int(members.sum()),
+                    "events": n_pos,
+                    "auroc": value,
+                    "ci_low": float(np.percentile(boot, 2.5)) if boot else None,
+                    "ci_high": float(np.percentile(boot, 97.5)) if boot else None,
+                    "compared": comparable,
+                }
+            )
+            if comparable and value is not None:
+                point[group] = value
+        if len(point) >= 2:
+            best, worst = max(point, key=point.get), min(point, key=point.get)
+            diffs = []
+            for s in samples:
+                a = ml.auroc(y[s][values[s] == best], p[s][values[s] == best])
+                b = ml.auroc(y[s][values[s] == worst], p[s][values[s] == worst])
+                if a is not None and b is not None:
+                    diffs.append(a - b)
+            gaps[SUBGROUPS[attribute]] = {
+                "best": best,
+                "worst": worst,
+                "gap": point[best] - point[worst],
+                "ci_low": float(np.percentile(diffs, 2.5)) if diffs else None,
+                "ci_high": float(np.percentile(diffs, 97.5)) if diffs else None,
+            }
+    return rows, gaps
+
+
+def evaluate(
+    models: FusionModels, rows: pd.DataFrame, seed: int, truth: pd.DataFrame | None = None
+) -> Evaluation:
+    """Evaluate every strategy on the test split of a training snapshot.
+
+    `truth` (research_key, true_probability), when the cohort is synthetic, gives the oracle."""
+    rng = np.random.default_rng(seed)
+    test = rows[rows.split == "test"].reset_index(drop=True)
+    y = test[ml.LABEL].to_numpy(dtype=bool)
+    predicted = models.predict(test)
+    result = Evaluation()
+    anchor = anchor_modality()
+
+    for name in [*COMPARED, *[f"p_{m}" for m in models.modalities]]:
+        p = predicted[name].to_numpy()
+        available = ~np.isnan(p)
+        result.strategies.append({"model": name, **ml.metrics(y[available], p[available])})
+        if name in COMPARED and len(set(y.tolist())) == 2:
+            result.calibration[name] = ml.calibration_bins(y.astype(int), p)
+            result.roc[name] = _roc_points(y, p)
+    if truth is not None:
+        oracle = test[["research_key"]].merge(truth, on="research_key", how="left")
+        p = oracle.true_probability.to_numpy(dtype=float)
+        result.strategies.append({"model": "oracle", **ml.metrics(y, p)})
+        if len(set(y.tolist())) == 2:
+            result.roc["oracle"] = _roc_points(y, p)
+
+    patterns = _pattern(test, models.modalities)
+    for pattern in sorted(set(patterns)):
+        members = patterns == pattern
+        for name in COMPARED:
+            p = predicted[name].to_numpy()[members]
+            result.patterns.append({"pattern": pattern, "model": name, **ml.metrics(y[members], p)})
+
+    optional = [m for m in models.modalities if m != anchor]
+    removal_sets = {m: [m] for m in optional} | (
+        {ALL_OPTIONAL: optional} if len(optional) > 1 else {}
+    )
+    anchor_only = (
+        ml.auroc(y, predicted[f"p_{anchor}"].to_numpy()) if anchor in models.features else None
+    )
+    for label, removed in removal_sets.items():
+        for share in SHARES:
+            scores: dict[str, list[float]] = {name: [] for name in COMPARED}
+            for _ in range(REPEATS if 0 < share < 1 else 1):
+                masked = models.predict(without_modalities(test, removed, share, rng))
+                for name in COMPARED:
+                    value = ml.auroc(y, masked[name].to_numpy())
+                    if value is not None:
+                        scores[name].append(value)
+            for name, values in scores.items():
+                result.degradation.append(
+                    {
+                        "removed": label,
+                        "share": share,
+                        "model": name,
+                        "auroc": float(np.mean(values)) if values else None,
+                        "auroc_sd": float(np.std(values)) if values else None,
+                    }
+                )
+
+    p_late = predicted["late_fusion"].to_numpy()
+    result.subgroups, gaps = _subgroups(test, y, p_late, rng)
+    baseline, contributions = models.late_contributions(test)
+    result.contributions = {
+        m: contributions[:, j].tolist() for j, m in enumerate(models.modalities)
+    }
+    result.summary = _summary(result, test, y, predicted, models, anchor_only, gaps, baseline)
+    return result
+
+
+def _summary(result, test, y, predicted, models, anchor_only, gaps, baseline) -> dict:
+    """The headline numbers and the issue's targets, measured."""
+    by_model = {r["model"]: r for r in result.strategies}
+    late = by_model["late_fusion"]["auroc"]
+    oracle = by_model.get("oracle", {}).get("auroc")
+    multi = _pattern(test, models.modalities)
+    multi = np.array(["+" in p for p in multi])
+    late_multi = ml.auroc(y[multi], predicted["late_fusion"].to_numpy()[multi])
+    single_multi = {
+        m: ml.auroc(y[multi], predicted[f"p_{m}"].to_numpy()[multi])
+        for m in models.modalities
+        if not np.isnan(predicted[f"p_{m}"].to_numpy()[multi]).any()
+    }
+    single_multi = {m: v for m, v in single_multi.items() if v is not None}
+    # "50% of each optional modality removed": every optional modality at once when several.
+    removed_label = (
+        ALL_OPTIONAL if any(r["removed"] == ALL_OPTIONAL for r in result.degradation) else None
+    )
+    at_half = [
+        r["auroc"]
+        for r in result.degradation
+        if r["model"] == "late_fusion"
+        and r["share"] == 0.5
+        and (removed_label in (None, r["removed"]))
+    ]
+    retained = None
+    if late is not None and anchor_only is not None and at_half and late > anchor_only:
+        retained = (at_half[0] - anchor_only) / (late - anchor_only)
+    largest = max(gaps.items(), key=lambda kv: kv[1]["gap"], default=None)
+    return {
+        "test_patients": int(len(y)),
+        "test_events": int(y.sum()),
+        "modalities": models.modalities,
+        **{f"auroc_{r['model']}": r["auroc"] for r in result.strategies},
+        "oracle_auroc": oracle,
+        "late_fusion_gap_to_oracle": None if oracle is None or late is None else oracle - late,
+        "patients_with_two_or_more_modalities": int(multi.sum()),
+        "late_fusion_auroc_two_or_more": late_multi,
+        "best_single_auroc_two_or_more": max(single_multi.values(), default=None),
+        "best_single_modality_two_or_more": max(single_multi, key=single_multi.get, default=None),
+        "anchor_only_auroc": anchor_only,
+        "late_fusion_gain_retained_at_50pct_removed": retained,
+        "largest_subgroup_gap": None
+        if largest is None
+        else {"attribute": largest[0], **largest[1]},
+        "late_fusion_baseline_logit": baseline,
+        "mean_abs_contribution": {
+            m: float(np.mean(np.abs(v))) for m, v in result.contributions.items()
+        },
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _plots(result: Evaluation, folder: Path) -> dict[str, Path]:
+    """ROC, calibration, degradation, subgroup and contribution plots as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    paths = {}
+
+    def save(fig, name):
+        paths[name] = folder / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(paths[name], dpi=80)
+        plt.close(fig)
+
+    fig, (roc, cal) = plt.subplots(1, 2, figsize=(10, 4.5))
+    for name, (fpr, tpr) in result.roc.items():
+        roc.plot(fpr, tpr, label=name, linestyle="--" if name == "oracle" else "-")
+    roc.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    roc.set(
+        title="ROC on the test split", xlabel="false positive rate", ylabel="true positive rate"
+    )
+    roc.legend(fontsize=7)
+    for name, bins in result.calibration.items():
+        cal.plot(
+            [b["mean_predicted"] for b in bins],
+            [b["observed_rate"] for b in bins],
+            "o-",
+            label=name,
+        )
+    cal.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    cal.set(
+        title="Calibration (equal-frequency bins)",
+        xlabel="mean predicted risk",
+        ylabel="observed rate",
+    )
+    cal.legend(fontsize=7)
+    save(fig, "roc_calibration")
+
+    removed = sorted({r["removed"] for r in result.degradation})
+    if removed:
+        fig, axes = plt.subplots(1, len(removed), figsize=(5 * len(removed), 4), squeeze=False)
+        for ax, label in zip(axes[0], removed, strict=True):
+            for name in COMPARED:
+                points = [
+                    r for r in result.degradation if r["removed"] == label and r["model"] == name
+                ]
+                ax.errorbar(
+                    [100 * r["share"] for r in points],
+                    [r["auroc"] for r in points],
+                    yerr=[r["auroc_sd"] for r in points],
+                    label=name,
+                    marker="o",
+                    capsize=2,
+                    linestyle="--" if name == "best_single" else "-",
+                )
+            anchor_only = result.summary.get("anchor_only_auroc")
+            if anchor_only is not None:
+                ax.axhline(
+                    anchor_only, color="grey", linestyle=":", label=f"{anchor_modality()} only"
+                )
+            ax.set(
+                title=f"removing {label}", xlabel="% of test patients without it", ylabel="AUROC"
+            )
+            ax.legend(fontsize=7)
+        save(fig, "degradation")
+
+    compared = [r for r in result.subgroups if r["compared"] and r["auroc"] is not None]
+    if compared:
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(compared) + 1.2))
+        labels = [f"{r['attribute']}: {r['group']} (n={r['n']})" for r in compared]
+        values = [r["auroc"] for r in compared]
+        errors = [
+            [
+                v - (r["ci_low"] if r["ci_low"] is not None else v)
+                for v, r in zip(values, compared, strict=True)
+            ],
+            [
+                (r["ci_high"] if r["ci_high"] is not None else v) - v
+                for v, r in zip(values, compared, strict=True)
+            ],
+        ]
+        ax.errorbar(values, range(len(compared)), xerr=errors, fmt="o", capsize=3)
+        ax.set_yticks(range(len(compared)), labels, fontsize=8)
+        ax.set(title="Late fusion AUROC by subgroup (95% bootstrap CI)", xlabel="AUROC")
+        save(fig, "subgroups")
+
+    if result.contributions:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        names = list(result.contributions)
+        ax.boxplot([result.contributions[m] for m in names], tick_labels=names)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set(title="Per-patient contribution to the late-fusion logit", ylabel="logit")
+        save(fig, "contributions")
+    return paths
+
+
+def write_report(result: Evaluation, folder: Path, header: dict) -> str:
+    """Write report.md, evaluation.json and the plots under `folder`; return the Markdown with
+    the plots inlined (for Dagster metadata)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = _plots(result, folder)
+    s = result.summary
+    gap = s.get("largest_subgroup_gap")
+    sections = [
+        "# Risk model evaluation",
+        "\n".join(f"- {k}: {v}" for k, v in header.items()),
+        f"Test split: {s['test_patients']} patients, {s['test_events']} events. Modalities "
+        f"modelled: {', '.join(s['modalities'])}.",
+        "## Targets",
+        _table(
+            [
+                {"measure": "late fusion AUROC", "value": s.get("auroc_late_fusion")},
+                {"measure": "oracle AUROC (true probabilities)", "value": s.get("oracle_auroc")},
+                {
+                    "measure": "gap to oracle (goal ≤ 0.02)",
+                    "value": s.get("late_fusion_gap_to_oracle"),
+                },
+                {
+                    "measure": "late fusion AUROC, ≥ 2 modalities",
+                    "value": s.get("late_fusion_auroc_two_or_more"),
+                },
+                {
+                    "measure": "best single modality AUROC, same patients",
+                    "value": s.get("best_single_auroc_two_or_more"),
+                },
+                {
+                    "measure": "gain over anchor-only kept at 50% removal (goal ≥ 0.8)",
+                    "value": s.get("late_fusion_gain_retained_at_50pct_removed"),
+                },
+                {
+                    "measure": f"largest subgroup gap ({gap['attribute']}: {gap['best']} vs {gap['worst']})"
+                    if gap
+                    else "largest subgroup gap",
+                    "value": gap["gap"] if gap else None,
+                },
+                {
+                    "measure": "its 95% CI",
+                    "value": f"{_fmt(gap['ci_low'])} to {_fmt(gap['ci_high'])}" if gap else None,
+                },
+            ],
+            ["measure", "value"],
+        ),
+        "## Strategies on the test split",
+        "Per-modality models (`p_<modality>`) are scored on the patients who have that modality.",
+        _table(result.strategies, ["model", "n", "auroc", "auprc", "brier", "ece"]),
+        "![ROC and calibration](roc_calibration.png)",
+        "## By availability pattern",
+        _table(result.patterns, ["pattern", "model", "n", "auroc", "brier"]),
+        "## Degradation when modalities are missing",
+        f"Each optional modality (and all of them together) removed from a growing share of test "
+        f"patients, {REPEATS} random draws per point (mean ± sd).",
+        _table(result.degradation, ["removed", "share", "model", "auroc", "auroc_sd"]),
+        "![Degradation](degradation.png)" if "degradation" in plots else "",
+        "## Subgroups (late fusion)",
+        f"Groups with fewer than {MIN_SUBGROUP} patients or one outcome only are listed, not "
+        "compared. CIs: percentile bootstrap over test patients.",
+        _table(
+            result.subgroups, ["attribute", "group", "n", "events", "auroc", "ci_low", "ci_high"]
+        ),
+        "![Subgroups](subgroups.png)" if "subgroups" in plots else "",
+        "## Per-modality contributions",
+        "Late fusion's logit is a baseline plus one additive term per available modality; the "
+        "per-patient terms are in `gold.risk_scores`.",
+        _table(
+            [
+                {"modality": m, "mean |contribution|": v}
+                for m, v in s["mean_abs_contribution"].items()
+            ],
+            ["modality", "mean |contribution|"],
+        ),
+        "![Contributions](contributions.png)" if "contributions" in plots else "",
+    ]
+    markdown = "\n\n".join(part for part in sections if part)
+    (folder / "report.md").write_text(markdown + "\n")
+    (folder / "evaluation.json").write_text(
+        json.dumps(
+            {
+                k: getattr(result, k)
+                for k in (
+                    "summary",
+                    "strategies",
+                    "patterns",
+                    "degradation",
+                    "subgroups",
+                    "calibration",
+                )
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    for name, path in plots.items():  # inline for the Dagster UI, which cannot reach the files
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        markdown = markdown.replace(f"({name}.png)", f"(data:image/png;base64,{encoded})")
+    return markdown
