@@ -10,7 +10,15 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs import models as model_defs
-from multimodal_assets.lib import catalog, evaluation, fusion_models, ml, model_registry, scoring
+from multimodal_assets.lib import (
+    catalog,
+    evaluation,
+    fusion,
+    fusion_models,
+    ml,
+    model_registry,
+    scoring,
+)
 
 
 def _snapshot(pipeline):
@@ -248,3 +256,26 @@ def test_failed_checks_raise_an_alert_without_values(data_dir):
     (line,) = (data_dir / "alerts" / "checks.jsonl").read_text().splitlines()
     assert json.loads(line).keys() == {"check", "severity", "run_id", "record_id"}
     assert json.loads(line)["check"] == "models/risk_scores:scoring_population_drift"
+
+
+def test_the_leakage_check_counts_features_dated_after_the_index_date(pipeline):
+    import duckdb
+
+    fused = catalog.PATIENT_FEATURES
+    with pipeline.connect() as conn:
+        assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(0, 0)]
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA gold")
+    conn.execute(
+        "CREATE TABLE gold.patient_features AS SELECT * FROM (VALUES "
+        "(DATE '2024-01-10', DATE '2024-01-10', DATE '2024-01-09'), "
+        "(DATE '2024-01-10', DATE '2024-01-11', NULL)) "
+        "t(index_date, clinical_data_through, wearables_data_through)"
+    )
+    assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(1, 0)]
+    (check,) = [
+        c
+        for c in pipeline.result.get_asset_check_evaluations()
+        if c.check_name == "no_feature_after_index_date"
+    ]
+    assert check.passed and check.metadata["rows_after_index_wearables"].value == 0

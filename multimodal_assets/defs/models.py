@@ -12,6 +12,7 @@ from multimodal_assets.lib import (
     catalog,
     config,
     evaluation,
+    fusion,
     ml,
     model_registry,
     scoring,
@@ -25,6 +26,7 @@ from .resources import OWNERS, WarehouseResource
 SEED = 20261128
 _TAGS = {"modality": "fusion", "layer": "ml", "contains_phi": "false"}
 _NOT_WORSE = "not_worse_than_current"
+_NO_LEAKAGE = "no_feature_after_index_date"
 _DRIFT = "scoring_population_drift"
 
 
@@ -39,16 +41,29 @@ def _code_version() -> str:
     owners=OWNERS,
     tags=_TAGS,
     deps=[["fusion", "patient_features"], ["clinical", "clinical_outcomes"]],
+    check_specs=[
+        dg.AssetCheckSpec(
+            _NO_LEAKAGE,
+            asset=["models", "training_set"],
+            blocking=True,
+            description="No feature used data dated after the patient's index date (every "
+            "modality declares <modality>_data_through; one that does not cannot be verified).",
+        )
+    ],
     automation_condition=dg.AutomationCondition.eager(),
     pool="warehouse",
 )
 def training_set(lakehouse: WarehouseResource) -> dg.MaterializeResult:
     """Immutable snapshot of fused features and labels, split by a hash of the research key."""
     with lakehouse.get_connection() as conn:
+        leaked = conn.sql(fusion.leakage_sql(catalog.PATIENT_FEATURES)).to_arrow_table()
+        leaked = {name: leaked.column(name)[0].as_py() for name in leaked.column_names}
         snapshot = ml.build_training_set(
             conn, model_registry.training_sets_dir(), _code_version(), SEED
         )
-    model_registry.mark_latest_training_set(snapshot.version)
+    clean = all(count == 0 for count in leaked.values())
+    if clean:  # a snapshot with leakage is written (its bytes are evidence) but never used
+        model_registry.mark_latest_training_set(snapshot.version)
     counts = snapshot.manifest["counts"]
     return dg.MaterializeResult(
         metadata={
@@ -59,7 +74,14 @@ def training_set(lakehouse: WarehouseResource) -> dg.MaterializeResult:
             "features": ", ".join(
                 c for cols in snapshot.manifest["features"].values() for c in cols
             ),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=_NO_LEAKAGE,
+                passed=clean,
+                metadata={f"rows_after_index_{m}": n for m, n in leaked.items()},
+            )
+        ],
     )
 
 

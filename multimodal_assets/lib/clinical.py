@@ -329,6 +329,12 @@ def _feature_lineage() -> dict:
         ),
         "comorbidity_count": (("silver.conditions", "icd10_code"), onset),
         "encounters_365d": (("silver.encounters", "start_time"),),
+        "clinical_data_through": (
+            ("silver.observations", "effective_time"),
+            ("silver.medications", "authored_date"),
+            onset,
+            ("silver.encounters", "start_time"),
+        ),
     }
 
 
@@ -533,6 +539,13 @@ CLINICAL_FEATURES = Table(
             "sensitive",
             "hipaa",
             min_value=0,
+        ),
+        Column(
+            "clinical_data_through",
+            "DATE",
+            "Latest source date any feature of this row used (the point-in-time guard).",
+            "phi",
+            "hipaa",
         ),
         Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
     ),
@@ -905,21 +918,25 @@ latest AS (
         arg_min(value, effective_time) FILTER (loinc_code = '{LOINC["weight"]}' AND unit = 'kg'
             AND CAST(effective_time AS DATE) >= index_date - INTERVAL 180 DAY) AS weight_first_180d,
         arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["ecog"]}') AS ecog,
-        arg_max(value_code, effective_time) FILTER (loinc_code = '{LOINC["smoking"]}') AS smoking_code
+        arg_max(value_code, effective_time) FILTER (loinc_code = '{LOINC["smoking"]}') AS smoking_code,
+        max(CAST(effective_time AS DATE)) AS observed_through
     FROM obs GROUP BY research_key
 ),
 meds AS (
-    SELECT m.research_key, count(DISTINCT m.rxnorm_code) AS prior_antineoplastic_count
+    SELECT m.research_key, count(DISTINCT m.rxnorm_code) AS prior_antineoplastic_count,
+           max(m.authored_date) AS treated_through
     FROM silver.medications m JOIN idx i USING (research_key)
     WHERE m.is_antineoplastic AND m.authored_date < i.index_date GROUP BY m.research_key
 ),
 comorb AS (
-    SELECT c.research_key, count(DISTINCT coalesce(c.icd10_code, c.snomed_code)) AS comorbidity_count
+    SELECT c.research_key, count(DISTINCT coalesce(c.icd10_code, c.snomed_code)) AS comorbidity_count,
+           max(c.onset_date) AS diagnosed_through
     FROM silver.conditions c JOIN idx i USING (research_key)
     WHERE NOT c.is_nsclc AND c.onset_date <= i.index_date GROUP BY c.research_key
 ),
 enc AS (
-    SELECT e.research_key, count(*) AS encounters_365d
+    SELECT e.research_key, count(*) AS encounters_365d,
+           max(CAST(e.start_time AS DATE)) AS seen_through
     FROM silver.encounters e JOIN idx i USING (research_key)
     WHERE CAST(e.start_time AS DATE) BETWEEN i.index_date - INTERVAL 365 DAY AND i.index_date
     GROUP BY e.research_key
@@ -950,6 +967,9 @@ SELECT
         AS comorbidity_count,
     CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(e.encounters_365d, 0) END
         AS encounters_365d,
+    CASE WHEN i.index_date IS NOT NULL THEN
+        greatest(i.index_date, l.observed_through, m.treated_through, c.diagnosed_through,
+                 e.seen_through) END AS clinical_data_through,
     $run_id AS _run_id
 FROM silver.patients p
 LEFT JOIN idx i USING (research_key)

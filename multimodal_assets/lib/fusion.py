@@ -94,6 +94,30 @@ def fused_sql(fused: Table) -> str:
     return f"SELECT {', '.join(select)}\nFROM {ANCHOR} a\n{joins}\nWHERE a.in_nsclc_cohort"
 
 
+def data_through_column(modality: str) -> str:
+    """Each modality's feature table declares the latest source date its row used."""
+    return f"{modality}_data_through"
+
+
+def leakage_sql(fused: Table) -> str:
+    """Per modality: cohort rows whose features used data dated after the index date, or -1
+    when the modality declares no data-through date (it cannot be verified)."""
+    modalities = sorted(
+        {
+            fqn.split(".")[1].removesuffix("_features")
+            for deps in fused.lineage.values()
+            for fqn, _ in deps
+        }
+    )
+    counts = [
+        f"count(*) FILTER ({data_through_column(m)} > index_date) AS {m}"
+        if data_through_column(m) in fused.column_names
+        else f"-1 AS {m}"
+        for m in modalities
+    ]
+    return f"SELECT {', '.join(counts)} FROM {fused.layer}.{fused.name}"
+
+
 def predictors_by_modality(fused: Table) -> dict[str, list[str]]:
     """Predictor columns of the fused table per source modality (without the has_ flags)."""
     out: dict[str, list[str]] = {}

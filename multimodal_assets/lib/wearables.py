@@ -666,6 +666,13 @@ FEATURES = Table(
             "sensitive",
             "hipaa",
         ),
+        Column(
+            "wearables_data_through",
+            "DATE",
+            "Latest wearable day any feature of this row used (the point-in-time guard).",
+            "phi",
+            "hipaa",
+        ),
         Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
     ),
     lineage={
@@ -686,6 +693,7 @@ FEATURES = Table(
             ("gold.wearable_daily", "sleep_minutes"),
             ("gold.clinical_features", "index_date"),
         ),
+        "wearables_data_through": (("gold.wearable_daily", "day"),),
     },
 )
 
@@ -752,6 +760,7 @@ SELECT c.research_key,
        avg(d.resting_hr) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS resting_hr_mean_7d,
        avg(d.resting_hr) AS resting_hr_mean_28d,
        avg(d.sleep_minutes) AS sleep_mean_28d,
+       max(d.day) AS wearables_data_through,
        $run_id AS _run_id
 FROM gold.clinical_features c
 LEFT JOIN gold.wearable_daily d
