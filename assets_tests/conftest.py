@@ -1,4 +1,4 @@
-"""Shared fixtures: a small generated cohort plus the real FHIR files, materialized once."""
+"""Shared fixtures: a small generated cohort plus real FHIR and VCF files, materialized once."""
 
 import os
 import shutil
@@ -9,16 +9,18 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from multimodal_assets.defs import clinical, fusion, governance, models, wearables
+from multimodal_assets.defs import clinical, fusion, genomics, governance, models, wearables
 from multimodal_assets.defs.resources import WarehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_FHIR = FIXTURES / "fhir"
+REAL_VCF = FIXTURES / "vcf"
 REAL_WEARABLES = FIXTURES / "wearables"
 ALL_ASSETS = [
     *clinical.assets,
     *wearables.assets,
+    *genomics.assets,
     *fusion.assets,
     *models.assets,
     *governance.assets,
@@ -75,11 +77,12 @@ def pipeline(tmp_path_factory) -> Pipeline:
     os.environ["MM_DATA_DIR"] = str(data)
     try:
         generate(TEST_PATIENTS, TEST_SEED, data / "landing", progress=False)
-        shutil.copytree(
-            REAL_FHIR,
-            data / "landing" / "clinical" / "realdata",
-            ignore=shutil.ignore_patterns("NOTICE.md"),
-        )
+        for fixtures, modality in ((REAL_FHIR, "clinical"), (REAL_VCF, "genomics")):
+            shutil.copytree(
+                fixtures,
+                data / "landing" / modality / "realdata",
+                ignore=shutil.ignore_patterns("NOTICE.md"),
+            )
         instance = dg.DagsterInstance.ephemeral()
         result = materialize(data, instance)
         yield Pipeline(

@@ -2,13 +2,22 @@
 
 import dagster as dg
 
-from multimodal_assets.defs import automation, clinical, fusion, governance, models, wearables
+from multimodal_assets.defs import (
+    automation,
+    clinical,
+    fusion,
+    genomics,
+    governance,
+    models,
+    wearables,
+)
 from multimodal_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
     assets=[
         *clinical.assets,
         *wearables.assets,
+        *genomics.assets,
         *fusion.assets,
         *models.assets,
         *governance.assets,

@@ -2,17 +2,17 @@
 
 import dagster as dg
 
-from multimodal_assets.lib import config, landing_watch
+from multimodal_assets.lib import config, genomics, landing_watch
 
 
-def landing_sensor(modality: str, target: dg.AssetKey) -> dg.SensorDefinition:
+def landing_sensor(modality: str, *targets: dg.AssetKey) -> dg.SensorDefinition:
     """A sensor that requests one ingest run per batch of new files in landing/<modality>."""
 
     @dg.sensor(
         name=f"{modality}_landing_sensor",
         description=f"New files in landing/{modality} start an ingest run "
         "(run key = content hash of the batch).",
-        asset_selection=[target],
+        asset_selection=list(targets),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -44,5 +44,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 sensors = [
     landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"])),
     landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
+    landing_sensor("genomics", *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES)),
     automation_sensor,
 ]

@@ -214,6 +214,61 @@ def governed_table_asset(
     return _governed
 
 
+def _ingest_landing(context, lakehouse, modality: str, parse, tables: list[Table], observe=None):
+    """Ingest new files of landing/<modality> into `tables`; (summary, row totals per table,
+    observed metadata, check results)."""
+    landed = ingest.scan_landing(config.landing_dir(), modality)
+    with lakehouse.get_connection() as conn:
+        new = ingest.unregistered(conn, landed)
+        summary = ingest.ingest(conn, modality, new, parse, tables, context.run_id)
+        totals = {t.fqn: warehouse.row_count(conn, t.fqn) for t in tables}
+        for table in tables:
+            record_materialization(
+                conn,
+                lakehouse.database,
+                table,
+                context.run_id,
+                summary.records,
+                True,
+                "appended new landed files",
+            )
+        observed, check_results = observe(conn, context.run_id) if observe else ({}, [])
+    context.log.info(
+        f"{modality} landing: {summary.new_files} new files, {summary.ingested} "
+        f"ingested, {summary.quarantined} quarantined, {summary.duplicates} duplicates"
+    )
+    return {"landed_files": len(landed), **summary.as_metadata()}, totals, observed, check_results
+
+
+def bronze_ingest_multi_asset(
+    name: str, tables: list[Table], parse: Callable[[bytes], dict], *, kinds: set[str]
+) -> dg.AssetsDefinition:
+    """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls)."""
+    specs = []
+    for table in tables:
+        kwargs = asset_spec_kwargs(table, kinds)
+        kwargs.pop("pool")
+        specs.append(dg.AssetSpec(**kwargs, metadata=table_metadata(table)))
+
+    @dg.multi_asset(name=name, specs=specs, pool=WAREHOUSE_POOL)
+    def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+        """Parse new landed files once into every table they feed; bad files are quarantined."""
+        summary, totals, _, _ = _ingest_landing(
+            context, lakehouse, tables[0].modality, parse, tables
+        )
+        for table in tables:
+            yield dg.MaterializeResult(
+                asset_key=asset_key(table),
+                metadata={
+                    **table_metadata(table),
+                    "dagster/row_count": totals[table.fqn],
+                    **summary,
+                },
+            )
+
+    return _bronze
+
+
 # observe(conn, run_id) -> (metadata, check results) after an ingest, for modality-specific
 # reporting such as schema changes.
 Observe = Callable[[duckdb.DuckDBPyConnection, str], tuple[dict, list[dg.AssetCheckResult]]]
@@ -235,31 +290,14 @@ def bronze_ingest_asset(
         check_specs=check_specs or [],
     )
     def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
-        landed = ingest.scan_landing(config.landing_dir(), table.modality)
-        with lakehouse.get_connection() as conn:
-            new = ingest.unregistered(conn, landed)
-            summary = ingest.ingest(conn, table.modality, new, parse, table, context.run_id)
-            total = warehouse.row_count(conn, table.fqn)
-            record_materialization(
-                conn,
-                lakehouse.database,
-                table,
-                context.run_id,
-                summary.records,
-                True,
-                "appended new landed files",
-            )
-            observed, check_results = observe(conn, context.run_id) if observe else ({}, [])
-        context.log.info(
-            f"{table.modality} landing: {summary.new_files} new files, {summary.ingested} "
-            f"ingested, {summary.quarantined} quarantined, {summary.duplicates} duplicates"
+        summary, totals, observed, check_results = _ingest_landing(
+            context, lakehouse, table.modality, parse, [table], observe
         )
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(table),
-                "dagster/row_count": total,
-                "landed_files": len(landed),
-                **summary.as_metadata(),
+                "dagster/row_count": totals[table.fqn],
+                **summary,
                 **observed,
             },
             check_results=check_results,

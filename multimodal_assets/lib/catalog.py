@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, fusion, ingest, wearables
+from . import audit, clinical, fusion, genomics, ingest, wearables
 from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table
 
@@ -103,6 +103,7 @@ ALL_TABLES: tuple[Table, ...] = (
     ingest.QUARANTINE,
     *clinical.TABLES,
     *wearables.TABLES,
+    *genomics.TABLES,
     COLUMN_CATALOG,
     DATE_SHIFTS,
     KEY_CROSSWALK,

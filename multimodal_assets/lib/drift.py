@@ -22,8 +22,13 @@ _NOISE_BUDGET = 0.05  # expected PSI of two same-population samples we accept fr
 _EPSILON = 1e-4  # keeps empty bins finite
 
 
+def _missing(value) -> bool:
+    """None, NaN or pandas' NA (which refuses to be compared)."""
+    return value is None or type(value).__name__ == "NAType" or value != value
+
+
 def _numeric(values: np.ndarray) -> bool:
-    present = [v for v in values[:200] if v is not None and v == v]
+    present = [v for v in values[:200] if not _missing(v)]
     return bool(present) and all(
         isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
         for v in present
@@ -43,8 +48,8 @@ def _codes(reference, current) -> tuple[np.ndarray, np.ndarray]:
     values are a category of their own."""
     ref, cur = np.asarray(reference, dtype=object), np.asarray(current, dtype=object)
     if _numeric(ref):
-        ref_f = np.array([np.nan if v is None else float(v) for v in ref])
-        cur_f = np.array([np.nan if v is None else float(v) for v in cur])
+        ref_f = np.array([np.nan if _missing(v) else float(v) for v in ref])
+        cur_f = np.array([np.nan if _missing(v) else float(v) for v in cur])
         finite = ref_f[~np.isnan(ref_f)]
         bins = bins_for(len(ref), len(cur))
         edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1))) if len(finite) else []
@@ -81,8 +86,8 @@ def ks(reference, current) -> float | None:
     from scipy.stats import ks_2samp
 
     try:
-        ref = np.asarray(reference, dtype=float)
-        cur = np.asarray(current, dtype=float)
+        ref = np.array([np.nan if _missing(v) else float(v) for v in reference])
+        cur = np.array([np.nan if _missing(v) else float(v) for v in current])
     except (TypeError, ValueError):
         return None
     ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]

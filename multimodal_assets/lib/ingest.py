@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,23 +153,30 @@ def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
     return [f for f in files if f.path not in known]
 
 
+Parsed = list[dict] | pa.Table
+
+
 def ingest(
     conn,
     modality: str,
     files: list[LandedFile],
-    parse: Callable[[bytes], list[dict] | pa.Table],
-    target: Table,
+    parse: Callable[[bytes], Parsed | dict[str, Parsed]],
+    target: Table | Sequence[Table],
     run_id: str,
     commit_every_bytes: int = 32 << 20,
 ) -> IngestSummary:
     """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
 
-    Records and registry rows are committed together in chunks, so an interrupted run leaves
-    every registered file fully ingested and every other file still unregistered.
+    With several targets, `parse` returns their rows keyed by table name (fqn); a file may fill
+    any subset of them. Records and registry rows are committed together in chunks, so an
+    interrupted run leaves every registered file fully ingested and every other file still
+    unregistered.
     """
+    targets = (target,) if isinstance(target, Table) else tuple(target)
     warehouse.ensure_table(conn, FILES)
     warehouse.ensure_table(conn, QUARANTINE)
-    warehouse.ensure_table(conn, target)
+    for table in targets:
+        warehouse.ensure_table(conn, table)
     ingested_hashes = {
         row[0]
         for row in conn.execute(
@@ -178,7 +185,7 @@ def ingest(
     }
     summary = IngestSummary(new_files=len(files))
     now = datetime.now(UTC).replace(tzinfo=None)
-    records: list[pa.Table] = []
+    records: dict[str, list[pa.Table]] = {t.fqn: [] for t in targets}
     file_rows: list[dict] = []
     quarantine_rows: list[dict] = []
     pending_bytes = 0
@@ -187,10 +194,13 @@ def ingest(
         nonlocal records, file_rows, quarantine_rows, pending_bytes
         conn.execute("BEGIN TRANSACTION")
         try:
-            if records:
-                summary.records += _append(
-                    conn, target, pa.concat_tables(records, promote_options="permissive")
-                )
+            for table in targets:
+                if records[table.fqn]:
+                    summary.records += _append(
+                        conn,
+                        table,
+                        pa.concat_tables(records[table.fqn], promote_options="permissive"),
+                    )
             if file_rows:
                 _append(conn, FILES, _arrow(FILES, file_rows))
             if quarantine_rows:
@@ -199,7 +209,8 @@ def ingest(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        records, file_rows, quarantine_rows, pending_bytes = [], [], [], 0
+        records = {t.fqn: [] for t in targets}
+        file_rows, quarantine_rows, pending_bytes = [], [], 0
 
     for landed in files:
         row = {
@@ -233,12 +244,14 @@ def ingest(
                     f"unexpected {type(err).__name__} while parsing",
                 )
             else:
-                batch = _with_provenance(parsed, target, landed, run_id)
-                if batch.num_rows:
-                    records.append(batch)
-                row["records"] = batch.num_rows
+                by_table = parsed if isinstance(parsed, dict) else {targets[0].fqn: parsed}
+                for table in targets:
+                    batch = _with_provenance(by_table.get(table.fqn, []), table, landed, run_id)
+                    if batch.num_rows:
+                        records[table.fqn].append(batch)
+                    row["records"] += batch.num_rows
+                    summary.parsed += batch.num_rows
                 summary.ingested += 1
-                summary.parsed += batch.num_rows
                 ingested_hashes.add(landed.sha256)
         file_rows.append(row)
         pending_bytes += landed.size

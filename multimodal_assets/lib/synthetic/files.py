@@ -1,7 +1,7 @@
 """Writing delivered files: the file's mtime is its simulated arrival."""
 
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 
@@ -16,3 +16,8 @@ def write_delivered(path: Path, data: bytes, delivered_on: date, hour: int = 12)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     stamp_delivery(path, delivered_on, hour)
+
+
+def batch_folder(day: date) -> str:
+    """Deliveries are batched weekly: the folder is the Monday of the delivery week."""
+    return (day - timedelta(days=day.weekday())).isoformat()

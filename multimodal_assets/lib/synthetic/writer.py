@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from .cohort import draw_cohort
 from .fhir_bundles import render_patient
-from .files import write_delivered
+from .files import batch_folder, write_delivered
+from .genomics import render_somatic
 from .wearables import render_exports
 
 RESOURCE_COUNTS = {
@@ -34,16 +35,11 @@ class CohortSummary:
     truth_dir: Path
 
 
-def _batch_folder(day: date) -> str:
-    """Deliveries are batched weekly: the folder is the Monday of the delivery week."""
-    return (day - timedelta(days=day.weekday())).isoformat()
-
-
 def _encode(bundle: dict) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-RENDERED_MODALITIES = ("clinical", "wearables")
+RENDERED_MODALITIES = ("clinical", "wearables", "genomics")
 
 
 def generate(
@@ -86,11 +82,11 @@ def generate(
                 counts[col][i] += delivery.counts.get(rtype, 0)
             data = _encode(delivery.bundle)
             name = f"fhir-{p['patient_id']}-{delivery.kind}.json"
-            folder = clinical / _batch_folder(delivery.delivered_on)
+            folder = clinical / batch_folder(delivery.delivered_on)
             if delivery.kind == "followup" and i in truncate:
                 # A failed transfer a week before the good one: quarantined, then superseded.
                 early = delivery.delivered_on - timedelta(days=7)
-                partial = clinical / _batch_folder(early) / name.replace(".json", "-partial.json")
+                partial = clinical / batch_folder(early) / name.replace(".json", "-partial.json")
                 write_delivered(partial, data[: len(data) // 2], early)
                 deliveries.append(_row(partial, landing, "truncated", "quarantined", p, early))
             write_delivered(folder / name, data, delivery.delivered_on)
@@ -99,7 +95,7 @@ def generate(
             )
             if delivery.kind == "baseline" and i in resend:
                 later = delivery.delivered_on + timedelta(days=7)
-                again = clinical / _batch_folder(later) / name.replace(".json", "-resend.json")
+                again = clinical / batch_folder(later) / name.replace(".json", "-resend.json")
                 write_delivered(again, data, later)
                 deliveries.append(_row(again, landing, "resend", "duplicate", p, later))
     deliveries.extend(_foreign_files(clinical, landing, seed))
@@ -112,13 +108,24 @@ def generate(
         pd.DataFrame(
             [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
         ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
+    genomics_files = []
+    if "genomics" in modalities:
+        genomics_files, variants = render_somatic(cohort, seed, landing / "genomics")
+        pd.DataFrame(genomics_files).to_parquet(
+            truth_dir / "genomics_deliveries.parquet", index=False
+        )
+        pd.DataFrame(
+            variants, columns=["mrn", "sample_id", "chrom", "pos", "ref", "alt", "kind", "passed"]
+        ).to_parquet(truth_dir / "genomics_variants.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
     (truth_dir / "generator.json").write_text(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
     )
-    return CohortSummary(n_patients, len(deliveries) + len(wearable_files), truth_dir)
+    return CohortSummary(
+        n_patients, len(deliveries) + len(wearable_files) + len(genomics_files), truth_dir
+    )
 
 
 def _row(path: Path, landing: Path, kind: str, expected: str, p: dict | None, day: date) -> dict:
@@ -135,7 +142,7 @@ def _foreign_files(clinical: Path, landing: Path, seed: int) -> list[dict]:
     """Files every real feed eventually sends: binary junk, an XML bundle, invalid R4."""
     rng = np.random.default_rng([seed, 3])
     day = date(2023, 3, 6)
-    folder = clinical / _batch_folder(day)
+    folder = clinical / batch_folder(day)
     junk = folder / "transfer-0001.json"
     write_delivered(junk, rng.bytes(2048), day)
     xml = folder / "export-0002.xml"

@@ -1,0 +1,89 @@
+"""Genomics assets: VCF/BCF deliveries and manifests → bronze sites, calls and samples → silver
+samples and annotated somatic variants → per-patient drivers and TMB as of the index date."""
+
+import dagster as dg
+
+from multimodal_assets.lib import genomics
+from multimodal_assets.lib.genomics import (
+    BRONZE_TABLES,
+    FEATURES,
+    SAMPLES,
+    SOMATIC_VARIANTS,
+)
+from multimodal_assets.lib.genomics_reference import GRCH38_LENGTHS
+
+from .governed import asset_key, bronze_ingest_multi_asset, governed_table_asset, sql_build
+
+genomics_landing = bronze_ingest_multi_asset(
+    "genomics_landing", list(BRONZE_TABLES), genomics.parse_genomics_file, kinds={"duckdb", "vcf"}
+)
+
+
+def _count_check(table, name: str, description: str, sql: str) -> tuple:
+    """A non-blocking check that passes when `sql` (one count) returns 0."""
+
+    def evaluate(conn) -> dg.AssetCheckResult:
+        (count,) = conn.execute(sql).fetchall()[0]
+        return dg.AssetCheckResult(
+            asset_key=asset_key(table),
+            check_name=name,
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"offending_rows": count},
+        )
+
+    return dg.AssetCheckSpec(name, asset=asset_key(table), description=description), evaluate
+
+
+_LENGTHS = ", ".join(f"('{c}', {n})" for c, n in GRCH38_LENGTHS.items())
+
+samples = governed_table_asset(
+    SAMPLES,
+    build=sql_build(SAMPLES, genomics.SAMPLES_SQL),
+    kinds={"duckdb", "sql"},
+    monitors=[
+        _count_check(
+            SAMPLES,
+            "vcf_samples_mapped_to_patients",
+            "Every sample an ingested VCF carries maps to a patient through a manifest.",
+            "SELECT count(DISTINCT sample_id) FROM bronze.vcf_samples "
+            "WHERE sample_id NOT IN (SELECT sample_id FROM silver.genomic_samples)",
+        )
+    ],
+)
+
+somatic_variants = governed_table_asset(
+    SOMATIC_VARIANTS,
+    build=sql_build(SOMATIC_VARIANTS, genomics.SOMATIC_VARIANTS_SQL),
+    kinds={"duckdb", "sql"},
+    monitors=[
+        _count_check(
+            SOMATIC_VARIANTS,
+            "ref_alt_alphabet",
+            "REF and sequence ALTs use only A, C, G, T, N.",
+            "SELECT count(*) FROM silver.somatic_variants WHERE NOT regexp_full_match(ref, "
+            "'[ACGTN]+') OR (variant_type IN ('snv','mnv','insertion','deletion','complex') "
+            "AND NOT regexp_full_match(alt, '[ACGTN]+'))",
+        ),
+        _count_check(
+            SOMATIC_VARIANTS,
+            "position_within_contig",
+            "POS lies within the GRCh38 length of a known contig.",
+            f"SELECT count(*) FROM silver.somatic_variants v LEFT JOIN (VALUES {_LENGTHS}) "
+            "g(chrom, length) USING (chrom) WHERE g.length IS NULL OR v.pos > g.length",
+        ),
+        _count_check(
+            SOMATIC_VARIANTS,
+            "genotype_ploidy_consistent",
+            "Ploidy equals the alleles written in GT, and ALT copies do not exceed it.",
+            "SELECT count(*) FROM silver.somatic_variants WHERE ploidy <> "
+            "len(regexp_split_to_array(genotype, '[/|]')) OR alt_copies > ploidy",
+        ),
+    ],
+)
+
+genomics_features = governed_table_asset(
+    FEATURES, build=sql_build(FEATURES, genomics.FEATURES_SQL), kinds={"duckdb", "sql"}
+)
+
+assets = [genomics_landing, samples, somatic_variants, genomics_features]

@@ -1,0 +1,761 @@
+"""Genomics modality: somatic panel VCF/BCF deliveries and their sample manifests into bronze
+variant sites, long-form non-reference calls and sample tables; silver variants normalized and
+annotated against the bundled panel and hotspots; gold per-patient driver flags and TMB.
+
+VCF and BCF are read with cyvcf2 (htslib). One landed file gives rows for several bronze tables:
+`parse_genomics_file` returns them keyed by table name. Sample IDs and genotypes are genetic data
+(GDPR art. 9): they are tagged `sensitive`/`gdpr_art9`, and the manifest's MRN `phi`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import tempfile
+import zlib
+
+import numpy as np
+import pyarrow as pa
+
+from . import genomics_reference as reference
+from .ingest import QuarantineError
+from .tables import RESEARCH_KEY, Column, Table, provenance_columns
+
+GENETIC = "gdpr_art9"
+VARIANT_TYPES = (
+    "snv",
+    "mnv",
+    "insertion",
+    "deletion",
+    "complex",
+    "symbolic",
+    "breakend",
+    "spanning_deletion",
+    "reference_block",
+    "no_alt",
+)
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+MANIFEST_COLUMNS = ("sample_id", "mrn", "sample_type", "assay", "collected_on", "file")
+
+_SAMPLE_ID = Column(
+    "sample_id",
+    "VARCHAR",
+    "Sequencing sample ID as delivered.",
+    "sensitive",
+    GENETIC,
+    nullable=False,
+)
+_CHROM = Column("chrom", "VARCHAR", "Contig as written in the file.", "none", nullable=False)
+_POS = Column("pos", "BIGINT", "1-based position.", "none", nullable=False, min_value=1)
+_REF = Column("ref", "VARCHAR", "Reference allele.", "sensitive", GENETIC, nullable=False)
+_ALT = Column(
+    "alt", "VARCHAR", "One alternate allele (NULL when the site has none).", "sensitive", GENETIC
+)
+_ALT_INDEX = Column("alt_index", "INTEGER", "1-based index of `alt` among the site's ALTs.", "none")
+_LOCATOR = "CHROM:POS:REF:ALT of the record in its file."
+
+GENOMIC_SAMPLES = Table(
+    layer="bronze",
+    name="genomic_samples",
+    modality="genomics",
+    asset_key=("genomics", "genomic_samples"),
+    primary_key=("sample_id",),
+    restricted=True,
+    append_once=True,
+    description="Sequencing manifest rows: which sample belongs to which MRN (identified).",
+    columns=(
+        _SAMPLE_ID,
+        Column("mrn", "VARCHAR", "Medical record number.", "phi", "hipaa", nullable=False),
+        Column(
+            "sample_type",
+            "VARCHAR",
+            "tumor or normal.",
+            "none",
+            nullable=False,
+            allowed=("tumor", "normal"),
+        ),
+        Column("assay", "VARCHAR", "Assay name.", "none"),
+        Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+        Column("file", "VARCHAR", "Delivered data file named by the manifest.", "none"),
+        Column("received_at", "TIMESTAMP", "Arrival of the manifest (UTC).", "none"),
+        *provenance_columns("Manifest line number."),
+    ),
+)
+
+VCF_SAMPLES = Table(
+    layer="bronze",
+    name="vcf_samples",
+    modality="genomics",
+    asset_key=("genomics", "vcf_samples"),
+    restricted=True,
+    description="The samples each ingested VCF/BCF declares in its header, with record counts.",
+    columns=(
+        _SAMPLE_ID,
+        Column("sample_index", "INTEGER", "0-based column of the sample in the file.", "none"),
+        Column("records", "BIGINT", "Records (rows, before ALT splitting) in the file.", "none"),
+        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        *provenance_columns("File-level row: the file's format."),
+    ),
+)
+
+VARIANT_SITES = Table(
+    layer="bronze",
+    name="variant_sites",
+    modality="genomics",
+    asset_key=("genomics", "variant_sites"),
+    restricted=True,
+    description="Every VCF/BCF record split to one row per ALT allele, as delivered and typed.",
+    columns=(
+        _CHROM,
+        _POS,
+        _REF,
+        _ALT,
+        _ALT_INDEX,
+        Column(
+            "variant_type",
+            "VARCHAR",
+            "Allele class (symbolic, breakend, gVCF block …).",
+            "none",
+            nullable=False,
+            allowed=VARIANT_TYPES,
+        ),
+        Column("variant_id", "VARCHAR", "ID column.", "none"),
+        Column("qual", "DOUBLE", "QUAL (NULL when '.', NaN spelled any way).", "none"),
+        Column("filter", "VARCHAR", "PASS, or the failed filters joined by ';'.", "none"),
+        Column("end_pos", "BIGINT", "INFO/END for blocks and symbolic alleles.", "none"),
+        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        *provenance_columns(_LOCATOR, "sensitive"),
+    ),
+)
+
+VARIANT_CALLS = Table(
+    layer="bronze",
+    name="variant_calls",
+    modality="genomics",
+    asset_key=("genomics", "variant_calls"),
+    restricted=True,
+    description="Non-reference genotype calls in long form: one row per sample and ALT allele "
+    "it carries; missing, haploid and polyploid genotypes kept as written.",
+    columns=(
+        _SAMPLE_ID,
+        _CHROM,
+        _POS,
+        _REF,
+        _ALT,
+        _ALT_INDEX,
+        Column(
+            "genotype",
+            "VARCHAR",
+            "GT as written ('0/1', '1|2', '1', '0/1/.').",
+            "sensitive",
+            GENETIC,
+            nullable=False,
+        ),
+        Column("ploidy", "INTEGER", "Alleles in the genotype.", "none", min_value=1),
+        Column(
+            "alt_copies",
+            "INTEGER",
+            "Copies of this ALT in the genotype.",
+            "sensitive",
+            GENETIC,
+            min_value=1,
+        ),
+        Column("phased", "BOOLEAN", "Genotype is phased.", "none"),
+        Column("depth", "INTEGER", "FORMAT/DP.", "none", min_value=0),
+        Column("alt_depth", "INTEGER", "FORMAT/AD of this ALT.", "none", min_value=0),
+        Column(
+            "allele_fraction",
+            "DOUBLE",
+            "FORMAT/AF of this ALT (else AD-derived).",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+            max_value=1,
+        ),
+        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        *provenance_columns(_LOCATOR, "sensitive"),
+    ),
+)
+
+BRONZE_TABLES = (GENOMIC_SAMPLES, VCF_SAMPLES, VARIANT_SITES, VARIANT_CALLS)
+
+
+def variant_type(ref: str, alt: str | None) -> str:
+    """Classify one ALT against REF the way the VCF specification defines the allele forms."""
+    if alt is None or alt == ".":
+        return "no_alt"
+    if alt in ("<NON_REF>", "<*>"):
+        return "reference_block"
+    if alt == "*":
+        return "spanning_deletion"
+    if alt.startswith("<"):
+        return "symbolic"
+    if "[" in alt or "]" in alt or alt.startswith(".") or alt.endswith("."):
+        return "breakend"
+    if len(ref) == len(alt):
+        return "snv" if len(ref) == 1 else "mnv"
+    if len(alt) > len(ref) and alt.startswith(ref):
+        return "insertion"
+    if len(ref) > len(alt) and ref.startswith(alt):
+        return "deletion"
+    return "complex"
+
+
+def _decompressed_head(data: bytes) -> bytes:
+    if data[:2] != b"\x1f\x8b":
+        return data[:64]
+    try:
+        return zlib.decompressobj(31).decompress(data[:65536], 64)
+    except zlib.error as err:
+        raise QuarantineError("corrupt_gzip", "gzip stream cannot be decompressed") from err
+
+
+def parse_genomics_file(data: bytes) -> dict[str, list[dict] | pa.Table]:
+    """Rows for the bronze genomics tables from one landed file, by content (not by name)."""
+    head = _decompressed_head(data)
+    if head.startswith((b"TBI\x01", b"CSI\x01")):
+        return {}  # an index delivered next to its data file: registered, nothing to load
+    if head.startswith(b"sample_id,"):
+        return {GENOMIC_SAMPLES.fqn: parse_manifest(data)}
+    if head.startswith((b"##fileformat=VCF", b"BCF\x02")):
+        return parse_vcf(data)
+    if not data:
+        raise QuarantineError("empty_file", "the file has no bytes")
+    raise QuarantineError(
+        "unsupported_format", "not a VCF, BCF, index or sample manifest (checked by content)"
+    )
+
+
+def parse_manifest(data: bytes) -> list[dict]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise QuarantineError("invalid_manifest", "manifest is not UTF-8") from err
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in MANIFEST_COLUMNS[:3] if c not in (reader.fieldnames or [])]
+    if missing:
+        raise QuarantineError("invalid_manifest", f"manifest lacks columns {missing}")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        if not row["sample_id"] or not row["mrn"] or row["sample_type"] not in ("tumor", "normal"):
+            raise QuarantineError(
+                "invalid_manifest", f"line {line}: sample_id, mrn or sample_type is invalid"
+            )
+        rows.append(
+            {**{c: row.get(c) or None for c in MANIFEST_COLUMNS}, "_source_locator": f"line {line}"}
+        )
+    return rows
+
+
+def _genotype_texts(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
+    """GT strings as written ('0/1', '1|2', '0/1/.'), computed once per distinct genotype;
+    -1 is a missing allele and -2 pads a sample of lower ploidy."""
+    keys, inverse = np.unique(
+        np.column_stack([alleles, phased.astype(alleles.dtype)]), axis=0, return_inverse=True
+    )
+    texts = np.array(
+        [
+            ("|" if key[-1] else "/").join("." if a == -1 else str(a) for a in key[:-1] if a != -2)
+            for key in keys
+        ],
+        dtype=object,
+    )
+    return texts[inverse.ravel()]
+
+
+def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
+    """Sites (one row per ALT) and non-reference calls of a VCF/BCF; quarantines what htslib
+    cannot read and BGZF files cut short (no end-of-file block). `with_calls=False` reads the
+    sites alone and never decodes a sample column (several times faster on wide files)."""
+    import cyvcf2
+
+    if data[:4] == b"\x1f\x8b\x08\x04" and not data.endswith(BGZF_EOF):
+        raise QuarantineError("truncated_bgzf", "BGZF file lacks its end-of-file block (cut short)")
+    if data[:2] == b"\x1f\x8b" and data[:4] != b"\x1f\x8b\x08\x04":
+        try:  # plain gzip (not BGZF): readable by streaming, and checked whole
+            gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise QuarantineError("corrupt_gzip", "gzip stream is truncated or corrupt") from err
+    fd, path = tempfile.mkstemp(suffix=".vcf")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        try:
+            vcf = cyvcf2.VCF(
+                path, gts012=False, strict_gt=False, lazy=True, samples=None if with_calls else []
+            )
+        except (OSError, Exception) as err:  # noqa: BLE001 - htslib raises generic errors
+            raise QuarantineError("unreadable_vcf", "htslib could not read the header") from err
+        samples = list(vcf.samples)
+        if any(not s for s in samples):
+            raise QuarantineError("invalid_header", "the #CHROM line declares an empty sample name")
+        sites, calls, records = _read_records(vcf, samples)
+        vcf.close()
+    finally:
+        os.unlink(path)
+    fmt = "bcf" if _decompressed_head(data).startswith(b"BCF") else "vcf"
+    return {
+        VARIANT_SITES.fqn: pa.Table.from_pydict(sites),
+        VARIANT_CALLS.fqn: pa.Table.from_pydict(calls),
+        VCF_SAMPLES.fqn: pa.Table.from_pylist(
+            [
+                {"sample_id": s, "sample_index": i, "records": records, "_source_locator": fmt}
+                for i, s in enumerate(samples)
+            ]
+        ),
+    }
+
+
+def _read_records(vcf, samples: list[str]):
+    """Sites row by row; calls gathered as numpy blocks per (record, ALT) and assembled once:
+    per-call Python work is what makes genotype ingest slow."""
+    sites = {
+        k: []
+        for k in (
+            "chrom",
+            "pos",
+            "ref",
+            "alt",
+            "alt_index",
+            "variant_type",
+            "variant_id",
+            "qual",
+            "filter",
+            "end_pos",
+            "_source_locator",
+        )
+    }
+    records, blocks, carried = 0, [], []  # carried: (chrom, pos, ref, alt) per block
+    for v in vcf:
+        records += 1
+        alts = v.ALT or [None]
+        end = v.INFO.get("END")
+        qual = v.QUAL
+        filt = v.FILTER or "PASS"
+        types = [variant_type(v.REF, a) for a in alts]
+        if "reference_block" in types and set(types) != {"reference_block"}:
+            # <NON_REF> beside real ALTs is gVCF's "any other allele", not a block.
+            types = ["symbolic" if t == "reference_block" else t for t in types]
+        for k, (alt, kind) in enumerate(zip(alts, types, strict=True), start=1):
+            sites["chrom"].append(v.CHROM)
+            sites["pos"].append(v.POS)
+            sites["ref"].append(v.REF)
+            sites["alt"].append(alt)
+            sites["alt_index"].append(k if alt is not None else None)
+            sites["variant_type"].append(kind)
+            sites["variant_id"].append(v.ID)
+            sites["qual"].append(None if qual is None or qual != qual else float(qual))
+            sites["filter"].append(filt)
+            sites["end_pos"].append(int(end) if isinstance(end, (int, np.integer)) else None)
+            sites["_source_locator"].append(f"{v.CHROM}:{v.POS}:{v.REF}:{alt or '.'}")
+        if not samples or all(t in ("reference_block", "no_alt") for t in types):
+            continue  # gVCF reference blocks are not exploded into calls
+        try:
+            genotypes = v.genotype.array()
+        except Exception:  # noqa: BLE001 - no GT field: nothing to call
+            continue
+        alleles = genotypes[:, :-1]
+        carriers = np.flatnonzero((alleles > 0).any(axis=1))
+        if not len(carriers):
+            continue
+        sub, phased = alleles[carriers], genotypes[carriers, -1].astype(bool)
+        depth, ad, af = (_format(v, f) for f in ("DP", "AD", "AF"))
+        for k in np.unique(sub[sub > 0]).tolist():
+            if k > len(alts):
+                continue  # an allele index beyond ALT: malformed, not a call
+            hit = (sub == k).any(axis=1)
+            rows = carriers[hit]
+            alt_depth = _column(ad, rows, k)
+            fraction = _column(af, rows, k - 1)
+            if ad is not None:  # AF absent: derive it from the allelic depths
+                total = np.where(ad[rows] >= 0, ad[rows], 0).sum(axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    derived = np.where(total > 0, alt_depth / total, np.nan)
+                fraction = (
+                    derived if fraction is None else np.where(np.isnan(fraction), derived, fraction)
+                )
+            blocks.append(
+                (
+                    rows,
+                    sub[hit],
+                    phased[hit],
+                    (sub[hit] == k).sum(axis=1),
+                    k,
+                    _column(depth, rows, 0),
+                    alt_depth,
+                    fraction,
+                )
+            )
+            carried.append((v.CHROM, v.POS, v.REF, alts[k - 1]))
+    return sites, _assemble_calls(blocks, carried, samples), records
+
+
+def _assemble_calls(blocks: list, carried: list, samples: list[str]) -> dict:
+    """Columns of the long call table from the per-(record, ALT) blocks."""
+    if not blocks:
+        return {
+            name: []
+            for name in (
+                "sample_id",
+                "chrom",
+                "pos",
+                "ref",
+                "alt",
+                "alt_index",
+                "genotype",
+                "ploidy",
+                "alt_copies",
+                "phased",
+                "depth",
+                "alt_depth",
+                "allele_fraction",
+                "_source_locator",
+            )
+        }
+    sizes = np.array([len(b[0]) for b in blocks])
+    width = max(b[1].shape[1] for b in blocks)
+    alleles = np.concatenate(
+        [np.pad(b[1], ((0, 0), (0, width - b[1].shape[1])), constant_values=-2) for b in blocks]
+    )
+    phased = np.concatenate([b[2] for b in blocks])
+    which = np.repeat(np.arange(len(blocks)), sizes)
+    site = np.array(carried, dtype=object)
+    locators = np.array([f"{c}:{p}:{r}:{a}" for c, p, r, a in carried], dtype=object)
+
+    def numeric(position: int, kind):
+        values = [
+            b[position] if b[position] is not None else np.full(len(b[0]), np.nan) for b in blocks
+        ]
+        array = np.concatenate(values).astype(float)
+        return pa.array(array, mask=np.isnan(array)).cast(kind)
+
+    return {
+        "sample_id": np.array(samples, dtype=object)[np.concatenate([b[0] for b in blocks])],
+        "chrom": site[which, 0],
+        "pos": site[which, 1].astype(np.int64),
+        "ref": site[which, 2],
+        "alt": site[which, 3],
+        "alt_index": np.repeat([b[4] for b in blocks], sizes).astype(np.int32),
+        "genotype": _genotype_texts(alleles, phased),
+        "ploidy": (alleles != -2).sum(axis=1).astype(np.int32),
+        "alt_copies": np.concatenate([b[3] for b in blocks]).astype(np.int32),
+        "phased": phased,
+        "depth": numeric(5, pa.int32()),
+        "alt_depth": numeric(6, pa.int32()),
+        "allele_fraction": numeric(7, pa.float64()),
+        "_source_locator": locators[which],
+    }
+
+
+def _format(v, field: str):
+    try:
+        return v.format(field)
+    except Exception:  # noqa: BLE001 - absent or string-typed FORMAT field
+        return None
+
+
+def _column(array, rows: np.ndarray, index: int) -> np.ndarray | None:
+    """One FORMAT value per row as floats (NaN when missing), or None without the field."""
+    if array is None or array.ndim != 2 or array.dtype.kind not in "iuf":
+        return None
+    if index >= array.shape[1]:
+        return np.full(len(rows), np.nan)
+    values = array[rows, index].astype(float)
+    if np.issubdtype(array.dtype, np.integer):  # htslib's missing/vector-end sentinels
+        values[array[rows, index] < 0] = np.nan
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+# ---- silver ---------------------------------------------------------------------------------
+
+_RK_FROM_PATIENTS = (("silver.patients", "research_key"), ("bronze.genomic_samples", "mrn"))
+
+SAMPLES = Table(
+    layer="silver",
+    name="genomic_samples",
+    modality="genomics",
+    asset_key=("genomics", "samples"),
+    primary_key=("sample_id",),
+    description="Sequencing samples linked to patients by the manifest's MRN (research key only).",
+    columns=(
+        _SAMPLE_ID,
+        RESEARCH_KEY,
+        Column(
+            "sample_type",
+            "VARCHAR",
+            "tumor or normal.",
+            "none",
+            nullable=False,
+            allowed=("tumor", "normal"),
+        ),
+        Column("assay", "VARCHAR", "Assay name.", "none"),
+        Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+        Column(
+            "in_vcf", "BOOLEAN", "An ingested VCF/BCF carries this sample.", "none", nullable=False
+        ),
+        *provenance_columns("Manifest line number."),
+    ),
+    lineage={
+        "sample_id": (("bronze.genomic_samples", "sample_id"),),
+        "research_key": _RK_FROM_PATIENTS,
+        "sample_type": (("bronze.genomic_samples", "sample_type"),),
+        "assay": (("bronze.genomic_samples", "assay"),),
+        "collected_on": (("bronze.genomic_samples", "collected_on"),),
+        "in_vcf": (("bronze.vcf_samples", "sample_id"),),
+    },
+)
+
+SOMATIC_VARIANTS = Table(
+    layer="silver",
+    name="somatic_variants",
+    modality="genomics",
+    asset_key=("genomics", "somatic_variants"),
+    primary_key=("sample_id", "chrom", "pos", "ref", "alt"),
+    description="Tumour non-reference calls, contigs normalized to GRCh38 'chrN' names, "
+    "annotated with panel gene and driver hotspot.",
+    columns=(
+        RESEARCH_KEY,
+        _SAMPLE_ID,
+        Column("chrom", "VARCHAR", "Contig, GRCh38 style ('chr7').", "none", nullable=False),
+        _POS,
+        _REF,
+        Column("alt", "VARCHAR", "Alternate allele.", "sensitive", GENETIC, nullable=False),
+        Column(
+            "variant_type",
+            "VARCHAR",
+            "Allele class.",
+            "none",
+            nullable=False,
+            allowed=VARIANT_TYPES,
+        ),
+        Column("filter", "VARCHAR", "PASS or failed filters.", "none"),
+        Column("passed", "BOOLEAN", "FILTER is PASS.", "none", nullable=False),
+        Column("genotype", "VARCHAR", "GT as written.", "sensitive", GENETIC, nullable=False),
+        Column("ploidy", "INTEGER", "Alleles in the genotype.", "none", min_value=1),
+        Column("alt_copies", "INTEGER", "Copies of the ALT.", "sensitive", GENETIC, min_value=1),
+        Column(
+            "allele_fraction",
+            "DOUBLE",
+            "Variant allele fraction.",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+            max_value=1,
+        ),
+        Column("depth", "INTEGER", "Read depth.", "none", min_value=0),
+        Column("gene", "VARCHAR", "Panel gene whose span holds the variant.", "sensitive", GENETIC),
+        Column("in_panel", "BOOLEAN", "Inside the panel BED.", "none", nullable=False),
+        Column(
+            "biomarker",
+            "VARCHAR",
+            "Driver hotspot matched (gene_change), or NULL.",
+            "sensitive",
+            GENETIC,
+        ),
+        Column(
+            "actionable",
+            "BOOLEAN",
+            "The hotspot has an approved targeted therapy.",
+            "sensitive",
+            GENETIC,
+        ),
+        Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+        *provenance_columns(_LOCATOR, "sensitive"),
+    ),
+    lineage={
+        "research_key": (("silver.genomic_samples", "research_key"),),
+        "sample_id": (("bronze.variant_calls", "sample_id"),),
+        **{
+            c: (("bronze.variant_calls", c),)
+            for c in (
+                "chrom",
+                "pos",
+                "ref",
+                "alt",
+                "genotype",
+                "ploidy",
+                "alt_copies",
+                "allele_fraction",
+                "depth",
+            )
+        },
+        "variant_type": (("bronze.variant_sites", "variant_type"),),
+        "filter": (("bronze.variant_sites", "filter"),),
+        "passed": (("bronze.variant_sites", "filter"),),
+        "gene": (("bronze.variant_calls", "pos"),),
+        "in_panel": (("bronze.variant_calls", "pos"),),
+        "biomarker": (("bronze.variant_calls", "alt"),),
+        "actionable": (("bronze.variant_calls", "alt"),),
+        "collected_on": (("silver.genomic_samples", "collected_on"),),
+    },
+)
+
+
+def _canonical_contig_sql(column: str) -> str:
+    """SQL twin of `genomics_reference.canonical_contig`."""
+    bare = f"regexp_replace({column}, '^[cC][hH][rR]', '')"
+    return (
+        f"'chr' || CASE upper({bare}) WHEN 'MT' THEN 'M' WHEN 'X' THEN 'X' WHEN 'Y' THEN 'Y' "
+        f"WHEN 'M' THEN 'M' ELSE {bare} END"
+    )
+
+
+def _reference_sql() -> str:
+    panel = ", ".join(f"('{r.chrom}', {r.start}, {r.end}, '{r.gene}')" for r in reference.panel())
+    spots = ", ".join(
+        f"('{h.chrom}', {h.pos}, '{h.ref}', '{h.alt}', '{h.biomarker}', {str(h.actionable).upper()})"
+        for h in reference.hotspots()
+    )
+    return (
+        f"panel(chrom, start_0, end_excl, gene) AS (VALUES {panel}),\n"
+        f"hotspot(chrom, pos, ref, alt, biomarker, actionable) AS (VALUES {spots})"
+    )
+
+
+SAMPLES_SQL = """
+SELECT b.sample_id, p.research_key, b.sample_type, b.assay, b.collected_on,
+       b.sample_id IN (SELECT sample_id FROM bronze.vcf_samples) AS in_vcf,
+       b._source_sha256, b._source_locator, $run_id AS _run_id
+FROM bronze.genomic_samples b JOIN silver.patients p ON p.mrn = b.mrn
+"""
+
+SOMATIC_VARIANTS_SQL = f"""
+WITH {_reference_sql()},
+calls AS (
+    SELECT c.*, {_canonical_contig_sql("c.chrom")} AS contig, s.research_key, s.collected_on,
+           t.variant_type, t.filter
+    FROM bronze.variant_calls c
+    JOIN silver.genomic_samples s ON s.sample_id = c.sample_id AND s.sample_type = 'tumor'
+    JOIN bronze.variant_sites t ON t._source_sha256 = c._source_sha256 AND t.chrom = c.chrom
+         AND t.pos = c.pos AND t.ref = c.ref AND t.alt = c.alt
+    QUALIFY row_number() OVER (PARTITION BY c.sample_id, contig, c.pos, c.ref, c.alt
+                               ORDER BY c.received_at, c._source_sha256) = 1
+)
+SELECT c.research_key, c.sample_id, c.contig AS chrom, c.pos, c.ref, c.alt, c.variant_type,
+       c.filter, c.filter = 'PASS' AS passed, c.genotype, c.ploidy, c.alt_copies,
+       c.allele_fraction, c.depth, g.gene, g.gene IS NOT NULL AS in_panel, h.biomarker,
+       h.actionable, c.collected_on, c._source_sha256, c._source_locator, $run_id AS _run_id
+FROM calls c
+LEFT JOIN panel g ON g.chrom = c.contig AND c.pos > g.start_0 AND c.pos <= g.end_excl
+LEFT JOIN hotspot h ON h.chrom = c.contig AND h.pos = c.pos AND h.ref = c.ref AND h.alt = c.alt
+"""
+
+# ---- gold -----------------------------------------------------------------------------------
+
+_FLAGS = {
+    "egfr_l858r": "biomarker = 'EGFR_L858R'",
+    "egfr_exon19del": "biomarker = 'EGFR_exon19del'",
+    "egfr_t790m": "biomarker = 'EGFR_T790M'",
+    "kras_g12c": "biomarker = 'KRAS_G12C'",
+    "kras_hotspot": "biomarker LIKE 'KRAS_%'",
+    "braf_v600e": "biomarker = 'BRAF_V600E'",
+    "alk_fusion": "variant_type = 'breakend' AND gene = 'ALK'",
+    "tp53_mutated": "gene = 'TP53' AND variant_type <> 'breakend'",
+    "stk11_mutated": "gene = 'STK11' AND variant_type <> 'breakend'",
+    "actionable_biomarker": "actionable OR (variant_type = 'breakend' AND gene = 'ALK')",
+}
+TMB_TYPES = ("snv", "mnv", "insertion", "deletion", "complex")
+
+FEATURES = Table(
+    layer="gold",
+    name="genomics_features",
+    modality="genomics",
+    asset_key=("genomics", "genomics_features"),
+    primary_key=("research_key",),
+    description="One row per patient: somatic drivers, actionable biomarkers and TMB from tumour "
+    "samples collected by the index date; flags are NULL (unknown) without sequencing.",
+    columns=(
+        RESEARCH_KEY,
+        Column(
+            "has_genomics",
+            "BOOLEAN",
+            "A tumour panel collected by the index date.",
+            "none",
+            nullable=False,
+        ),
+        *[
+            Column(name, "BOOLEAN", f"Somatic: {rule}.", "sensitive", GENETIC)
+            for name, rule in _FLAGS.items()
+        ],
+        Column(
+            "tmb_per_mb",
+            "DOUBLE",
+            "PASS small variants in the panel per Mb of panel.",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+        ),
+        Column(
+            "somatic_variant_count",
+            "INTEGER",
+            "PASS somatic variants (all types).",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+        ),
+        Column(
+            "genomics_data_through",
+            "DATE",
+            "Latest specimen date any feature used (the point-in-time guard).",
+            "phi",
+            "hipaa",
+        ),
+        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+    ),
+    lineage={
+        "research_key": (("gold.clinical_features", "research_key"),),
+        "has_genomics": (
+            ("silver.genomic_samples", "in_vcf"),
+            ("silver.genomic_samples", "collected_on"),
+            ("gold.clinical_features", "index_date"),
+        ),
+        **{
+            name: (("silver.somatic_variants", "biomarker"), ("silver.somatic_variants", "gene"))
+            for name in _FLAGS
+        },
+        "tmb_per_mb": (
+            ("silver.somatic_variants", "variant_type"),
+            ("silver.somatic_variants", "in_panel"),
+        ),
+        "somatic_variant_count": (("silver.somatic_variants", "passed"),),
+        "genomics_data_through": (("silver.genomic_samples", "collected_on"),),
+    },
+)
+
+FEATURES_SQL = f"""
+WITH sequenced AS (
+    SELECT s.research_key, max(s.collected_on) AS data_through
+    FROM silver.genomic_samples s JOIN gold.clinical_features c USING (research_key)
+    WHERE s.sample_type = 'tumor' AND s.in_vcf AND s.collected_on <= c.index_date
+    GROUP BY 1
+),
+variants AS (
+    SELECT v.* FROM silver.somatic_variants v JOIN sequenced q USING (research_key)
+    JOIN gold.clinical_features c USING (research_key)
+    WHERE v.passed AND v.collected_on <= c.index_date
+),
+per_patient AS (
+    SELECT research_key,
+           {", ".join(f"bool_or({rule}) AS {name}" for name, rule in _FLAGS.items())},
+           count(*) FILTER (variant_type IN {TMB_TYPES} AND in_panel) AS small_in_panel,
+           count(*) AS somatic_variant_count
+    FROM variants GROUP BY 1
+)
+SELECT c.research_key, q.research_key IS NOT NULL AS has_genomics,
+       {", ".join(f"CASE WHEN q.research_key IS NULL THEN NULL ELSE coalesce(p.{name}, FALSE) END AS {name}" for name in _FLAGS)},
+       CASE WHEN q.research_key IS NULL THEN NULL
+            ELSE round(coalesce(p.small_in_panel, 0) / {reference.panel_megabases()}, 3) END
+           AS tmb_per_mb,
+       CASE WHEN q.research_key IS NULL THEN NULL
+            ELSE CAST(coalesce(p.somatic_variant_count, 0) AS INTEGER) END AS somatic_variant_count,
+       q.data_through AS genomics_data_through,
+       $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN sequenced q USING (research_key)
+LEFT JOIN per_patient p USING (research_key)
+"""
+
+TABLES = (*BRONZE_TABLES, SAMPLES, SOMATIC_VARIANTS, FEATURES)
