@@ -171,12 +171,17 @@ def test_genomics_landing_registers_indexes_and_quarantines_damage(pipeline):
             "SELECT path, status, error_code, records FROM bronze.files WHERE modality = 'genomics'"
         ).df()
         unmapped = conn.sql(
-            "SELECT count(*) AS n FROM bronze.vcf_samples "
+            "SELECT count(*) AS n FROM bronze.file_samples "
             "WHERE sample_id NOT IN (SELECT sample_id FROM silver.genomic_samples)"
         ).df()
     by_name = files.set_index(files.path.str.rsplit("/", n=1).str[-1])
     assert (files[files.path.str.endswith(".tbi")].records == 0).all()
-    assert set(files.error_code.dropna()) == {"truncated_bgzf", "empty_file", "unreadable_vcf"}
+    assert set(files.error_code.dropna()) == {
+        "truncated_bgzf",  # the generator's cut-short VCF
+        "invalid_bed",  # the generator's damaged PLINK .bed
+        "empty_file",  # real fixtures
+        "unreadable_vcf",
+    }
     assert (files.status == "duplicate").sum() == 1
     assert by_name.loc["multi-contig.bcf", "status"] == "ingested"
     # The stray delivery and the real files' samples have no manifest: the check says so.
@@ -184,7 +189,7 @@ def test_genomics_landing_registers_indexes_and_quarantines_damage(pipeline):
     (check,) = [
         c
         for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "vcf_samples_mapped_to_patients"
+        if c.check_name == "file_samples_mapped_to_patients"
     ]
     assert not check.passed and check.metadata["offending_rows"].value == unmapped.n[0]
     for name in ("ref_alt_alphabet", "position_within_contig", "genotype_ploidy_consistent"):
@@ -192,3 +197,105 @@ def test_genomics_landing_registers_indexes_and_quarantines_damage(pipeline):
             c for c in pipeline.result.get_asset_check_evaluations() if c.check_name == name
         ]
         assert result.passed, name
+
+
+GERMLINE = Path(__file__).parent / "fixtures" / "germline"
+SHARED_ARRAYS = SHARED.parent
+GERMLINE_FAILURES = {  # folder/name → reason (the MANIFEST's expected failures)
+    "glow/example.16bits.oxford.corrupted.sample": "invalid_sample",
+    "glow-malformed/test.bed": "missing_companion",  # its .bim/.fam live in another folder
+    "bed-reader/small_too_short.bed": "invalid_bed",
+    "bed-reader/smallmodebad.bed": "missing_companion",
+    "bed-reader/badfile.bed": "invalid_bed",
+    "bed-reader/empty.bed": "empty_file",
+    "bed-reader/small.bim_bad_positions.bim": "invalid_bim",
+}
+
+
+def _check_array_file(path: Path) -> str:
+    """Parse one PLINK/BGEN file (with its companions); dosage rows = samples × variants."""
+    from bed_reader import open_bed
+
+    try:
+        parsed = genomics.parse_genomics_file(path.read_bytes(), path)
+    except QuarantineError as err:
+        assert GERMLINE_FAILURES.get(f"{path.parent.name}/{path.name}") == err.code, path
+        return "quarantined"
+    if not parsed:
+        return "companion"
+    genotypes = parsed.get(genomics.GERMLINE_GENOTYPES.fqn)
+    if genotypes is not None and path.suffix == ".bed":
+        with open_bed(path) as bed:
+            assert genotypes.num_rows == bed.iid_count * bed.sid_count, path
+    return "ingested"
+
+
+def test_bundled_plink_and_bgen_files_ingest_or_quarantine(tmp_path):
+    import shutil
+
+    for f in GERMLINE.iterdir():  # the source projects' folder names, as in ../shared
+        folder = tmp_path / ("glow" if f.suffix == ".bgen" else "bed-reader")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(f, folder / f.name)
+    outcomes = {p.name: _check_array_file(p) for p in tmp_path.rglob("*.*") if p.suffix != ".md"}
+    assert outcomes["small.bed"] == outcomes["complex.16bits.bgen"] == "ingested"
+    assert outcomes["badfile.bed"] == outcomes["small.bim_bad_positions.bim"] == "quarantined"
+    small_bed = tmp_path / "bed-reader" / "small.bed"
+    small = genomics.parse_genomics_file(small_bed.read_bytes(), small_bed)
+    dosages = small[genomics.GERMLINE_GENOTYPES.fqn].to_pandas()
+    assert dosages.dosage.isna().any() and set(dosages.dosage.dropna()) <= {0.0, 1.0, 2.0}
+
+
+@pytest.mark.skipif(not SHARED_ARRAYS.exists(), reason="../shared/realdata is not on this machine")
+def test_every_shared_plink_and_bgen_file_ingests_or_is_quarantined(tmp_path):
+    import shutil
+
+    outcomes = []
+    for folder in ("plink", "bgen"):
+        shutil.copytree(SHARED_ARRAYS / folder, tmp_path / folder)  # readers may write beside
+        outcomes += [
+            _check_array_file(p) for p in sorted((tmp_path / folder).rglob("*")) if p.is_file()
+        ]
+    assert outcomes.count("quarantined") == len(GERMLINE_FAILURES)
+    assert outcomes.count("ingested") >= 12
+
+
+@pytest.mark.skipif(not SHARED_ARRAYS.exists(), reason="../shared/realdata is not on this machine")
+def test_two_bgen_readers_agree_on_dosages(tmp_path):
+    import shutil
+
+    import cbgen
+    import numpy as np
+
+    bgen = tmp_path / "example.16bits.bgen"
+    shutil.copy(SHARED_ARRAYS / "bgen" / "glow" / "example.16bits.bgen", bgen)
+    ours = genomics.parse_bgen(bgen)[genomics.GERMLINE_GENOTYPES.fqn].to_pandas()
+    with cbgen.bgen_file(str(bgen)) as reader:
+        reader.create_metafile(str(tmp_path / "meta"), verbose=False)
+        meta = cbgen.bgen_metafile(str(tmp_path / "meta"))
+        theirs = []
+        for part in range(meta.npartitions):
+            for offset in meta.read_partition(part).variants.offset:
+                p = reader.read_genotype(offset).probability
+                theirs.append(p[:, 1] + 2 * p[:, 2])  # dosage of the second allele
+        meta.close()
+    expected = np.column_stack(theirs).reshape(-1)  # samples × variants, as ours is laid out
+    assert len(expected) == len(ours)
+    assert np.nanmax(np.abs(ours.dosage.to_numpy(dtype=float) - expected)) < 1e-6
+
+
+def test_gold_polygenic_score_equals_the_truth(pipeline):
+    truth = pipeline.truth.assign(research_key=pipeline.truth.mrn.map(research_key))
+    dosages = pd.read_parquet(pipeline.data_dir / "truth" / "germline_dosages.parquet")
+    weights = pd.DataFrame([v.__dict__ for v in reference.prs_weights()])
+    dosages = dosages.merge(weights, on="variant_id")
+    centred = (dosages.effect_dosage - 2 * dosages.effect_allele_frequency) * dosages.weight
+    expected = centred.groupby(dosages.mrn).sum() / reference.prs_reference_moments()[1]
+    with pipeline.connect() as conn:
+        gold = conn.sql("SELECT research_key, has_germline, prs_z FROM gold.genomics_features").df()
+    merged = gold.merge(truth, on="research_key", suffixes=("", "_truth"))
+    assert (merged.has_germline == merged.has_germline_truth).all()
+    scored = merged[merged.has_germline]
+    assert len(scored) > 5
+    assert (scored.prs_z - scored.mrn.map(expected).round(4)).abs().max() < 1e-9
+    assert merged.prs_z[~merged.has_germline].isna().all()

@@ -25,7 +25,7 @@ def test_run_succeeds_and_every_check_passes_but_the_planted_failure(pipeline):
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
     # The generator delivers one VCF whose sample no manifest names, and the real VCF fixtures
     # have no manifest: the mapping check must say so (as a warning), and nothing else fails.
-    assert failed == [("genomics/samples", "vcf_samples_mapped_to_patients")]
+    assert failed == [("genomics/samples", "file_samples_mapped_to_patients")]
 
 
 def test_silver_counts_match_generator_truth(pipeline):

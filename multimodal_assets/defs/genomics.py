@@ -7,6 +7,7 @@ from multimodal_assets.lib import genomics
 from multimodal_assets.lib.genomics import (
     BRONZE_TABLES,
     FEATURES,
+    GERMLINE_DOSAGES,
     SAMPLES,
     SOMATIC_VARIANTS,
 )
@@ -44,9 +45,9 @@ samples = governed_table_asset(
     monitors=[
         _count_check(
             SAMPLES,
-            "vcf_samples_mapped_to_patients",
-            "Every sample an ingested VCF carries maps to a patient through a manifest.",
-            "SELECT count(DISTINCT sample_id) FROM bronze.vcf_samples "
+            "file_samples_mapped_to_patients",
+            "Every sample an ingested genotype file carries maps to a patient through a manifest.",
+            "SELECT count(DISTINCT sample_id) FROM bronze.file_samples "
             "WHERE sample_id NOT IN (SELECT sample_id FROM silver.genomic_samples)",
         )
     ],
@@ -82,8 +83,48 @@ somatic_variants = governed_table_asset(
     ],
 )
 
-genomics_features = governed_table_asset(
-    FEATURES, build=sql_build(FEATURES, genomics.FEATURES_SQL), kinds={"duckdb", "sql"}
+germline_dosages = governed_table_asset(
+    GERMLINE_DOSAGES,
+    build=sql_build(GERMLINE_DOSAGES, genomics.GERMLINE_DOSAGES_SQL),
+    kinds={"duckdb", "sql"},
 )
 
-assets = [genomics_landing, samples, somatic_variants, genomics_features]
+
+def _prs_distribution(conn) -> dg.AssetCheckResult:
+    """The standardized score of the patients with arrays should look standard normal."""
+    n, mean, sd = conn.execute(
+        "SELECT count(prs_z), avg(prs_z), stddev_samp(prs_z) FROM gold.genomics_features"
+    ).fetchall()[0]
+    sane = n < genomics.PRS_MIN_SAMPLE or (abs(mean) <= 0.5 and 0.5 <= sd <= 2.0)
+    return dg.AssetCheckResult(
+        asset_key=asset_key(FEATURES),
+        check_name="prs_distribution_sane",
+        passed=bool(sane),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "patients_with_score": n,
+            "mean": mean if mean is not None else "n/a",
+            "sd": sd if sd is not None else "n/a",
+            "assessed": n >= genomics.PRS_MIN_SAMPLE,
+        },
+    )
+
+
+genomics_features = governed_table_asset(
+    FEATURES,
+    build=sql_build(FEATURES, genomics.FEATURES_SQL),
+    kinds={"duckdb", "sql"},
+    monitors=[
+        (
+            dg.AssetCheckSpec(
+                "prs_distribution_sane",
+                asset=asset_key(FEATURES),
+                description="Standardized PRS against the reference weights: |mean| ≤ 0.5 and "
+                f"0.5 ≤ SD ≤ 2 (assessed from {genomics.PRS_MIN_SAMPLE} patients).",
+            ),
+            _prs_distribution,
+        )
+    ],
+)
+
+assets = [genomics_landing, samples, somatic_variants, germline_dosages, genomics_features]

@@ -1,6 +1,7 @@
 """The pattern every governed table follows: declared schema and tags, stage → audit → publish."""
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -214,13 +215,17 @@ def governed_table_asset(
     return _governed
 
 
-def _ingest_landing(context, lakehouse, modality: str, parse, tables: list[Table], observe=None):
+def _ingest_landing(
+    context, lakehouse, modality: str, parse, tables: list[Table], observe=None, with_path=False
+):
     """Ingest new files of landing/<modality> into `tables`; (summary, row totals per table,
     observed metadata, check results)."""
     landed = ingest.scan_landing(config.landing_dir(), modality)
     with lakehouse.get_connection() as conn:
         new = ingest.unregistered(conn, landed)
-        summary = ingest.ingest(conn, modality, new, parse, tables, context.run_id)
+        summary = ingest.ingest(
+            conn, modality, new, parse, tables, context.run_id, with_path=with_path
+        )
         totals = {t.fqn: warehouse.row_count(conn, t.fqn) for t in tables}
         for table in tables:
             record_materialization(
@@ -241,9 +246,10 @@ def _ingest_landing(context, lakehouse, modality: str, parse, tables: list[Table
 
 
 def bronze_ingest_multi_asset(
-    name: str, tables: list[Table], parse: Callable[[bytes], dict], *, kinds: set[str]
+    name: str, tables: list[Table], parse: Callable[[bytes, Path], dict], *, kinds: set[str]
 ) -> dg.AssetsDefinition:
-    """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls)."""
+    """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls);
+    `parse(bytes, path)` also sees the path, for formats that span files (PLINK)."""
     specs = []
     for table in tables:
         kwargs = asset_spec_kwargs(table, kinds)
@@ -254,7 +260,7 @@ def bronze_ingest_multi_asset(
     def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
         """Parse new landed files once into every table they feed; bad files are quarantined."""
         summary, totals, _, _ = _ingest_landing(
-            context, lakehouse, tables[0].modality, parse, tables
+            context, lakehouse, tables[0].modality, parse, tables, with_path=True
         )
         for table in tables:
             yield dg.MaterializeResult(

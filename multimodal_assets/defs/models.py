@@ -247,7 +247,7 @@ def _score(conn, run_id: str) -> dict:
     if published is None:  # nothing to score with yet: an empty, declared table
         warehouse.stage_rows(conn, catalog.RISK_SCORES, [])
         return {"model_version": "none published yet"}
-    rows = conn.sql(ml.features_sql()).df()
+    rows = ml.as_model_frame(conn.sql(ml.features_sql()).df())
     scores = scoring.score_frame(
         model_registry.load_models(published["version"]),
         rows,
@@ -279,7 +279,7 @@ def _drift_check(conn) -> dg.AssetCheckResult:
     reference, current = scoring.drift_populations(
         conn.sql("SELECT research_key, index_date FROM gold.patient_features").df(),
         model_registry.training_rows(published["training_set"]),
-        conn.sql(ml.features_sql()).df(),
+        ml.as_model_frame(conn.sql(ml.features_sql()).df()),
     )
     report = scoring.population_drift(models, reference, current)
     base = {

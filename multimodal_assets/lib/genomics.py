@@ -15,6 +15,7 @@ import io
 import os
 import tempfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +38,7 @@ VARIANT_TYPES = (
     "no_alt",
 )
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+SAMPLE_TYPES = ("tumor", "normal", "germline")
 MANIFEST_COLUMNS = ("sample_id", "mrn", "sample_type", "assay", "collected_on", "file")
 
 _SAMPLE_ID = Column(
@@ -71,10 +73,10 @@ GENOMIC_SAMPLES = Table(
         Column(
             "sample_type",
             "VARCHAR",
-            "tumor or normal.",
+            "tumor, normal or germline.",
             "none",
             nullable=False,
-            allowed=("tumor", "normal"),
+            allowed=SAMPLE_TYPES,
         ),
         Column("assay", "VARCHAR", "Assay name.", "none"),
         Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
@@ -84,19 +86,22 @@ GENOMIC_SAMPLES = Table(
     ),
 )
 
-VCF_SAMPLES = Table(
+FILE_SAMPLES = Table(
     layer="bronze",
-    name="vcf_samples",
+    name="file_samples",
     modality="genomics",
-    asset_key=("genomics", "vcf_samples"),
+    asset_key=("genomics", "file_samples"),
     restricted=True,
-    description="The samples each ingested VCF/BCF declares in its header, with record counts.",
+    description="The samples each ingested VCF, BCF, PLINK or BGEN file declares, with its "
+    "record count.",
     columns=(
         _SAMPLE_ID,
         Column("sample_index", "INTEGER", "0-based column of the sample in the file.", "none"),
-        Column("records", "BIGINT", "Records (rows, before ALT splitting) in the file.", "none"),
+        Column(
+            "records", "BIGINT", "Records (variants, before ALT splitting) in the file.", "none"
+        ),
         Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
-        *provenance_columns("File-level row: the file's format."),
+        *provenance_columns("File-level row: the file's format (vcf, bcf, plink, bgen)."),
     ),
 )
 
@@ -179,7 +184,50 @@ VARIANT_CALLS = Table(
     ),
 )
 
-BRONZE_TABLES = (GENOMIC_SAMPLES, VCF_SAMPLES, VARIANT_SITES, VARIANT_CALLS)
+GERMLINE_GENOTYPES = Table(
+    layer="bronze",
+    name="germline_genotypes",
+    modality="genomics",
+    asset_key=("genomics", "germline_genotypes"),
+    restricted=True,
+    description="Genotyping-array dosages (PLINK hard calls or BGEN expected dosages), one row "
+    "per sample and biallelic variant.",
+    columns=(
+        _SAMPLE_ID,
+        Column("variant_id", "VARCHAR", "Variant ID (PLINK SID, BGEN rsid).", "none"),
+        _CHROM,
+        _POS,
+        Column(
+            "dosage_allele",
+            "VARCHAR",
+            "Allele the dosage counts (PLINK A1, BGEN 2nd).",
+            "none",
+            nullable=False,
+        ),
+        Column("other_allele", "VARCHAR", "The variant's other allele.", "none"),
+        Column(
+            "dosage",
+            "DOUBLE",
+            "Copies of `dosage_allele` (expected, for BGEN).",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+            max_value=2,
+        ),
+        Column(
+            "source_format",
+            "VARCHAR",
+            "plink or bgen.",
+            "none",
+            nullable=False,
+            allowed=("plink", "bgen"),
+        ),
+        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        *provenance_columns("CHROM:POS:variant_id in its file."),
+    ),
+)
+
+BRONZE_TABLES = (GENOMIC_SAMPLES, FILE_SAMPLES, VARIANT_SITES, VARIANT_CALLS, GERMLINE_GENOTYPES)
 
 
 def variant_type(ref: str, alt: str | None) -> str:
@@ -212,20 +260,172 @@ def _decompressed_head(data: bytes) -> bytes:
         raise QuarantineError("corrupt_gzip", "gzip stream cannot be decompressed") from err
 
 
-def parse_genomics_file(data: bytes) -> dict[str, list[dict] | pa.Table]:
-    """Rows for the bronze genomics tables from one landed file, by content (not by name)."""
+PLINK_MAGIC = b"\x6c\x1b"
+PLINK_COMPANIONS = (".bim", ".fam")
+
+
+def parse_genomics_file(data: bytes, path: Path | None = None) -> dict[str, list[dict] | pa.Table]:
+    """Rows for the bronze genomics tables from one landed file, recognised by content; the
+    path is needed only for PLINK (companions share its prefix) and text companions."""
+    suffix = path.suffix.lower() if path else ""
+    if not data:
+        raise QuarantineError("empty_file", "the file has no bytes")
     head = _decompressed_head(data)
-    if head.startswith((b"TBI\x01", b"CSI\x01")):
+    if head.startswith((b"TBI\x01", b"CSI\x01")) or (
+        suffix == ".bgi" and data.startswith(b"SQLite format 3\x00")
+    ):
         return {}  # an index delivered next to its data file: registered, nothing to load
     if head.startswith(b"sample_id,"):
         return {GENOMIC_SAMPLES.fqn: parse_manifest(data)}
     if head.startswith((b"##fileformat=VCF", b"BCF\x02")):
         return parse_vcf(data)
-    if not data:
-        raise QuarantineError("empty_file", "the file has no bytes")
+    if len(data) >= 20 and data[16:20] in (b"bgen", b"\x00\x00\x00\x00") and suffix == ".bgen":
+        return parse_bgen(path)
+    if suffix == ".bed":
+        return parse_plink(data, path)
+    if suffix in (*PLINK_COMPANIONS, ".sample"):
+        _check_text_table(data, suffix)
+        return {}  # read with the .bed/.bgen it belongs to
     raise QuarantineError(
-        "unsupported_format", "not a VCF, BCF, index or sample manifest (checked by content)"
+        "unsupported_format",
+        "not a VCF, BCF, PLINK, BGEN, index or sample manifest (checked by content)",
     )
+
+
+def _check_text_table(data: bytes, suffix: str) -> None:
+    """PLINK .bim/.fam have six columns (a .bim's 4th an integer position); an Oxford .sample
+    has two header rows and rows as wide as them."""
+    try:
+        rows = [line.split() for line in data.decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise QuarantineError(f"invalid_{suffix[1:]}", f"{suffix} file is not text") from err
+    if suffix == ".sample":
+        if len(rows) < 2 or any(len(r) != len(rows[0]) for r in rows):
+            raise QuarantineError("invalid_sample", ".sample rows do not match its header width")
+        return
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 6:
+            raise QuarantineError(
+                f"invalid_{suffix[1:]}", f"line {number} has {len(row)} columns, not 6"
+            )
+        if suffix == ".bim" and not row[3].lstrip("-").isdigit():
+            raise QuarantineError("invalid_bim", f"line {number}: position is not an integer")
+
+
+def parse_plink(data: bytes, path: Path) -> dict[str, pa.Table]:
+    """A PLINK .bed with its .bim/.fam (same prefix) into long dosages of allele 1 (PLINK's
+    counted allele); bed-reader checks the size against the sample and variant counts."""
+    from bed_reader import open_bed
+
+    if not data.startswith(PLINK_MAGIC):
+        raise QuarantineError("invalid_bed", "not a PLINK .bed: the magic bytes 6c 1b are missing")
+    missing = [s for s in PLINK_COMPANIONS if not path.with_suffix(s).exists()]
+    if missing:
+        raise QuarantineError("missing_companion", f"no {', '.join(missing)} next to the .bed")
+    for suffix in PLINK_COMPANIONS:
+        _check_text_table(path.with_suffix(suffix).read_bytes(), suffix)
+    try:
+        with open_bed(path, count_A1=True) as bed:
+            dosage = bed.read(dtype="float32")
+            samples = [str(s) for s in bed.iid]
+            variants = dict(
+                id=bed.sid,
+                chrom=bed.chromosome,
+                pos=bed.bp_position,
+                a1=bed.allele_1,
+                a2=bed.allele_2,
+            )
+    except Exception as err:  # noqa: BLE001 - bed-reader raises several error types
+        raise QuarantineError(
+            "invalid_bed", ".bed size or mode does not match its .bim/.fam"
+        ) from err
+    return _long_dosages(samples, variants, dosage, "plink")
+
+
+def _bgen_has_sample_ids(path: Path) -> bool:
+    """Bit 31 of the BGEN header flags (the last 4 bytes of the header block)."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        header_length = int.from_bytes(head[4:8], "little")
+        handle.seek(header_length)
+        return bool(int.from_bytes(handle.read(4), "little") >> 31)
+
+
+def _oxford_sample_ids(path: Path) -> list[str]:
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return [row[0] for row in rows[2:]]  # two header rows: names, then column types
+
+
+def parse_bgen(path: Path) -> dict[str, pa.Table]:
+    """A BGEN (v1.2, layouts and compressions the `bgen` reader supports) into expected dosages
+    of each biallelic variant's second allele; other variants are counted, not loaded. Without
+    embedded sample IDs the Oxford .sample next to the file names the samples, else their
+    position does (and no manifest will match them)."""
+    from bgen import BgenReader
+
+    try:
+        reader = BgenReader(str(path), delay_parsing=True)
+        samples = [str(s) for s in reader.samples]
+        companion = path.with_suffix(".sample")
+        if not _bgen_has_sample_ids(path) and companion.exists():
+            _check_text_table(companion.read_bytes(), ".sample")
+            samples = _oxford_sample_ids(companion)
+        ids, chrom, pos, a1, a2, columns = [], [], [], [], [], []
+        for variant in reader:
+            if len(variant.alleles) != 2:
+                continue
+            try:
+                dosage = variant.alt_dosage
+            except Exception:  # noqa: BLE001 - layouts the reader gives no dosage for
+                continue
+            ids.append(variant.rsid or variant.varid)
+            chrom.append(variant.chrom)
+            pos.append(variant.pos)
+            a1.append(variant.alleles[1])
+            a2.append(variant.alleles[0])
+            columns.append(np.asarray(dosage, dtype="float32"))
+    except QuarantineError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the reader raises several error types
+        raise QuarantineError("invalid_bgen", "the BGEN reader could not read the file") from err
+    width = len(columns[0]) if columns else len(samples)
+    if len(samples) != width:
+        raise QuarantineError("invalid_sample", ".sample lists a different number of samples")
+    dosage = np.column_stack(columns) if columns else np.zeros((len(samples), 0), "float32")
+    return _long_dosages(samples, dict(id=ids, chrom=chrom, pos=pos, a1=a1, a2=a2), dosage, "bgen")
+
+
+def _long_dosages(samples, variants: dict, dosage: np.ndarray, fmt: str) -> dict[str, pa.Table]:
+    n_samples, n_variants = dosage.shape
+    variant_index = np.tile(np.arange(n_variants), n_samples)
+    values = dosage.reshape(-1).astype(float)
+    take = {k: np.asarray(v, dtype=object)[variant_index] for k, v in variants.items()}
+    genotypes = pa.table(
+        {
+            "sample_id": np.repeat(np.asarray(samples, dtype=object), n_variants),
+            "variant_id": take["id"],
+            "chrom": take["chrom"].astype(str),
+            "pos": take["pos"].astype(np.int64),
+            "dosage_allele": take["a1"].astype(str),
+            "other_allele": take["a2"].astype(str),
+            "dosage": pa.array(values, mask=np.isnan(values)),
+            "source_format": np.full(len(values), fmt, dtype=object),
+            "_source_locator": np.array(
+                [
+                    f"{c}:{p}:{i}"
+                    for c, p, i in zip(take["chrom"], take["pos"], take["id"], strict=True)
+                ],
+                dtype=object,
+            ),
+        }
+    )
+    file_samples = pa.Table.from_pylist(
+        [
+            {"sample_id": s, "sample_index": i, "records": n_variants, "_source_locator": fmt}
+            for i, s in enumerate(samples)
+        ]
+    )
+    return {GERMLINE_GENOTYPES.fqn: genotypes, FILE_SAMPLES.fqn: file_samples}
 
 
 def parse_manifest(data: bytes) -> list[dict]:
@@ -239,7 +439,7 @@ def parse_manifest(data: bytes) -> list[dict]:
         raise QuarantineError("invalid_manifest", f"manifest lacks columns {missing}")
     rows = []
     for line, row in enumerate(reader, start=2):
-        if not row["sample_id"] or not row["mrn"] or row["sample_type"] not in ("tumor", "normal"):
+        if not row["sample_id"] or not row["mrn"] or row["sample_type"] not in SAMPLE_TYPES:
             raise QuarantineError(
                 "invalid_manifest", f"line {line}: sample_id, mrn or sample_type is invalid"
             )
@@ -305,7 +505,7 @@ def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
     return {
         VARIANT_SITES.fqn: pa.Table.from_pydict(sites),
         VARIANT_CALLS.fqn: pa.Table.from_pydict(calls),
-        VCF_SAMPLES.fqn: pa.Table.from_pylist(
+        FILE_SAMPLES.fqn: pa.Table.from_pylist(
             [
                 {"sample_id": s, "sample_index": i, "records": records, "_source_locator": fmt}
                 for i, s in enumerate(samples)
@@ -498,15 +698,19 @@ SAMPLES = Table(
         Column(
             "sample_type",
             "VARCHAR",
-            "tumor or normal.",
+            "tumor, normal or germline.",
             "none",
             nullable=False,
-            allowed=("tumor", "normal"),
+            allowed=SAMPLE_TYPES,
         ),
         Column("assay", "VARCHAR", "Assay name.", "none"),
         Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
         Column(
-            "in_vcf", "BOOLEAN", "An ingested VCF/BCF carries this sample.", "none", nullable=False
+            "in_file",
+            "BOOLEAN",
+            "An ingested genotype file carries this sample.",
+            "none",
+            nullable=False,
         ),
         *provenance_columns("Manifest line number."),
     ),
@@ -516,7 +720,7 @@ SAMPLES = Table(
         "sample_type": (("bronze.genomic_samples", "sample_type"),),
         "assay": (("bronze.genomic_samples", "assay"),),
         "collected_on": (("bronze.genomic_samples", "collected_on"),),
-        "in_vcf": (("bronze.vcf_samples", "sample_id"),),
+        "in_file": (("bronze.file_samples", "sample_id"),),
     },
 )
 
@@ -629,7 +833,7 @@ def _reference_sql() -> str:
 
 SAMPLES_SQL = """
 SELECT b.sample_id, p.research_key, b.sample_type, b.assay, b.collected_on,
-       b.sample_id IN (SELECT sample_id FROM bronze.vcf_samples) AS in_vcf,
+       b.sample_id IN (SELECT sample_id FROM bronze.file_samples) AS in_file,
        b._source_sha256, b._source_locator, $run_id AS _run_id
 FROM bronze.genomic_samples b JOIN silver.patients p ON p.mrn = b.mrn
 """
@@ -655,8 +859,104 @@ LEFT JOIN panel g ON g.chrom = c.contig AND c.pos > g.start_0 AND c.pos <= g.end
 LEFT JOIN hotspot h ON h.chrom = c.contig AND h.pos = c.pos AND h.ref = c.ref AND h.alt = c.alt
 """
 
+GERMLINE_DOSAGES = Table(
+    layer="silver",
+    name="germline_dosages",
+    modality="genomics",
+    asset_key=("genomics", "germline_dosages"),
+    primary_key=("sample_id", "chrom", "pos", "dosage_allele", "other_allele"),
+    description="Germline array dosages of patients' samples, contigs normalized, aligned to the "
+    "polygenic score's effect allele where the variant is one of its SNPs.",
+    columns=(
+        RESEARCH_KEY,
+        _SAMPLE_ID,
+        Column("variant_id", "VARCHAR", "Variant ID as delivered.", "none"),
+        Column("chrom", "VARCHAR", "Contig, GRCh38 style ('chr7').", "none", nullable=False),
+        _POS,
+        Column(
+            "dosage_allele",
+            "VARCHAR",
+            "Allele the delivered dosage counts.",
+            "none",
+            nullable=False,
+        ),
+        Column("other_allele", "VARCHAR", "The other allele.", "none"),
+        Column(
+            "dosage", "DOUBLE", "Delivered dosage.", "sensitive", GENETIC, min_value=0, max_value=2
+        ),
+        Column("score_variant_id", "VARCHAR", "The score SNP this variant is, if any.", "none"),
+        Column(
+            "effect_dosage",
+            "DOUBLE",
+            "Copies of the score's effect allele (alleles matched "
+            "either way round; NULL if they do not match).",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+            max_value=2,
+        ),
+        Column("source_format", "VARCHAR", "plink or bgen.", "none"),
+        *provenance_columns("CHROM:POS:variant_id in its file."),
+    ),
+    lineage={
+        "research_key": (("silver.genomic_samples", "research_key"),),
+        **{
+            c: (("bronze.germline_genotypes", c),)
+            for c in (
+                "sample_id",
+                "variant_id",
+                "chrom",
+                "pos",
+                "dosage_allele",
+                "other_allele",
+                "dosage",
+                "source_format",
+            )
+        },
+        "score_variant_id": (("bronze.germline_genotypes", "pos"),),
+        "effect_dosage": (
+            ("bronze.germline_genotypes", "dosage"),
+            ("bronze.germline_genotypes", "dosage_allele"),
+        ),
+    },
+)
+
+
+def _weights_sql() -> str:
+    rows = ", ".join(
+        f"('{v.variant_id}', '{v.chrom}', {v.pos}, '{v.effect_allele}', '{v.other_allele}', "
+        f"{v.effect_allele_frequency}, {v.weight})"
+        for v in reference.prs_weights()
+    )
+    return (
+        f"weights(variant_id, chrom, pos, effect_allele, other_allele, freq, weight) AS "
+        f"(VALUES {rows})"
+    )
+
+
+GERMLINE_DOSAGES_SQL = f"""
+WITH {_weights_sql()},
+genotypes AS (
+    SELECT g.*, {_canonical_contig_sql("g.chrom")} AS contig, s.research_key
+    FROM bronze.germline_genotypes g
+    JOIN silver.genomic_samples s ON s.sample_id = g.sample_id AND s.sample_type = 'germline'
+    QUALIFY row_number() OVER (PARTITION BY g.sample_id, contig, g.pos, g.dosage_allele,
+                                            g.other_allele ORDER BY g.received_at) = 1
+)
+SELECT g.research_key, g.sample_id, g.variant_id, g.contig AS chrom, g.pos, g.dosage_allele,
+       g.other_allele, g.dosage, w.variant_id AS score_variant_id,
+       CASE WHEN w.effect_allele = g.dosage_allele AND w.other_allele = g.other_allele
+                THEN g.dosage
+            WHEN w.effect_allele = g.other_allele AND w.other_allele = g.dosage_allele
+                THEN 2 - g.dosage END AS effect_dosage,
+       g.source_format, g._source_sha256, g._source_locator, $run_id AS _run_id
+FROM genotypes g LEFT JOIN weights w ON w.chrom = g.contig AND w.pos = g.pos
+"""
+
 # ---- gold -----------------------------------------------------------------------------------
 
+PRS_MIN_COVERAGE = 0.9
+PRS_MIN_SAMPLE = 20  # patients with a score before its distribution is judged
 _FLAGS = {
     "egfr_l858r": "biomarker = 'EGFR_L858R'",
     "egfr_exon19del": "biomarker = 'EGFR_exon19del'",
@@ -709,9 +1009,25 @@ FEATURES = Table(
             min_value=0,
         ),
         Column(
+            "has_germline",
+            "BOOLEAN",
+            f"Germline array covering ≥ {PRS_MIN_COVERAGE:.0%} of the score's SNPs.",
+            "none",
+            nullable=False,
+        ),
+        Column(
+            "prs_z",
+            "DOUBLE",
+            "Polygenic score standardized with the reference weights' mean and SD "
+            "(missing SNPs count at their expected dosage).",
+            "sensitive",
+            GENETIC,
+        ),
+        Column(
             "genomics_data_through",
             "DATE",
-            "Latest specimen date any feature used (the point-in-time guard).",
+            "Latest tumour specimen date any feature used (the point-in-time guard; germline "
+            "genotypes do not change over life and carry no date).",
             "phi",
             "hipaa",
         ),
@@ -720,7 +1036,7 @@ FEATURES = Table(
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),
         "has_genomics": (
-            ("silver.genomic_samples", "in_vcf"),
+            ("silver.genomic_samples", "in_file"),
             ("silver.genomic_samples", "collected_on"),
             ("gold.clinical_features", "index_date"),
         ),
@@ -733,6 +1049,11 @@ FEATURES = Table(
             ("silver.somatic_variants", "in_panel"),
         ),
         "somatic_variant_count": (("silver.somatic_variants", "passed"),),
+        "has_germline": (("silver.germline_dosages", "effect_dosage"),),
+        "prs_z": (
+            ("silver.germline_dosages", "effect_dosage"),
+            ("silver.germline_dosages", "score_variant_id"),
+        ),
         "genomics_data_through": (("silver.genomic_samples", "collected_on"),),
     },
 )
@@ -741,13 +1062,24 @@ FEATURES_SQL = f"""
 WITH sequenced AS (
     SELECT s.research_key, max(s.collected_on) AS data_through
     FROM silver.genomic_samples s JOIN gold.clinical_features c USING (research_key)
-    WHERE s.sample_type = 'tumor' AND s.in_vcf AND s.collected_on <= c.index_date
+    WHERE s.sample_type = 'tumor' AND s.in_file AND s.collected_on <= c.index_date
     GROUP BY 1
 ),
 variants AS (
     SELECT v.* FROM silver.somatic_variants v JOIN sequenced q USING (research_key)
     JOIN gold.clinical_features c USING (research_key)
     WHERE v.passed AND v.collected_on <= c.index_date
+),
+{_weights_sql()},
+score_dosages AS (  -- one dosage per patient and score SNP, whatever the samples
+    SELECT * FROM silver.germline_dosages WHERE effect_dosage IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY research_key, score_variant_id ORDER BY sample_id) = 1
+),
+score AS (
+    SELECT d.research_key, count(*) AS snps,
+           sum((d.effect_dosage - 2 * w.freq) * w.weight) AS centred
+    FROM score_dosages d JOIN weights w ON w.variant_id = d.score_variant_id
+    GROUP BY 1
 ),
 per_patient AS (
     SELECT research_key,
@@ -763,11 +1095,16 @@ SELECT c.research_key, q.research_key IS NOT NULL AS has_genomics,
            AS tmb_per_mb,
        CASE WHEN q.research_key IS NULL THEN NULL
             ELSE CAST(coalesce(p.somatic_variant_count, 0) AS INTEGER) END AS somatic_variant_count,
+       coalesce(g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}, FALSE)
+           AS has_germline,
+       CASE WHEN g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}
+            THEN round(g.centred / {reference.prs_reference_moments()[1]}, 4) END AS prs_z,
        q.data_through AS genomics_data_through,
        $run_id AS _run_id
 FROM gold.clinical_features c
 LEFT JOIN sequenced q USING (research_key)
 LEFT JOIN per_patient p USING (research_key)
+LEFT JOIN score g USING (research_key)
 """
 
-TABLES = (*BRONZE_TABLES, SAMPLES, SOMATIC_VARIANTS, FEATURES)
+TABLES = (*BRONZE_TABLES, SAMPLES, SOMATIC_VARIANTS, GERMLINE_DOSAGES, FEATURES)

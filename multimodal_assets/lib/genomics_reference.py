@@ -103,3 +103,41 @@ def hotspots() -> tuple[Hotspot, ...]:
 
 def hotspot(biomarker: str) -> Hotspot:
     return next(h for h in hotspots() if h.biomarker == biomarker)
+
+
+@dataclass(frozen=True)
+class ScoreVariant:
+    variant_id: str
+    chrom: str
+    pos: int
+    effect_allele: str
+    other_allele: str
+    effect_allele_frequency: float
+    weight: float
+
+
+@cache
+def prs_weights() -> tuple[ScoreVariant, ...]:
+    with (REFERENCE / "prs_weights.csv").open() as handle:
+        return tuple(
+            ScoreVariant(
+                variant_id=row["variant_id"],
+                chrom=row["chrom"],
+                pos=int(row["pos"]),
+                effect_allele=row["effect_allele"],
+                other_allele=row["other_allele"],
+                effect_allele_frequency=float(row["effect_allele_frequency"]),
+                weight=float(row["weight"]),
+            )
+            for row in csv.DictReader(handle)
+        )
+
+
+def prs_reference_moments() -> tuple[float, float]:
+    """Mean and standard deviation of the score in the reference population (Hardy–Weinberg)."""
+    mean = sum(2 * v.effect_allele_frequency * v.weight for v in prs_weights())
+    variance = sum(
+        2 * v.effect_allele_frequency * (1 - v.effect_allele_frequency) * v.weight**2
+        for v in prs_weights()
+    )
+    return mean, variance**0.5

@@ -164,11 +164,13 @@ def ingest(
     target: Table | Sequence[Table],
     run_id: str,
     commit_every_bytes: int = 32 << 20,
+    with_path: bool = False,
 ) -> IngestSummary:
     """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
 
     With several targets, `parse` returns their rows keyed by table name (fqn); a file may fill
-    any subset of them. Records and registry rows are committed together in chunks, so an
+    any subset of them. `with_path` passes the landed file's path as a second argument, for
+    formats that span several files (PLINK's .bed/.bim/.fam). Records and registry rows are committed together in chunks, so an
     interrupted run leaves every registered file fully ingested and every other file still
     unregistered.
     """
@@ -231,7 +233,8 @@ def ingest(
             summary.duplicates += 1
         else:
             try:
-                parsed = parse(landed.absolute.read_bytes())
+                data = landed.absolute.read_bytes()
+                parsed = parse(data, landed.absolute) if with_path else parse(data)
             except QuarantineError as err:
                 _quarantine(row, quarantine_rows, summary, err.code, err.message)
             except Exception as err:  # noqa: BLE001 - a parser bug must not sink the batch

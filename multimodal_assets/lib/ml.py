@@ -34,6 +34,20 @@ def modality_features() -> dict[str, list[str]]:
     return fusion.predictors_by_modality(catalog.PATIENT_FEATURES)
 
 
+def as_model_frame(frame):
+    """Predictors as float64 (NaN when missing) unless they are text: nullable booleans and
+    integers from the warehouse become numbers every model and imputer accepts."""
+    import pandas as pd
+
+    frame = frame.copy()
+    for column in (c for cols in modality_features().values() for c in cols):
+        if column in frame and not (
+            pd.api.types.is_string_dtype(frame[column]) or frame[column].dtype == object
+        ):
+            frame[column] = frame[column].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    return frame
+
+
 def features_sql() -> str:
     """Every cohort patient's model inputs, availability flags, and race (for subgroups only)."""
     columns = (
@@ -63,7 +77,7 @@ class TrainingSet:
 
 def build_training_set(conn, root: Path, code_version: str, seed: int) -> TrainingSet:
     """Snapshot the fused features and labels; the same data gives the same bytes and version."""
-    frame = conn.sql(training_sql()).df()
+    frame = as_model_frame(conn.sql(training_sql()).df())
     frame["split"] = frame.research_key.map(split_of)
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")

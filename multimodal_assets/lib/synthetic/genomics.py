@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..genomics_reference import GRCH38_LENGTHS, hotspot, panel, panel_megabases
+from ..genomics_reference import GRCH38_LENGTHS, hotspot, panel, panel_megabases, prs_weights
 from .files import batch_folder, write_delivered
 
 BASES = np.array(list("ACGT"))
@@ -157,9 +157,9 @@ def _manifest(rows: list[dict]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def render_somatic(cohort: pd.DataFrame, seed: int, landing: Path) -> tuple[list[dict], list[dict]]:
-    """Write the VCFs, indexes and manifests under landing/genomics; return (deliveries, truth
-    variant rows)."""
+def render_somatic(cohort: pd.DataFrame, seed: int, landing: Path, manifests: dict):
+    """Write the VCFs and indexes under landing/genomics, add their samples to `manifests`
+    (batch → rows); return (deliveries, truth variant rows)."""
     rng = np.random.default_rng([seed, 7])
     accidents = np.random.default_rng([seed, 8])
     sequenced = [p for p in cohort.to_dict("records") if p["has_genomics"]]
@@ -167,7 +167,7 @@ def render_somatic(cohort: pd.DataFrame, seed: int, landing: Path) -> tuple[list
         return [], []
     truncate = int(accidents.integers(len(sequenced)))
     resend = int(accidents.integers(len(sequenced)))
-    deliveries, truth, manifests = [], [], {}
+    deliveries, truth = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for i, p in enumerate(sequenced):
             tumour = f"TS{rng.integers(10**8, 10**9)}"
@@ -239,11 +239,132 @@ def render_somatic(cohort: pd.DataFrame, seed: int, landing: Path) -> tuple[list
                 "ingested",
             )
         )
+    return deliveries, truth
+
+
+GERMLINE_BATCH = 25  # patients per genotyping-array delivery
+
+
+def _germline_dosages(patients: list[dict], rng) -> np.ndarray:
+    """Effect-allele dosages (patients × score SNPs): allele frequencies tilted by the latent
+    polygenic risk, in the direction of each weight, so the score tracks the latent."""
+    weights = prs_weights()
+    freq = np.array([v.effect_allele_frequency for v in weights])
+    sign = np.sign([v.weight for v in weights])
+    latent = np.array([p["prs_latent"] for p in patients])[:, None]
+    logit = np.log(freq / (1 - freq)) + 0.35 * sign * latent
+    return rng.binomial(2, 1 / (1 + np.exp(-logit)))
+
+
+def _write_plink(prefix: Path, samples: list[str], dosages: np.ndarray) -> None:
+    from bed_reader import to_bed
+
+    weights = prs_weights()
+    to_bed(
+        prefix.with_suffix(".bed"),
+        dosages.astype(np.float32),
+        properties={
+            "iid": samples,
+            "fid": samples,
+            "sid": [v.variant_id for v in weights],
+            "chromosome": [v.chrom.removeprefix("chr") for v in weights],
+            "bp_position": [v.pos for v in weights],
+            "allele_1": [v.effect_allele for v in weights],  # counted allele (PLINK's A1)
+            "allele_2": [v.other_allele for v in weights],
+        },
+    )
+
+
+def _write_bgen(path: Path, samples: list[str], dosages: np.ndarray) -> None:
+    from bgen import BgenWriter
+
+    with BgenWriter(str(path), len(samples), samples=samples, compression="zstd", layout=2) as out:
+        for j, v in enumerate(prs_weights()):
+            probabilities = np.zeros((len(samples), 3))
+            probabilities[np.arange(len(samples)), dosages[:, j]] = 1.0  # P(0, 1, 2 effect)
+            out.add_variant(
+                v.variant_id,
+                v.variant_id,
+                v.chrom.removeprefix("chr"),
+                v.pos,
+                [v.other_allele, v.effect_allele],
+                probabilities,
+                ploidy=2,
+                phased=False,
+                bit_depth=8,
+            )
+
+
+def render_germline(cohort: pd.DataFrame, seed: int, landing: Path, manifests: dict):
+    """Genotyping-array deliveries of the score's SNPs, alternately PLINK and BGEN, one per
+    batch of patients; plus one corrupt .bed. Returns (deliveries, truth dosage rows)."""
+    rng = np.random.default_rng([seed, 9])
+    arrays = sorted(
+        (p for p in cohort.to_dict("records") if p["has_germline"]), key=lambda p: p["index_date"]
+    )
+    deliveries, truth = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for b, start in enumerate(range(0, len(arrays), GERMLINE_BATCH)):
+            batch = arrays[start : start + GERMLINE_BATCH]
+            samples = [f"GS{rng.integers(10**8, 10**9)}" for _ in batch]
+            dosages = _germline_dosages(batch, rng)
+            delivered = max(p["index_date"] for p in batch) + timedelta(days=7)
+            folder = landing / batch_folder(delivered) / "germline"
+            stem = f"array-{b:03d}"
+            if b % 2 == 0:
+                _write_plink(Path(scratch) / stem, samples, dosages)
+                suffixes = (".bed", ".bim", ".fam")
+            else:
+                _write_bgen(Path(scratch) / f"{stem}.bgen", samples, dosages)
+                suffixes = (".bgen",)
+            for suffix in suffixes:
+                data = (Path(scratch) / f"{stem}{suffix}").read_bytes()
+                write_delivered(folder / f"{stem}{suffix}", data, delivered)
+            deliveries.append(
+                _delivery(folder / f"{stem}{suffixes[0]}", landing, "germline_array", "ingested")
+            )
+            rows = manifests.setdefault(batch_folder(delivered), [])
+            for p, sample, row in zip(batch, samples, dosages, strict=True):
+                collected = p["index_date"] - timedelta(days=int(rng.integers(1, 60)))
+                rows.append(
+                    {
+                        "sample_id": sample,
+                        "mrn": p["mrn"],
+                        "sample_type": "germline",
+                        "assay": "genotyping_array",
+                        "collected_on": collected.isoformat(),
+                        "file": f"germline/{stem}{suffixes[0]}",
+                    }
+                )
+                truth += [
+                    {
+                        "mrn": p["mrn"],
+                        "sample_id": sample,
+                        "variant_id": v.variant_id,
+                        "effect_dosage": int(d),
+                    }
+                    for v, d in zip(prs_weights(), row, strict=True)
+                ]
+            if b == 0:  # a damaged copy of the first .bed: its magic bytes are gone
+                broken = folder / "array-damaged.bed"
+                bed = (Path(scratch) / f"{stem}.bed").read_bytes()
+                write_delivered(broken, b"\x00\x00\x00" + bed[3:], delivered)
+                deliveries.append(_delivery(broken, landing, "corrupt_bed", "quarantined"))
+    return deliveries, truth
+
+
+def render_genomics(cohort: pd.DataFrame, seed: int, landing: Path):
+    """Somatic panels, germline arrays and the per-batch manifests that name their samples.
+    Returns (deliveries, somatic truth variants, germline truth dosages)."""
+    manifests: dict[str, list[dict]] = {}
+    somatic, variants = render_somatic(cohort, seed, landing, manifests)
+    germline, dosages = render_germline(cohort, seed, landing, manifests)
+    deliveries = somatic + germline
     for batch, rows in manifests.items():
         path = landing / batch / "manifest.csv"
         write_delivered(path, _manifest(rows), date.fromisoformat(batch))
         deliveries.append(_delivery(path, landing, "manifest", "ingested"))
-    return deliveries, truth
+    return deliveries, variants, dosages
 
 
 def _delivery(path: Path, landing: Path, kind: str, expected: str) -> dict:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .cohort import draw_cohort
 from .fhir_bundles import render_patient
 from .files import batch_folder, write_delivered
-from .genomics import render_somatic
+from .genomics import render_genomics
 from .wearables import render_exports
 
 RESOURCE_COUNTS = {
@@ -110,7 +110,10 @@ def generate(
         ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
     genomics_files = []
     if "genomics" in modalities:
-        genomics_files, variants = render_somatic(cohort, seed, landing / "genomics")
+        genomics_files, variants, dosages = render_genomics(cohort, seed, landing / "genomics")
+        pd.DataFrame(
+            dosages, columns=["mrn", "sample_id", "variant_id", "effect_dosage"]
+        ).to_parquet(truth_dir / "germline_dosages.parquet", index=False)
         pd.DataFrame(genomics_files).to_parquet(
             truth_dir / "genomics_deliveries.parquet", index=False
         )
