@@ -299,3 +299,55 @@ def test_gold_polygenic_score_equals_the_truth(pipeline):
     assert len(scored) > 5
     assert (scored.prs_z - scored.mrn.map(expected).round(4)).abs().max() < 1e-9
     assert merged.prs_z[~merged.has_germline].isna().all()
+
+
+def test_parallel_parsing_stages_parquet_and_loads_the_same_rows(tmp_path):
+    import duckdb
+
+    from multimodal_assets.lib import ingest
+
+    landing = tmp_path / "landing" / "genomics"
+    landing.mkdir(parents=True)
+    for f in FIXTURES.iterdir():
+        (landing / f.name).write_bytes(f.read_bytes())
+    (landing / "copy-of-hemi.vcf").write_bytes((FIXTURES / "test-hemi.vcf").read_bytes())
+    files = ingest.scan_landing(tmp_path / "landing", "genomics")
+    loaded = []
+    for workers in (1, 2):
+        conn = duckdb.connect()
+        conn.execute("CREATE SCHEMA bronze")
+        summary = ingest.ingest(
+            conn,
+            "genomics",
+            files,
+            genomics.parse_genomics_file,
+            genomics.BRONZE_TABLES,
+            "run",
+            with_path=True,
+            workers=workers,
+        )
+        tables = {
+            t.fqn: conn.sql(f"SELECT * EXCLUDE (received_at) FROM {t.fqn} ORDER BY ALL").fetchall()
+            for t in genomics.BRONZE_TABLES
+        }
+        statuses = conn.sql(
+            "SELECT path, status, error_code FROM bronze.files ORDER BY 1"
+        ).fetchall()
+        loaded.append((summary.as_metadata(), tables, statuses))
+        conn.close()
+    assert loaded[0] == loaded[1]
+    # The copy is a duplicate; empty.vcf, the invalid header and NOTICE.md are quarantined.
+    assert loaded[1][0]["files_duplicate"] == 1 and loaded[1][0]["files_quarantined"] == 3
+    assert loaded[1][0]["records_appended"] > 100
+
+
+@pytest.mark.parametrize("bad_line", ["", "1\t20"])
+def test_blank_or_cut_records_are_quarantined_not_a_crash(bad_line):
+    # htslib reads either as a record without alleles; touching its REF crashes cyvcf2.
+    vcf = (
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        f"1\t10\t.\tA\tG\t.\t.\t.\n{bad_line}\n1\t30\t.\tA\tG\t.\t.\t.\n"
+    )
+    with pytest.raises(QuarantineError) as err:
+        genomics.parse_genomics_file(vcf.encode())
+    assert err.value.code == "malformed_record" and "record 2" in err.value.message

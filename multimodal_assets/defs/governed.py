@@ -216,7 +216,14 @@ def governed_table_asset(
 
 
 def _ingest_landing(
-    context, lakehouse, modality: str, parse, tables: list[Table], observe=None, with_path=False
+    context,
+    lakehouse,
+    modality: str,
+    parse,
+    tables: list[Table],
+    observe=None,
+    with_path=False,
+    workers=1,
 ):
     """Ingest new files of landing/<modality> into `tables`; (summary, row totals per table,
     observed metadata, check results)."""
@@ -224,7 +231,14 @@ def _ingest_landing(
     with lakehouse.get_connection() as conn:
         new = ingest.unregistered(conn, landed)
         summary = ingest.ingest(
-            conn, modality, new, parse, tables, context.run_id, with_path=with_path
+            conn,
+            modality,
+            new,
+            parse,
+            tables,
+            context.run_id,
+            with_path=with_path,
+            workers=workers,
         )
         totals = {t.fqn: warehouse.row_count(conn, t.fqn) for t in tables}
         for table in tables:
@@ -249,7 +263,8 @@ def bronze_ingest_multi_asset(
     name: str, tables: list[Table], parse: Callable[[bytes, Path], dict], *, kinds: set[str]
 ) -> dg.AssetsDefinition:
     """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls);
-    `parse(bytes, path)` also sees the path, for formats that span files (PLINK)."""
+    `parse(bytes, path)` also sees the path, for formats that span files (PLINK). Files are
+    parsed in `config.ingest_workers()` processes."""
     specs = []
     for table in tables:
         kwargs = asset_spec_kwargs(table, kinds)
@@ -260,7 +275,13 @@ def bronze_ingest_multi_asset(
     def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
         """Parse new landed files once into every table they feed; bad files are quarantined."""
         summary, totals, _, _ = _ingest_landing(
-            context, lakehouse, tables[0].modality, parse, tables, with_path=True
+            context,
+            lakehouse,
+            tables[0].modality,
+            parse,
+            tables,
+            with_path=True,
+            workers=config.ingest_workers(),
         )
         for table in tables:
             yield dg.MaterializeResult(

@@ -21,3 +21,9 @@ def warehouse_path() -> Path:
 
 def truth_dir() -> Path:
     return data_dir() / "truth"
+
+
+def ingest_workers() -> int:
+    """Processes that parse landed genomics files in parallel (MM_INGEST_WORKERS, default 1:
+    on this 2-core machine two processes gave no end-to-end gain, see benchmarks/)."""
+    return int(os.environ.get("MM_INGEST_WORKERS", "1"))

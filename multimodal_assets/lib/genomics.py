@@ -534,28 +534,36 @@ def _read_records(vcf, samples: list[str]):
         )
     }
     records, blocks, carried = 0, [], []  # carried: (chrom, pos, ref, alt) per block
-    for v in vcf:
+    for v in _records(vcf):
         records += 1
+        # A blank or cut line parses as a record without alleles, and reading its REF crashes
+        # cyvcf2 (SIGSEGV): check what is safe to read first.
+        if not v.CHROM or v.end <= v.start:
+            raise QuarantineError(
+                "malformed_record", f"record {records} is empty or lacks REF (blank or cut line)"
+            )
+        # Fixed fields read once per record: each access is a call into cyvcf2.
+        chrom, pos, ref, variant_id = v.CHROM, v.POS, v.REF, v.ID
         alts = v.ALT or [None]
-        end = v.INFO.get("END")
         qual = v.QUAL
         filt = v.FILTER or "PASS"
-        types = [variant_type(v.REF, a) for a in alts]
+        end = v.INFO.get("END")
+        types = [variant_type(ref, a) for a in alts]
         if "reference_block" in types and set(types) != {"reference_block"}:
             # <NON_REF> beside real ALTs is gVCF's "any other allele", not a block.
             types = ["symbolic" if t == "reference_block" else t for t in types]
         for k, (alt, kind) in enumerate(zip(alts, types, strict=True), start=1):
-            sites["chrom"].append(v.CHROM)
-            sites["pos"].append(v.POS)
-            sites["ref"].append(v.REF)
+            sites["chrom"].append(chrom)
+            sites["pos"].append(pos)
+            sites["ref"].append(ref)
             sites["alt"].append(alt)
             sites["alt_index"].append(k if alt is not None else None)
             sites["variant_type"].append(kind)
-            sites["variant_id"].append(v.ID)
+            sites["variant_id"].append(variant_id)
             sites["qual"].append(None if qual is None or qual != qual else float(qual))
             sites["filter"].append(filt)
             sites["end_pos"].append(int(end) if isinstance(end, (int, np.integer)) else None)
-            sites["_source_locator"].append(f"{v.CHROM}:{v.POS}:{v.REF}:{alt or '.'}")
+            sites["_source_locator"].append(f"{chrom}:{pos}:{ref}:{alt or '.'}")
         if not samples or all(t in ("reference_block", "no_alt") for t in types):
             continue  # gVCF reference blocks are not exploded into calls
         try:
@@ -595,8 +603,23 @@ def _read_records(vcf, samples: list[str]):
                     fraction,
                 )
             )
-            carried.append((v.CHROM, v.POS, v.REF, alts[k - 1]))
+            carried.append((chrom, pos, ref, alts[k - 1]))
     return sites, _assemble_calls(blocks, carried, samples), records
+
+
+def _records(vcf):
+    """The file's records; one htslib cannot parse quarantines the file (not a parser_error)."""
+    iterator, number = iter(vcf), 0
+    while True:
+        number += 1
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - cyvcf2 raises a bare Exception here
+            raise QuarantineError(
+                "malformed_record", f"record {number} cannot be parsed by htslib"
+            ) from err
 
 
 def _assemble_calls(blocks: list, carried: list, samples: list[str]) -> dict:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import warehouse
 from .tables import Column, Table
@@ -165,14 +170,17 @@ def ingest(
     run_id: str,
     commit_every_bytes: int = 32 << 20,
     with_path: bool = False,
+    workers: int = 1,
 ) -> IngestSummary:
     """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
 
     With several targets, `parse` returns their rows keyed by table name (fqn); a file may fill
     any subset of them. `with_path` passes the landed file's path as a second argument, for
-    formats that span several files (PLINK's .bed/.bim/.fam). Records and registry rows are committed together in chunks, so an
-    interrupted run leaves every registered file fully ingested and every other file still
-    unregistered.
+    formats that span several files (PLINK's .bed/.bim/.fam). With `workers` > 1 files are
+    parsed in that many processes, each writing its rows to staged Parquet that this process,
+    the only writer, appends. Identical bytes are parsed once. Records and registry rows are
+    committed together in chunks, so an interrupted run leaves every registered file fully
+    ingested and every other file still unregistered.
     """
     targets = (target,) if isinstance(target, Table) else tuple(target)
     warehouse.ensure_table(conn, FILES)
@@ -214,54 +222,117 @@ def ingest(
         records = {t.fqn: [] for t in targets}
         file_rows, quarantine_rows, pending_bytes = [], [], 0
 
-    for landed in files:
-        row = {
-            "path": landed.path,
-            "sha256": landed.sha256,
-            "bytes": landed.size,
-            "modality": modality,
-            "received_at": landed.received_at,
-            "status": "ingested",
-            "error_code": None,
-            "error": None,
-            "records": 0,
-            "run_id": run_id,
-            "registered_at": now,
-        }
-        if landed.sha256 in ingested_hashes:
-            row["status"] = "duplicate"
-            summary.duplicates += 1
-        else:
-            try:
-                data = landed.absolute.read_bytes()
-                parsed = parse(data, landed.absolute) if with_path else parse(data)
-            except QuarantineError as err:
-                _quarantine(row, quarantine_rows, summary, err.code, err.message)
-            except Exception as err:  # noqa: BLE001 - a parser bug must not sink the batch
-                # Exception text from third-party parsers can quote file content: keep the type only.
-                _quarantine(
-                    row,
-                    quarantine_rows,
-                    summary,
-                    "parser_error",
-                    f"unexpected {type(err).__name__} while parsing",
-                )
+    with _Parser(parse, with_path, workers) as parser:
+        parser.submit([f for f in files if f.sha256 not in ingested_hashes])
+        for landed in files:
+            row = {
+                "path": landed.path,
+                "sha256": landed.sha256,
+                "bytes": landed.size,
+                "modality": modality,
+                "received_at": landed.received_at,
+                "status": "ingested",
+                "error_code": None,
+                "error": None,
+                "records": 0,
+                "run_id": run_id,
+                "registered_at": now,
+            }
+            if landed.sha256 in ingested_hashes:
+                row["status"] = "duplicate"
+                summary.duplicates += 1
             else:
-                by_table = parsed if isinstance(parsed, dict) else {targets[0].fqn: parsed}
-                for table in targets:
-                    batch = _with_provenance(by_table.get(table.fqn, []), table, landed, run_id)
-                    if batch.num_rows:
-                        records[table.fqn].append(batch)
-                    row["records"] += batch.num_rows
-                    summary.parsed += batch.num_rows
-                summary.ingested += 1
-                ingested_hashes.add(landed.sha256)
-        file_rows.append(row)
-        pending_bytes += landed.size
-        if pending_bytes >= commit_every_bytes:
-            flush()
-    flush()
+                outcome = parser.result(landed)
+                if isinstance(outcome, QuarantineError):
+                    _quarantine(row, quarantine_rows, summary, outcome.code, outcome.message)
+                else:
+                    by_table = outcome if isinstance(outcome, dict) else {targets[0].fqn: outcome}
+                    for table in targets:
+                        parsed = by_table.get(table.fqn, [])
+                        batch = _with_provenance(parsed, table, landed, run_id)
+                        if batch.num_rows:
+                            records[table.fqn].append(batch)
+                        row["records"] += batch.num_rows
+                        summary.parsed += batch.num_rows
+                    summary.ingested += 1
+                    ingested_hashes.add(landed.sha256)
+            file_rows.append(row)
+            pending_bytes += landed.size
+            if pending_bytes >= commit_every_bytes:
+                flush()
+        flush()
     return summary
+
+
+def _parse_file(parse, with_path: bool, path: Path):
+    """The parsed rows, or the QuarantineError that says why there are none."""
+    try:
+        data = path.read_bytes()
+        return parse(data, path) if with_path else parse(data)
+    except QuarantineError as err:
+        return err
+    except Exception as err:  # noqa: BLE001 - a parser bug must not sink the batch
+        # Exception text from third-party parsers can quote file content: keep the type only.
+        return QuarantineError("parser_error", f"unexpected {type(err).__name__} while parsing")
+
+
+def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: str):
+    """Worker side: parse one file and stage each table's rows as Parquet (paths returned)."""
+    outcome = _parse_file(parse, with_path, path)
+    if isinstance(outcome, QuarantineError):
+        return outcome.code, outcome.message
+    by_table = outcome if isinstance(outcome, dict) else {None: outcome}
+    staged = {}
+    for i, (name, rows) in enumerate(by_table.items()):
+        arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+        staged[name] = str(staging / f"{key}-{i}.parquet")
+        pq.write_table(arrow, staged[name])
+    return staged
+
+
+class _Parser:
+    """Parses files in order in this process, or ahead of time in a process pool."""
+
+    def __init__(self, parse, with_path: bool, workers: int):
+        self.parse, self.with_path, self.workers = parse, with_path, workers
+        self.futures: dict[str, Future] = {}
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        if self.workers > 1:
+            self.staging = Path(self.stack.enter_context(tempfile.TemporaryDirectory()))
+            self.pool = self.stack.enter_context(
+                ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("forkserver")
+                )
+            )
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+    def submit(self, files: list[LandedFile]) -> None:
+        if self.workers <= 1:
+            return
+        for landed in files:  # identical bytes are parsed once, from their first path
+            if landed.sha256 not in self.futures:
+                self.futures[landed.sha256] = self.pool.submit(
+                    _parse_to_parquet,
+                    self.parse,
+                    self.with_path,
+                    landed.absolute,
+                    self.staging,
+                    landed.sha256,
+                )
+
+    def result(self, landed: LandedFile):
+        if self.workers <= 1:
+            return _parse_file(self.parse, self.with_path, landed.absolute)
+        staged = self.futures[landed.sha256].result()
+        if isinstance(staged, tuple):
+            return QuarantineError(*staged)
+        tables = {name: pq.read_table(path) for name, path in staged.items()}
+        return tables[None] if None in tables else tables
 
 
 def _quarantine(row, quarantine_rows, summary, code, message):
@@ -292,9 +363,10 @@ def _with_provenance(
     constants = {"_source_sha256": landed.sha256, "_run_id": run_id}
     if "received_at" in target.column_names:
         constants["received_at"] = landed.received_at
-    batch = parsed
-    if not isinstance(parsed, pa.Table):
-        names = [c for c in target.column_names if c not in constants]
+    names = [c for c in target.column_names if c not in constants]
+    if isinstance(parsed, pa.Table):  # keep only declared columns (staged Parquet may add none)
+        batch = parsed.select([c for c in parsed.column_names if c in names])
+    else:
         batch = pa.Table.from_pylist([{c: r.get(c) for c in names} for r in parsed])
     for name, value in constants.items():
         if name in batch.column_names:

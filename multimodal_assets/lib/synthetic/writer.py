@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -110,7 +112,14 @@ def generate(
         ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
     genomics_files = []
     if "genomics" in modalities:
-        genomics_files, variants, dosages = render_genomics(cohort, seed, landing / "genomics")
+        # pysam and cyvcf2 each bundle their own htslib; loading both in one process has
+        # crashed it. The files are written in a fresh process so the ingest side never
+        # shares one with pysam.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn) as isolated:
+            genomics_files, variants, dosages = isolated.submit(
+                render_genomics, cohort, seed, landing / "genomics"
+            ).result()
         pd.DataFrame(
             dosages, columns=["mrn", "sample_id", "variant_id", "effect_dosage"]
         ).to_parquet(truth_dir / "germline_dosages.parquet", index=False)
