@@ -57,6 +57,7 @@ _ALT = Column(
 )
 _ALT_INDEX = Column("alt_index", "INTEGER", "1-based index of `alt` among the site's ALTs.", "none")
 _LOCATOR = "CHROM:POS:REF:ALT of the record in its file."
+_RECEIVED = Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none")
 
 GENOMIC_SAMPLES = Table(
     layer="bronze",
@@ -100,7 +101,7 @@ FILE_SAMPLES = Table(
         Column(
             "records", "BIGINT", "Records (variants, before ALT splitting) in the file.", "none"
         ),
-        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        _RECEIVED,
         *provenance_columns("File-level row: the file's format (vcf, bcf, plink, bgen)."),
     ),
 )
@@ -130,7 +131,7 @@ VARIANT_SITES = Table(
         Column("qual", "DOUBLE", "QUAL (NULL when '.', NaN spelled any way).", "none"),
         Column("filter", "VARCHAR", "PASS, or the failed filters joined by ';'.", "none"),
         Column("end_pos", "BIGINT", "INFO/END for blocks and symbolic alleles.", "none"),
-        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        _RECEIVED,
         *provenance_columns(_LOCATOR, "sensitive"),
     ),
 )
@@ -179,7 +180,7 @@ VARIANT_CALLS = Table(
             min_value=0,
             max_value=1,
         ),
-        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        _RECEIVED,
         *provenance_columns(_LOCATOR, "sensitive"),
     ),
 )
@@ -222,7 +223,7 @@ GERMLINE_GENOTYPES = Table(
             nullable=False,
             allowed=("plink", "bgen"),
         ),
-        Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none"),
+        _RECEIVED,
         *provenance_columns("CHROM:POS:variant_id in its file."),
     ),
 )
