@@ -187,6 +187,8 @@ def test_evaluation_measures_degradation_subgroups_and_targets(fitted):
     assert result.summary["auroc_oracle"] == 1.0  # the planted truth separates perfectly
     assert {r["attribute"] for r in result.subgroups} == set(evaluation.SUBGROUPS.values())
     assert set(result.contributions) == {"clinical", "genomics", "wearables"}
+    weights = result.summary["mean_attention_weight"]
+    assert all(0 < w <= 1 for w in weights.values() if w is not None)
 
 
 def test_drift_monitor_is_quiet_on_the_same_population_and_fires_on_an_availability_shift(

@@ -219,6 +219,8 @@ def _summary(result, test, y, predicted, models, anchor_only, gaps, baseline) ->
     if gain is not None and gain >= MIN_GAIN and at_half:
         retained = (at_half[0] - anchor_only) / gain
     largest = max(gaps.items(), key=lambda kv: kv[1]["gap"], default=None)
+    weights = models.attention_weights(test)
+    has = np.column_stack([test[f"has_{m}"].to_numpy(dtype=bool) for m in models.modalities])
     return {
         "test_patients": int(len(y)),
         "test_events": int(y.sum()),
@@ -239,6 +241,12 @@ def _summary(result, test, y, predicted, models, anchor_only, gaps, baseline) ->
         "late_fusion_baseline_logit": baseline,
         "mean_abs_contribution": {
             m: float(np.mean(np.abs(v))) for m, v in result.contributions.items()
+        },
+        # Attention fusion's per-patient weights, averaged over the patients who have each
+        # modality: how much it leans on a modality when it is there.
+        "mean_attention_weight": {
+            m: float(weights[has[:, j], j].mean()) if has[:, j].any() else None
+            for j, m in enumerate(models.modalities)
         },
     }
 
@@ -424,12 +432,18 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
         "## Per-modality contributions",
         "Late fusion's logit is a baseline plus one additive term per available modality; the "
         "per-patient terms are in `gold.risk_scores`.",
+        "Attention fusion weighs the modalities a patient has per patient; the mean weight is "
+        "taken over the patients who have the modality.",
         _table(
             [
-                {"modality": m, "mean |contribution|": v}
+                {
+                    "modality": m,
+                    "mean |contribution|": v,
+                    "mean attention weight": s["mean_attention_weight"][m],
+                }
                 for m, v in s["mean_abs_contribution"].items()
             ],
-            ["modality", "mean |contribution|"],
+            ["modality", "mean |contribution|", "mean attention weight"],
         ),
         "![Contributions](contributions.png)" if "contributions" in plots else "",
     ]
