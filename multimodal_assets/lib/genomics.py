@@ -56,6 +56,54 @@ _ALT = Column(
     "alt", "VARCHAR", "One alternate allele (NULL when the site has none).", "sensitive", GENETIC
 )
 _ALT_INDEX = Column("alt_index", "INTEGER", "1-based index of `alt` among the site's ALTs.", "none")
+_CANONICAL_CHROM = Column(
+    "chrom", "VARCHAR", "Contig, GRCh38 style ('chr7').", "none", nullable=False
+)
+# Call and dosage columns keep their meaning from bronze to silver: declared once.
+_GENOTYPE = Column(
+    "genotype",
+    "VARCHAR",
+    "GT as written ('0/1', '1|2', '1', '0/1/.').",
+    "sensitive",
+    GENETIC,
+    nullable=False,
+)
+_PLOIDY = Column("ploidy", "INTEGER", "Alleles in the genotype.", "none", min_value=1)
+_ALT_COPIES = Column(
+    "alt_copies",
+    "INTEGER",
+    "Copies of this ALT in the genotype.",
+    "sensitive",
+    GENETIC,
+    min_value=1,
+)
+_DEPTH = Column("depth", "INTEGER", "Read depth (FORMAT/DP).", "none", min_value=0)
+_ALLELE_FRACTION = Column(
+    "allele_fraction",
+    "DOUBLE",
+    "Allele fraction of this ALT (FORMAT/AF, else derived from AD).",
+    "sensitive",
+    GENETIC,
+    min_value=0,
+    max_value=1,
+)
+_DOSAGE_ALLELE = Column(
+    "dosage_allele",
+    "VARCHAR",
+    "Allele the dosage counts (PLINK A1, BGEN 2nd).",
+    "none",
+    nullable=False,
+)
+_OTHER_ALLELE = Column("other_allele", "VARCHAR", "The variant's other allele.", "none")
+_DOSAGE = Column(
+    "dosage",
+    "DOUBLE",
+    "Copies of `dosage_allele` (expected, for BGEN).",
+    "sensitive",
+    GENETIC,
+    min_value=0,
+    max_value=2,
+)
 _LOCATOR = "CHROM:POS:REF:ALT of the record in its file."
 _RECEIVED = Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none")
 
@@ -151,35 +199,13 @@ VARIANT_CALLS = Table(
         _REF,
         _ALT,
         _ALT_INDEX,
-        Column(
-            "genotype",
-            "VARCHAR",
-            "GT as written ('0/1', '1|2', '1', '0/1/.').",
-            "sensitive",
-            GENETIC,
-            nullable=False,
-        ),
-        Column("ploidy", "INTEGER", "Alleles in the genotype.", "none", min_value=1),
-        Column(
-            "alt_copies",
-            "INTEGER",
-            "Copies of this ALT in the genotype.",
-            "sensitive",
-            GENETIC,
-            min_value=1,
-        ),
+        _GENOTYPE,
+        _PLOIDY,
+        _ALT_COPIES,
         Column("phased", "BOOLEAN", "Genotype is phased.", "none"),
-        Column("depth", "INTEGER", "FORMAT/DP.", "none", min_value=0),
+        _DEPTH,
         Column("alt_depth", "INTEGER", "FORMAT/AD of this ALT.", "none", min_value=0),
-        Column(
-            "allele_fraction",
-            "DOUBLE",
-            "FORMAT/AF of this ALT (else AD-derived).",
-            "sensitive",
-            GENETIC,
-            min_value=0,
-            max_value=1,
-        ),
+        _ALLELE_FRACTION,
         _RECEIVED,
         *provenance_columns(_LOCATOR, "sensitive"),
     ),
@@ -198,23 +224,9 @@ GERMLINE_GENOTYPES = Table(
         Column("variant_id", "VARCHAR", "Variant ID (PLINK SID, BGEN rsid).", "none"),
         _CHROM,
         _POS,
-        Column(
-            "dosage_allele",
-            "VARCHAR",
-            "Allele the dosage counts (PLINK A1, BGEN 2nd).",
-            "none",
-            nullable=False,
-        ),
-        Column("other_allele", "VARCHAR", "The variant's other allele.", "none"),
-        Column(
-            "dosage",
-            "DOUBLE",
-            "Copies of `dosage_allele` (expected, for BGEN).",
-            "sensitive",
-            GENETIC,
-            min_value=0,
-            max_value=2,
-        ),
+        _DOSAGE_ALLELE,
+        _OTHER_ALLELE,
+        _DOSAGE,
         Column(
             "source_format",
             "VARCHAR",
@@ -759,7 +771,7 @@ SOMATIC_VARIANTS = Table(
     columns=(
         RESEARCH_KEY,
         _SAMPLE_ID,
-        Column("chrom", "VARCHAR", "Contig, GRCh38 style ('chr7').", "none", nullable=False),
+        _CANONICAL_CHROM,
         _POS,
         _REF,
         Column("alt", "VARCHAR", "Alternate allele.", "sensitive", GENETIC, nullable=False),
@@ -773,19 +785,11 @@ SOMATIC_VARIANTS = Table(
         ),
         Column("filter", "VARCHAR", "PASS or failed filters.", "none"),
         Column("passed", "BOOLEAN", "FILTER is PASS.", "none", nullable=False),
-        Column("genotype", "VARCHAR", "GT as written.", "sensitive", GENETIC, nullable=False),
-        Column("ploidy", "INTEGER", "Alleles in the genotype.", "none", min_value=1),
-        Column("alt_copies", "INTEGER", "Copies of the ALT.", "sensitive", GENETIC, min_value=1),
-        Column(
-            "allele_fraction",
-            "DOUBLE",
-            "Variant allele fraction.",
-            "sensitive",
-            GENETIC,
-            min_value=0,
-            max_value=1,
-        ),
-        Column("depth", "INTEGER", "Read depth.", "none", min_value=0),
+        _GENOTYPE,
+        _PLOIDY,
+        _ALT_COPIES,
+        _ALLELE_FRACTION,
+        _DEPTH,
         Column("gene", "VARCHAR", "Panel gene whose span holds the variant.", "sensitive", GENETIC),
         Column("in_panel", "BOOLEAN", "Inside the panel BED.", "none", nullable=False),
         Column(
@@ -834,8 +838,8 @@ SOMATIC_VARIANTS = Table(
 )
 
 
-def _canonical_contig_sql(column: str) -> str:
-    """SQL twin of `genomics_reference.canonical_contig`."""
+def canonical_contig_sql(column: str) -> str:
+    """`7`, `chr7` and `CHR7` are one contig, `chr7` (and `MT`/`chrMT` is `chrM`), in SQL."""
     bare = f"regexp_replace({column}, '^[cC][hH][rR]', '')"
     return (
         f"'chr' || CASE upper({bare}) WHEN 'MT' THEN 'M' WHEN 'X' THEN 'X' WHEN 'Y' THEN 'Y' "
@@ -865,7 +869,7 @@ FROM bronze.genomic_samples b JOIN silver.patients p ON p.mrn = b.mrn
 SOMATIC_VARIANTS_SQL = f"""
 WITH {_reference_sql()},
 calls AS (
-    SELECT c.*, {_canonical_contig_sql("c.chrom")} AS contig, s.research_key, s.collected_on,
+    SELECT c.*, {canonical_contig_sql("c.chrom")} AS contig, s.research_key, s.collected_on,
            t.variant_type, t.filter
     FROM bronze.variant_calls c
     JOIN silver.genomic_samples s ON s.sample_id = c.sample_id AND s.sample_type = 'tumor'
@@ -895,19 +899,11 @@ GERMLINE_DOSAGES = Table(
         RESEARCH_KEY,
         _SAMPLE_ID,
         Column("variant_id", "VARCHAR", "Variant ID as delivered.", "none"),
-        Column("chrom", "VARCHAR", "Contig, GRCh38 style ('chr7').", "none", nullable=False),
+        _CANONICAL_CHROM,
         _POS,
-        Column(
-            "dosage_allele",
-            "VARCHAR",
-            "Allele the delivered dosage counts.",
-            "none",
-            nullable=False,
-        ),
-        Column("other_allele", "VARCHAR", "The other allele.", "none"),
-        Column(
-            "dosage", "DOUBLE", "Delivered dosage.", "sensitive", GENETIC, min_value=0, max_value=2
-        ),
+        _DOSAGE_ALLELE,
+        _OTHER_ALLELE,
+        _DOSAGE,
         Column("score_variant_id", "VARCHAR", "The score SNP this variant is, if any.", "none"),
         Column(
             "effect_dosage",
@@ -961,7 +957,7 @@ def _weights_sql() -> str:
 GERMLINE_DOSAGES_SQL = f"""
 WITH {_weights_sql()},
 genotypes AS (
-    SELECT g.*, {_canonical_contig_sql("g.chrom")} AS contig, s.research_key
+    SELECT g.*, {canonical_contig_sql("g.chrom")} AS contig, s.research_key
     FROM bronze.germline_genotypes g
     JOIN silver.genomic_samples s ON s.sample_id = g.sample_id AND s.sample_type = 'germline'
     QUALIFY row_number() OVER (PARTITION BY g.sample_id, contig, g.pos, g.dosage_allele,

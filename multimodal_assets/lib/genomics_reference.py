@@ -40,13 +40,6 @@ GRCH38_LENGTHS = {
 }
 
 
-def canonical_contig(name: str) -> str:
-    """`7`, `chr7` and `CHR7` are one contig: `chr7` (and `MT`/`chrMT` → `chrM`)."""
-    bare = name[3:] if name.lower().startswith("chr") else name
-    bare = {"MT": "M", "mt": "M"}.get(bare, bare)
-    return f"chr{bare.upper() if bare in ('x', 'y', 'm') else bare}"
-
-
 @dataclass(frozen=True)
 class PanelRegion:
     chrom: str
