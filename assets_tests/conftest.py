@@ -1,4 +1,5 @@
-"""Shared fixtures: a small generated cohort plus real FHIR and VCF files, materialized once."""
+"""Shared fixtures: a small generated cohort plus real FHIR, VCF and DICOM files, materialized
+once."""
 
 import os
 import shutil
@@ -9,7 +10,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from multimodal_assets.defs import clinical, fusion, genomics, governance, models, wearables
+from multimodal_assets.defs import (
+    clinical,
+    fusion,
+    genomics,
+    governance,
+    imaging,
+    models,
+    wearables,
+)
 from multimodal_assets.defs.resources import WarehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
@@ -17,10 +26,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REAL_FHIR = FIXTURES / "fhir"
 REAL_VCF = FIXTURES / "vcf"
 REAL_WEARABLES = FIXTURES / "wearables"
+REAL_DICOM = FIXTURES / "dicom"
 ALL_ASSETS = [
     *clinical.assets,
     *wearables.assets,
     *genomics.assets,
+    *imaging.assets,
     *fusion.assets,
     *models.assets,
     *governance.assets,
@@ -77,7 +88,11 @@ def pipeline(tmp_path_factory) -> Pipeline:
     os.environ["MM_DATA_DIR"] = str(data)
     try:
         generate(TEST_PATIENTS, TEST_SEED, data / "landing", progress=False)
-        for fixtures, modality in ((REAL_FHIR, "clinical"), (REAL_VCF, "genomics")):
+        for fixtures, modality in (
+            (REAL_FHIR, "clinical"),
+            (REAL_VCF, "genomics"),
+            (REAL_DICOM, "imaging"),
+        ):
             shutil.copytree(
                 fixtures,
                 data / "landing" / modality / "realdata",

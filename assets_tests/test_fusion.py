@@ -39,37 +39,40 @@ def test_patient_features_have_one_row_and_every_flag_per_cohort_patient(pipelin
 
 
 def test_fused_declaration_takes_any_new_modality_without_code_changes():
-    imaging = Table(
+    pathology = Table(
         layer="gold",
-        name="imaging_features",
-        modality="imaging",
-        description="Imaging features for the test.",
+        name="pathology_features",
+        modality="pathology",
+        description="Pathology features for the test.",
         primary_key=("research_key",),
         columns=(
             RESEARCH_KEY,
-            Column("has_imaging", "BOOLEAN", "Imaging present.", "none", nullable=False),
-            Column("lesion_mm", "DOUBLE", "Lesion size.", "sensitive", "hipaa"),
+            Column("has_pathology", "BOOLEAN", "Slides present.", "none", nullable=False),
+            Column("tumor_cellularity", "DOUBLE", "Tumour cells share.", "sensitive", "hipaa"),
         ),
     )
-    fused = fusion.fused_table((*catalog.ALL_TABLES, imaging))
-    assert fused.lineage["lesion_mm"] == (("gold.imaging_features", "lesion_mm"),)
-    assert fused.column("has_imaging").nullable is False
-    assert fused.column("lesion_mm").classification == "sensitive"
+    fused = fusion.fused_table((*catalog.ALL_TABLES, pathology))
+    assert fused.lineage["tumor_cellularity"] == (("gold.pathology_features", "tumor_cellularity"),)
+    assert fused.column("has_pathology").nullable is False
+    assert fused.column("tumor_cellularity").classification == "sensitive"
     conn = duckdb.connect()
     warehouse.ensure_schemas(conn)
-    for table in fusion.feature_tables((*catalog.ALL_TABLES, imaging)):
+    for table in fusion.feature_tables((*catalog.ALL_TABLES, pathology)):
         conn.execute(table.ddl())
     conn.execute(
         "INSERT INTO gold.clinical_features (research_key, has_clinical, "
         "in_nsclc_cohort, research_consent) VALUES ('rk_a', TRUE, TRUE, TRUE), "
         "('rk_b', TRUE, TRUE, FALSE)"
     )
-    conn.execute("INSERT INTO gold.imaging_features VALUES ('rk_a', TRUE, 31.5)")
+    conn.execute(
+        "INSERT INTO gold.pathology_features (research_key, has_pathology, tumor_cellularity) VALUES ('rk_a', TRUE, 31.5)"
+    )
     rows = conn.execute(
         fusion.fused_sql(fused).replace("$run_id", "'r'") + " ORDER BY 1"
     ).fetchall()
     names = fused.column_names
     got = [dict(zip(names, r, strict=True)) for r in rows]
     assert [
-        (r["research_key"], r["has_imaging"], r["lesion_mm"], r["has_wearables"]) for r in got
+        (r["research_key"], r["has_pathology"], r["tumor_cellularity"], r["has_wearables"])
+        for r in got
     ] == [("rk_a", True, 31.5, False), ("rk_b", False, None, False)]

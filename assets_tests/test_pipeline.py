@@ -24,8 +24,14 @@ def test_run_succeeds_and_every_check_passes_but_the_planted_failure(pipeline):
     assert len(evaluations) > 50
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
     # The generator delivers one VCF whose sample no manifest names, and the real VCF fixtures
-    # have no manifest: the mapping check must say so (as a warning), and nothing else fails.
-    assert failed == [("genomics/samples", "file_samples_mapped_to_patients")]
+    # have no manifest; the real DICOM fixtures belong to no known patient; the generator's cut
+    # DICOM file leaves its series a slice short. Those checks must say so (as warnings), and
+    # nothing else fails.
+    assert sorted(failed) == [
+        ("genomics/samples", "file_samples_mapped_to_patients"),
+        ("imaging/instances", "instances_mapped_to_patients"),
+        ("imaging/series", "geometry_sane"),
+    ]
 
 
 def test_silver_counts_match_generator_truth(pipeline):

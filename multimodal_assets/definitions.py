@@ -8,6 +8,7 @@ from multimodal_assets.defs import (
     fusion,
     genomics,
     governance,
+    imaging,
     models,
     wearables,
 )
@@ -18,6 +19,7 @@ defs = dg.Definitions(
         *clinical.assets,
         *wearables.assets,
         *genomics.assets,
+        *imaging.assets,
         *fusion.assets,
         *models.assets,
         *governance.assets,

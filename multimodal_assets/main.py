@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--ct-slices", type=int, default=16, help="slices per synthetic CT series (16-64)"
+    )
+    parser.add_argument(
+        "--ct-matrix", type=int, default=128, help="rows and columns of each CT slice"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     data = config.data_dir()
@@ -36,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from multimodal_assets.lib.synthetic.writer import generate
 
-        summary = generate(args.patients, args.seed, config.landing_dir())
+        summary = generate(
+            args.patients,
+            args.seed,
+            config.landing_dir(),
+            ct_slices=args.ct_slices,
+            ct_matrix=args.ct_matrix,
+        )
         print(
             f"generated {summary.patients} synthetic patients, {summary.files} files "
             f"into {config.landing_dir()}"

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from multimodal_assets.lib import config, genomics, landing_watch
+from multimodal_assets.lib import config, genomics, imaging, landing_watch
 
 
 def landing_sensor(modality: str, *targets: dg.AssetKey) -> dg.SensorDefinition:
@@ -45,5 +45,6 @@ sensors = [
     landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"])),
     landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
     landing_sensor("genomics", *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES)),
+    landing_sensor("imaging", dg.AssetKey(list(imaging.DICOM_INSTANCES.asset_key))),
     automation_sensor,
 ]

@@ -13,27 +13,17 @@ from multimodal_assets.lib.genomics import (
 )
 from multimodal_assets.lib.genomics_reference import GRCH38_LENGTHS
 
-from .governed import asset_key, bronze_ingest_multi_asset, governed_table_asset, sql_build
+from .governed import (
+    asset_key,
+    bronze_ingest_multi_asset,
+    count_monitor,
+    governed_table_asset,
+    sql_build,
+)
 
 genomics_landing = bronze_ingest_multi_asset(
     "genomics_landing", list(BRONZE_TABLES), genomics.parse_genomics_file, kinds={"duckdb", "vcf"}
 )
-
-
-def _count_check(table, name: str, description: str, sql: str) -> tuple:
-    """A non-blocking check that passes when `sql` (one count) returns 0."""
-
-    def evaluate(conn) -> dg.AssetCheckResult:
-        (count,) = conn.execute(sql).fetchall()[0]
-        return dg.AssetCheckResult(
-            asset_key=asset_key(table),
-            check_name=name,
-            passed=count == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"offending_rows": count},
-        )
-
-    return dg.AssetCheckSpec(name, asset=asset_key(table), description=description), evaluate
 
 
 _LENGTHS = ", ".join(f"('{c}', {n})" for c, n in GRCH38_LENGTHS.items())
@@ -43,7 +33,7 @@ samples = governed_table_asset(
     build=sql_build(SAMPLES, genomics.SAMPLES_SQL),
     kinds={"duckdb", "sql"},
     monitors=[
-        _count_check(
+        count_monitor(
             SAMPLES,
             "file_samples_mapped_to_patients",
             "Every sample an ingested genotype file carries maps to a patient through a manifest.",
@@ -58,7 +48,7 @@ somatic_variants = governed_table_asset(
     build=sql_build(SOMATIC_VARIANTS, genomics.SOMATIC_VARIANTS_SQL),
     kinds={"duckdb", "sql"},
     monitors=[
-        _count_check(
+        count_monitor(
             SOMATIC_VARIANTS,
             "ref_alt_alphabet",
             "REF and sequence ALTs use only A, C, G, T, N.",
@@ -66,14 +56,14 @@ somatic_variants = governed_table_asset(
             "'[ACGTN]+') OR (variant_type IN ('snv','mnv','insertion','deletion','complex') "
             "AND NOT regexp_full_match(alt, '[ACGTN]+'))",
         ),
-        _count_check(
+        count_monitor(
             SOMATIC_VARIANTS,
             "position_within_contig",
             "POS lies within the GRCh38 length of a known contig.",
             f"SELECT count(*) FROM silver.somatic_variants v LEFT JOIN (VALUES {_LENGTHS}) "
             "g(chrom, length) USING (chrom) WHERE g.length IS NULL OR v.pos > g.length",
         ),
-        _count_check(
+        count_monitor(
             SOMATIC_VARIANTS,
             "genotype_ploidy_consistent",
             "Ploidy equals the alleles written in GT, and ALT copies do not exceed it.",

@@ -15,6 +15,9 @@ from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
 Build = Callable[[duckdb.DuckDBPyConnection, str], dict]
 # A non-blocking check on a published table: its spec and how to evaluate it.
 Monitor = tuple[dg.AssetCheckSpec, Callable[[duckdb.DuckDBPyConnection], dg.AssetCheckResult]]
+# A blocking check on the staged rows (spec, evaluate(conn, staged table name)): when it fails,
+# nothing is published.
+Gate = tuple[dg.AssetCheckSpec, Callable[[duckdb.DuckDBPyConnection, str], dg.AssetCheckResult]]
 
 
 def asset_key(table: Table) -> dg.AssetKey:
@@ -46,6 +49,22 @@ def table_schema(table: Table) -> dg.TableSchema:
             for c in table.columns
         ]
     )
+
+
+def count_monitor(table, name: str, description: str, sql: str) -> tuple:
+    """A non-blocking check that passes when `sql` (one count) returns 0."""
+
+    def evaluate(conn) -> dg.AssetCheckResult:
+        (count,) = conn.execute(sql).fetchall()[0]
+        return dg.AssetCheckResult(
+            asset_key=asset_key(table),
+            check_name=name,
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"offending_rows": count},
+        )
+
+    return dg.AssetCheckSpec(name, asset=asset_key(table), description=description), evaluate
 
 
 def sql_build(table: Table, select_sql: str) -> Build:
@@ -138,10 +157,12 @@ def governed_table_asset(
     freshness_policy: dg.FreshnessPolicy | None = None,
     extra_deps: Sequence[dg.AssetKey] = (),
     monitors: Sequence[Monitor] = (),
+    gates: Sequence[Gate] = (),
 ) -> dg.AssetsDefinition:
     """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish).
 
-    `monitors` are non-blocking checks evaluated on the published table (e.g. drift)."""
+    `gates` are extra blocking checks on the staged rows (e.g. a PHI scan); `monitors` are
+    non-blocking checks evaluated on the published table (e.g. drift)."""
     rules = tables.expectations(table)
     check_specs = [
         dg.AssetCheckSpec(
@@ -159,6 +180,7 @@ def governed_table_asset(
             )
             for rule in rules
         ],
+        *[spec for spec, _ in gates],
         *[spec for spec, _ in monitors],
     ]
 
@@ -177,7 +199,9 @@ def governed_table_asset(
             extra = build(conn, context.run_id)
             staged = warehouse.staging_name(table)
             outcomes = quality.audit(conn, table, staged)
+            gated = [evaluate(conn, staged) for _, evaluate in gates]
             blocked = [o.name for o in outcomes if o.blocking and not o.passed]
+            blocked += [g.check_name for g in gated if not g.passed]
             rows = slices = None
             if not blocked and table.partition_column:
                 slices = warehouse.publish_changed_slices(conn, table, staged)
@@ -194,7 +218,7 @@ def governed_table_asset(
                 conn, lakehouse.database, table, context.run_id, rows, not blocked, reason
             )
             monitored = [] if blocked else [evaluate(conn) for _, evaluate in monitors]
-        check_results = [_check_result(table, o) for o in outcomes] + monitored
+        check_results = [_check_result(table, o) for o in outcomes] + gated + monitored
         if blocked:
             yield from check_results
             raise dg.Failure(

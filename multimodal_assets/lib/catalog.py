@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, fusion, genomics, ingest, wearables
+from . import audit, clinical, fusion, genomics, imaging, ingest, wearables
 from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table
 
@@ -104,6 +104,7 @@ ALL_TABLES: tuple[Table, ...] = (
     *clinical.TABLES,
     *wearables.TABLES,
     *genomics.TABLES,
+    *imaging.TABLES,
     COLUMN_CATALOG,
     DATE_SHIFTS,
     KEY_CROSSWALK,

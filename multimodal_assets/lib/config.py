@@ -27,3 +27,9 @@ def ingest_workers() -> int:
     """Processes that parse landed genomics files in parallel (MM_INGEST_WORKERS, default 1:
     on this 2-core machine two processes gave no end-to-end gain, see benchmarks/)."""
     return int(os.environ.get("MM_INGEST_WORKERS", "1"))
+
+
+def pixel_workers() -> int:
+    """Processes that decode DICOM pixels for the imaging features (MM_PIXEL_WORKERS, default
+    2: decoding and feature arithmetic are CPU-bound per series, see benchmarks/)."""
+    return int(os.environ.get("MM_PIXEL_WORKERS", "2"))

@@ -292,14 +292,14 @@ def run_query(
     role: str,
     db_path: str | Path | None = None,
     policy: Policy | None = None,
+    action: str = "query",
 ) -> QueryResult:
-    """Run one governed read of the warehouse."""
+    """Run one governed read of the warehouse (`action` names the kind of request in the audit
+    log, e.g. a similarity search built on it)."""
 
     def work(active: Policy, conn):
         plan = plan_query(sql, active, user, role, conn)
         table = conn.sql(plan.sql).to_arrow_table()
         return QueryResult(table, plan), {**plan.audit_fields(), "rows_returned": table.num_rows}
 
-    return governed_request(
-        "query", sql, work, user=user, role=role, db_path=db_path, policy=policy
-    )
+    return governed_request(action, sql, work, user=user, role=role, db_path=db_path, policy=policy)

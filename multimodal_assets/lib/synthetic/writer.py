@@ -17,6 +17,7 @@ from .cohort import draw_cohort
 from .fhir_bundles import render_patient
 from .files import batch_folder, write_delivered
 from .genomics import render_genomics
+from .imaging import render_imaging
 from .wearables import render_exports
 
 RESOURCE_COUNTS = {
@@ -41,7 +42,7 @@ def _encode(bundle: dict) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-RENDERED_MODALITIES = ("clinical", "wearables", "genomics")
+RENDERED_MODALITIES = ("clinical", "wearables", "genomics", "imaging")
 
 
 def generate(
@@ -50,6 +51,8 @@ def generate(
     landing: Path,
     progress: bool | None = None,
     modalities: tuple[str, ...] = RENDERED_MODALITIES,
+    ct_slices: int = 16,
+    ct_matrix: int = 128,
 ) -> CohortSummary:
     """Draw the cohort, render the chosen modalities under landing/, truth to ../truth.
 
@@ -129,6 +132,15 @@ def generate(
         pd.DataFrame(
             variants, columns=["mrn", "sample_id", "chrom", "pos", "ref", "alt", "kind", "passed"]
         ).to_parquet(truth_dir / "genomics_variants.parquet", index=False)
+    imaging_files = []
+    if "imaging" in modalities:
+        imaging_files, series = render_imaging(
+            cohort, seed, landing / "imaging", slices=ct_slices, matrix=ct_matrix
+        )
+        pd.DataFrame(imaging_files).to_parquet(
+            truth_dir / "imaging_deliveries.parquet", index=False
+        )
+        pd.DataFrame(series).to_parquet(truth_dir / "imaging_series.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
@@ -136,7 +148,9 @@ def generate(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
     )
     return CohortSummary(
-        n_patients, len(deliveries) + len(wearable_files) + len(genomics_files), truth_dir
+        n_patients,
+        len(deliveries) + len(wearable_files) + len(genomics_files) + len(imaging_files),
+        truth_dir,
     )
 
 

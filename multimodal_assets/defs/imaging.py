@@ -1,0 +1,244 @@
+"""Imaging assets: DICOM files → bronze instance headers (identified) → silver de-identified
+instances and series (Annex E) → gold per-series pixel features and embeddings → per-patient
+lesion features as of the index date."""
+
+import json
+import multiprocessing
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+
+import dagster as dg
+
+from multimodal_assets.lib import config, dicom_deid, imaging, warehouse
+from multimodal_assets.lib.imaging import (
+    DICOM_INSTANCES,
+    FEATURES,
+    INSTANCES,
+    SERIES,
+    SERIES_FEATURES,
+)
+from multimodal_assets.lib.pseudonym import date_shift_days, pseudonym_key
+
+from .governed import (
+    asset_key,
+    bronze_ingest_asset,
+    count_monitor,
+    governed_table_asset,
+    sql_build,
+)
+
+dicom_instances = bronze_ingest_asset(
+    DICOM_INSTANCES, imaging.parse_dicom_file, kinds={"duckdb", "dicom"}
+)
+
+
+def _in_processes(function, argument_lists: list[tuple], workers: int) -> list:
+    """`function(*args)` for each args tuple, in `workers` processes (in order)."""
+    if workers <= 1 or len(argument_lists) < 2:
+        return [function(*args) for args in argument_lists]
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(function, *zip(*argument_lists, strict=True), chunksize=8))
+
+
+def _deidentify_batch(rows: list[dict], key_by_mrn: dict, key: bytes) -> list[dict]:
+    return [imaging.deidentified_instance(row, key_by_mrn, key) for row in rows]
+
+
+def _build_instances(conn, run_id: str) -> dict:
+    key = pseudonym_key()
+    key_by_mrn = dict(conn.execute("SELECT mrn, research_key FROM silver.patients").fetchall())
+    bronze = (
+        conn.execute(
+            "SELECT * EXCLUDE (received_at, _run_id) FROM bronze.dicom_instances "
+            "ORDER BY sop_instance_uid"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    batches = [(bronze[i : i + 256], key_by_mrn, key) for i in range(0, len(bronze), 256)]
+    rows = [
+        {**row, "_run_id": run_id}
+        for batch in _in_processes(_deidentify_batch, batches, config.pixel_workers())
+        for row in batch
+    ]
+    warehouse.stage_rows(conn, INSTANCES, rows)
+    return {
+        "instances": len(rows),
+        "linked_to_patient": sum(r["linked_to_patient"] for r in rows),
+        "deidentification": dicom_deid.METHOD,
+    }
+
+
+def _scan_batch(pairs: list[tuple[bytes, str]]) -> list[list[str]]:
+    import io
+    import warnings
+
+    import pydicom
+
+    out = []
+    for header, deidentified in pairs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            original = pydicom.dcmread(io.BytesIO(header), force=True, stop_before_pixels=True)
+            originals = dicom_deid.identifying_values(original)
+        out.append(dicom_deid.phi_left(json.loads(deidentified), originals))
+    return out
+
+
+def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
+    """Scan every element of every staged de-identified instance against the Annex E table and
+    against the identifying values of its source header."""
+    pairs = conn.execute(
+        f"SELECT b.header, s.deidentified_header::VARCHAR FROM {staged} s "
+        "JOIN bronze.dicom_instances b USING (_source_sha256)"
+    ).fetchall()
+    batches = [(pairs[i : i + 256],) for i in range(0, len(pairs), 256)]
+    problems = [
+        p for batch in _in_processes(_scan_batch, batches, config.pixel_workers()) for p in batch
+    ]
+    dirty = [p for p in problems if p]
+    # Tags and counts only: the problem texts never quote a value.
+    kinds = Counter(problem.split(": ", 1)[-1] for found in dirty for problem in found)
+    return dg.AssetCheckResult(
+        asset_key=asset_key(INSTANCES),
+        check_name="no_phi_left",
+        passed=not dirty,
+        metadata={
+            "instances_scanned": len(problems),
+            "instances_with_problems": len(dirty),
+            **{f"problem: {k}": v for k, v in kinds.most_common(10)},
+        },
+    )
+
+
+instances = governed_table_asset(
+    INSTANCES,
+    build=_build_instances,
+    kinds={"duckdb", "dicom"},
+    gates=[
+        (
+            dg.AssetCheckSpec(
+                "no_phi_left",
+                asset=asset_key(INSTANCES),
+                blocking=True,
+                description="No private tag, curve/overlay group or Annex E 'remove' tag in any "
+                "de-identified instance, and none of its source header's identifying values.",
+            ),
+            _no_phi_left,
+        )
+    ],
+    monitors=[
+        count_monitor(
+            INSTANCES,
+            "instances_mapped_to_patients",
+            "Every instance's Patient ID is the MRN of a known patient.",
+            "SELECT count(*) FROM silver.imaging_instances WHERE NOT linked_to_patient",
+        )
+    ],
+)
+
+series = governed_table_asset(
+    SERIES,
+    build=sql_build(SERIES, imaging.SERIES_SQL),
+    kinds={"duckdb", "sql"},
+    monitors=[
+        count_monitor(
+            SERIES,
+            "geometry_sane",
+            "CT series: one geometry across instances, positive pixel spacing, slices regularly "
+            "spaced with no two at one location.",
+            "SELECT count(*) FROM silver.imaging_series WHERE modality = 'CT' AND instances > 1 "
+            "AND (NOT geometry_consistent OR NOT coalesce(slices_regular, false) "
+            "OR pixel_spacing_mm[1] <= 0 OR pixel_spacing_mm[2] <= 0)",
+        )
+    ],
+)
+
+
+def _build_series_features(conn, run_id: str) -> dict:
+    landing = config.landing_dir()
+    todo = conn.execute(imaging.SERIES_FILES_SQL).fetchall()
+    work = [([str(landing / p) for p in paths], (dz, dy, dx)) for *_, dz, dy, dx, paths in todo]
+    features = _in_processes(imaging.series_features, work, config.pixel_workers())
+    rows = []
+    for (series_uid, research_key, modality, shifted, *_), found in zip(
+        todo, features, strict=True
+    ):
+        rows.append(
+            {
+                "research_key": research_key,
+                "series_uid": series_uid,
+                "modality": modality,
+                # Silver keeps only the shifted date; point-in-time joins need the true one.
+                "acquired_on": (
+                    shifted - timedelta(days=date_shift_days(research_key))
+                    if shifted and research_key
+                    else None
+                ),
+                **found,
+                "_run_id": run_id,
+            }
+        )
+    warehouse.stage_rows(conn, SERIES_FEATURES, rows)
+    statuses = Counter(r["pixel_status"] for r in rows)
+    return {"series": len(rows), **{f"pixel_status: {k}": v for k, v in statuses.items()}}
+
+
+def _embeddings_complete(conn) -> dg.AssetCheckResult:
+    """Every series with decoded pixels has one unit-length embedding of the declared size."""
+    (missing, wrong) = conn.execute(
+        "SELECT count(*) FILTER (WHERE instances_decoded > 0 AND embedding IS NULL), "
+        "count(*) FILTER (WHERE embedding IS NOT NULL AND (array_length(embedding) <> "
+        f"{imaging.EMBEDDING_DIM} OR abs(sqrt(array_inner_product(embedding, embedding)) - 1) "
+        "> 1e-3)) FROM gold.imaging_series_features"
+    ).fetchall()[0]
+    (unfeatured,) = conn.execute(
+        "SELECT count(*) FROM silver.imaging_series WHERE has_pixel_data AND series_uid NOT IN "
+        "(SELECT series_uid FROM gold.imaging_series_features)"
+    ).fetchall()[0]
+    return dg.AssetCheckResult(
+        asset_key=asset_key(SERIES_FEATURES),
+        check_name="one_embedding_per_series",
+        passed=missing == 0 and wrong == 0 and unfeatured == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "decoded_without_embedding": missing,
+            "embedding_wrong_size_or_norm": wrong,
+            "series_with_pixels_but_no_row": unfeatured,
+        },
+    )
+
+
+series_features = governed_table_asset(
+    SERIES_FEATURES,
+    build=_build_series_features,
+    kinds={"duckdb", "python"},
+    extra_deps=[asset_key(DICOM_INSTANCES)],
+    monitors=[
+        (
+            dg.AssetCheckSpec(
+                "one_embedding_per_series",
+                asset=asset_key(SERIES_FEATURES),
+                description=f"One unit-length {imaging.EMBEDDING_DIM}-number embedding for "
+                "every series whose pixels decoded.",
+            ),
+            _embeddings_complete,
+        ),
+        count_monitor(
+            SERIES_FEATURES,
+            "ct_intensities_in_hu_range",
+            "CT voxel percentiles lie within the HU scale (-1024 … 3071, ±100 for rescale "
+            "rounding): a wrong slope or intercept shows here.",
+            "SELECT count(*) FROM gold.imaging_series_features WHERE intensity_units = 'HU' "
+            "AND (intensity_p05 < -1124 OR intensity_p95 > 3171)",
+        ),
+    ],
+)
+
+imaging_features = governed_table_asset(
+    FEATURES, build=sql_build(FEATURES, imaging.FEATURES_SQL), kinds={"duckdb", "sql"}
+)
+
+assets = [dicom_instances, instances, series, series_features, imaging_features]
