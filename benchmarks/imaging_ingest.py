@@ -108,9 +108,16 @@ def _search(n: int) -> tuple[float, float]:
     vectors = np.random.default_rng(0).random((n, 32), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     conn = duckdb.connect()
-    conn.execute("CREATE TABLE e (id INTEGER, embedding FLOAT[32])")
-    conn.register("v", {"id": np.arange(n), "embedding": list(vectors)})
-    conn.execute("INSERT INTO e SELECT id, embedding::FLOAT[32] FROM v")
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "id": np.arange(n),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 32),
+        }
+    )
+    conn.register("v", table)
+    conn.execute("CREATE TABLE e AS SELECT id, embedding::FLOAT[32] AS embedding FROM v")
     probe = vectors[0].tolist()
     timings = []
     for _ in range(5):

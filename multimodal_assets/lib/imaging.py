@@ -31,6 +31,8 @@ _PIXEL_TAG_BYTES = {
     for element in (0x0010, 0x0008, 0x0009)
 }
 _PIXEL_VRS = frozenset((b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"))
+# Text VRs whose encoding follows the Specific Character Set.
+_TEXT_VRS = frozenset(("LO", "SH"))
 # VRs whose values are in the default character repertoire by the standard: read straight
 # from the raw bytes, which is ~10× cheaper than pydicom's value conversion.
 _ASCII_VRS = frozenset(("UI", "CS", "DA", "IS", "DS", "TM", "AS", "DT"))
@@ -111,7 +113,7 @@ def read_dicom(data: bytes, headers_only: bool = True):
             raise QuarantineError(
                 "unreadable_header", f"the DICOM header does not parse ({type(err).__name__})"
             ) from None
-    if len(ds) > 0 and not ds.file_meta.get("TransferSyntaxUID"):
+    if len(ds) > 0 and not _raw_text(ds.file_meta, 0x00020010):
         # No file meta (preamble-less files): record the encoding pydicom found, which the
         # pixel decoders need.
         from pydicom import uid
@@ -132,22 +134,34 @@ def read_dicom(data: bytes, headers_only: bool = True):
 
 
 def _raw_text(ds, tag: int) -> str | None:
-    """A header value as text, from raw bytes when the VR is plain ASCII (first value only)."""
+    """A header value as text (first value only), from the raw bytes when they are plain text
+    by the standard or in the default/Latin-1 character set; pydicom converts the rest."""
     from pydicom.dataelem import RawDataElement
 
     raw = ds.get_item(tag)
     if raw is None:
         return None
-    if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS:
+    if isinstance(raw, RawDataElement) and (
+        raw.VR in _ASCII_VRS or (raw.VR in _TEXT_VRS and _latin1(ds))
+    ):
         if raw.value is None:
             return None
-        text = raw.value.decode("ascii", "replace").split("\\")[0].strip("\x00 ")
+        text = raw.value.decode("latin-1").split("\\")[0].strip("\x00 ")
     else:
         value = ds[tag].value
         if value is None or value == "":
             return None
         text = str(value[0] if ds[tag].VM > 1 else value).strip()
     return text or None
+
+
+def _latin1(ds) -> bool:
+    """Whether text values are ASCII or ISO-IR 100 (Latin-1), i.e. decodable byte for byte."""
+    charset = ds.get_item(0x00080005)
+    if charset is None or charset.value is None:
+        return True
+    value = charset.value if isinstance(charset.value, bytes) else str(charset.value).encode()
+    return value.strip(b"\x00 ") in (b"", b"ISO_IR 6", b"ISO_IR 100")
 
 
 def _raw_int(ds, tag: int) -> int | None:
@@ -197,7 +211,7 @@ def parse_dicom_file(data: bytes) -> list[dict]:
         meta = ds.file_meta
         sop_instance = sop_instance or meta.get("MediaStorageSOPInstanceUID")
         sop_class = sop_class or meta.get("MediaStorageSOPClassUID")
-        transfer_syntax = str(meta.get("TransferSyntaxUID", "")) or None
+        transfer_syntax = _raw_text(meta, 0x00020010)
         if not sop_instance or not sop_class:
             raise QuarantineError(
                 "not_dicom", "no SOP Class or Instance UID: not a DICOM composite instance"

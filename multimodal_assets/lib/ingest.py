@@ -196,20 +196,22 @@ def ingest(
     summary = IngestSummary(new_files=len(files))
     now = datetime.now(UTC).replace(tzinfo=None)
     records: dict[str, list[pa.Table]] = {t.fqn: [] for t in targets}
+    rows_by_table: dict[str, list[dict]] = {t.fqn: [] for t in targets}
     file_rows: list[dict] = []
     quarantine_rows: list[dict] = []
     pending_bytes = 0
 
     def flush():
-        nonlocal records, file_rows, quarantine_rows, pending_bytes
+        nonlocal records, rows_by_table, file_rows, quarantine_rows, pending_bytes
         conn.execute("BEGIN TRANSACTION")
         try:
             for table in targets:
-                if records[table.fqn]:
+                batches = records[table.fqn]
+                if rows_by_table[table.fqn]:  # per-row dicts become one Arrow batch here
+                    batches.append(_arrow(table, rows_by_table[table.fqn]))
+                if batches:
                     summary.records += _append(
-                        conn,
-                        table,
-                        pa.concat_tables(records[table.fqn], promote_options="permissive"),
+                        conn, table, pa.concat_tables(batches, promote_options="permissive")
                     )
             if file_rows:
                 _append(conn, FILES, _arrow(FILES, file_rows))
@@ -220,6 +222,7 @@ def ingest(
             conn.execute("ROLLBACK")
             raise
         records = {t.fqn: [] for t in targets}
+        rows_by_table = {t.fqn: [] for t in targets}
         file_rows, quarantine_rows, pending_bytes = [], [], 0
 
     with _Parser(parse, with_path, workers) as parser:
@@ -249,11 +252,20 @@ def ingest(
                     by_table = outcome if isinstance(outcome, dict) else {targets[0].fqn: outcome}
                     for table in targets:
                         parsed = by_table.get(table.fqn, [])
-                        batch = _with_provenance(parsed, table, landed, run_id)
-                        if batch.num_rows:
-                            records[table.fqn].append(batch)
-                        row["records"] += batch.num_rows
-                        summary.parsed += batch.num_rows
+                        if isinstance(parsed, pa.Table):
+                            batch = _with_provenance(parsed, table, landed, run_id)
+                            if batch.num_rows:
+                                records[table.fqn].append(batch)
+                            count = batch.num_rows
+                        else:
+                            # Rows as dicts (one per DICOM file, say) are collected and turned
+                            # into Arrow once per commit: an Arrow table per file costs more
+                            # than parsing a small file.
+                            constants = _provenance(table, landed, run_id)
+                            rows_by_table[table.fqn].extend({**r, **constants} for r in parsed)
+                            count = len(parsed)
+                        row["records"] += count
+                        summary.parsed += count
                     summary.ingested += 1
                     ingested_hashes.add(landed.sha256)
             file_rows.append(row)
@@ -356,18 +368,20 @@ def _arrow(table: Table, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows])
 
 
-def _with_provenance(
-    parsed: list[dict] | pa.Table, target: Table, landed: LandedFile, run_id: str
-) -> pa.Table:
-    """The parsed records as Arrow, with the file-level provenance every bronze row carries."""
+def _provenance(target: Table, landed: LandedFile, run_id: str) -> dict:
+    """The file-level provenance every bronze row carries."""
     constants = {"_source_sha256": landed.sha256, "_run_id": run_id}
     if "received_at" in target.column_names:
         constants["received_at"] = landed.received_at
+    return constants
+
+
+def _with_provenance(parsed: pa.Table, target: Table, landed: LandedFile, run_id: str) -> pa.Table:
+    """Parsed Arrow records with the file-level provenance, declared columns only."""
+    constants = _provenance(target, landed, run_id)
     names = [c for c in target.column_names if c not in constants]
-    if isinstance(parsed, pa.Table):  # keep only declared columns (staged Parquet may add none)
-        batch = parsed.select([c for c in parsed.column_names if c in names])
-    else:
-        batch = pa.Table.from_pylist([{c: r.get(c) for c in names} for r in parsed])
+    # Staged Parquet may carry extra columns: keep only declared ones.
+    batch = parsed.select([c for c in parsed.column_names if c in names])
     for name, value in constants.items():
         if name in batch.column_names:
             batch = batch.drop_columns([name])
