@@ -10,15 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from multimodal_assets.defs import (
-    clinical,
-    fusion,
-    genomics,
-    governance,
-    imaging,
-    models,
-    wearables,
-)
+from multimodal_assets.definitions import defs
 from multimodal_assets.defs.resources import WarehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
@@ -27,15 +19,7 @@ REAL_FHIR = FIXTURES / "fhir"
 REAL_VCF = FIXTURES / "vcf"
 REAL_WEARABLES = FIXTURES / "wearables"
 REAL_DICOM = FIXTURES / "dicom"
-ALL_ASSETS = [
-    *clinical.assets,
-    *wearables.assets,
-    *genomics.assets,
-    *imaging.assets,
-    *fusion.assets,
-    *models.assets,
-    *governance.assets,
-]
+ALL_ASSETS = list(defs.assets)  # the code location's assets, with the tests' resources
 TEST_PATIENTS = 60
 TEST_SEED = 11
 

@@ -400,3 +400,18 @@ def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
     searches = audit[audit.action == "similarity_search"]
     assert list(searches.decision) == ["allow", "allow", "deny", "deny"]
     assert searches.iloc[1].user_name == "alice"
+
+
+def test_a_header_that_cannot_be_deidentified_is_left_out_not_fatal(rendered):
+    from multimodal_assets.defs.imaging import _deidentify_batch
+
+    root, deliveries, _ = rendered
+    (good,) = imaging.parse_dicom_file(
+        (root.parent / deliveries[deliveries.kind == "instance"].iloc[0].path).read_bytes()
+    )
+    good["_source_sha256"] = "0" * 64
+    broken = {k: v for k, v in good.items() if k != "header"}  # any failure inside de-id
+    out = _deidentify_batch([broken, good], {}, b"test-key")
+    assert out[0] is None and out[1]["instance_uid"] == dicom_deid.new_uid(
+        good["sop_instance_uid"], b"test-key"
+    )

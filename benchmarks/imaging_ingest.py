@@ -80,7 +80,7 @@ def _deidentify(root: Path) -> tuple[float, int, float]:
 
     rows = (
         duckdb.connect()
-        .execute(
+        .sql(
             f"SELECT * EXCLUDE (received_at, _run_id) FROM "
             f"'{root.parent / 'bronze_export'}/bronze_dicom_instances.parquet'"
         )

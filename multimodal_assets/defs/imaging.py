@@ -42,15 +42,23 @@ def _in_processes(function, argument_lists: list[tuple], workers: int) -> list:
         return list(pool.map(function, *zip(*argument_lists, strict=True), chunksize=8))
 
 
-def _deidentify_batch(rows: list[dict], key_by_mrn: dict, key: bytes) -> list[dict]:
-    return [imaging.deidentified_instance(row, key_by_mrn, key) for row in rows]
+def _deidentify_batch(rows: list[dict], key_by_mrn: dict, key: bytes) -> list[dict | None]:
+    """Silver rows; None for an instance whose header cannot be de-identified (it stays in
+    bronze, and is counted, rather than stopping the batch)."""
+    out = []
+    for row in rows:
+        try:
+            out.append(imaging.deidentified_instance(row, key_by_mrn, key))
+        except Exception:  # noqa: BLE001 - a damaged header must not block the others
+            out.append(None)
+    return out
 
 
 def _build_instances(conn, run_id: str) -> dict:
     key = pseudonym_key()
     key_by_mrn = dict(conn.execute("SELECT mrn, research_key FROM silver.patients").fetchall())
     bronze = (
-        conn.execute(
+        conn.sql(
             "SELECT * EXCLUDE (received_at, _run_id) FROM bronze.dicom_instances "
             "ORDER BY sop_instance_uid"
         )
@@ -58,14 +66,16 @@ def _build_instances(conn, run_id: str) -> dict:
         .to_pylist()
     )
     batches = [(bronze[i : i + 256], key_by_mrn, key) for i in range(0, len(bronze), 256)]
-    rows = [
-        {**row, "_run_id": run_id}
+    results = [
+        row
         for batch in _in_processes(_deidentify_batch, batches, config.pixel_workers())
         for row in batch
     ]
+    rows = [{**row, "_run_id": run_id} for row in results if row is not None]
     warehouse.stage_rows(conn, INSTANCES, rows)
     return {
         "instances": len(rows),
+        "instances_not_deidentified": len(results) - len(rows),
         "linked_to_patient": sum(r["linked_to_patient"] for r in rows),
         "deidentification": dicom_deid.METHOD,
     }

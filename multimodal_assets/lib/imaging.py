@@ -581,11 +581,12 @@ def decode_instance(data: bytes) -> tuple[np.ndarray, float | None, int | None, 
     from pydicom.pixels import apply_modality_lut
 
     ds, _, _ = read_dicom(data, headers_only=False)
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if not any(tag in ds for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)):
-        raise PixelError("the instance has no pixel data")
+    # pydicom's warnings about odd values can quote them: none may reach a log.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if not any(tag in ds for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)):
+            raise PixelError("the instance has no pixel data")
         try:
             values = _inflate_frames(ds) if syntax == DEFLATED_FRAMES_TS else ds.pixel_array
             if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
@@ -596,13 +597,13 @@ def decode_instance(data: bytes) -> tuple[np.ndarray, float | None, int | None, 
             raise PixelError(
                 f"pixels not decodable ({_syntax_name(syntax)}): {type(err).__name__}"
             ) from None
-    values = np.asarray(values, dtype=np.float32)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames == 1 or values.ndim == 2:
-        values = values.reshape((1, *values.shape[-2:]))
-    location = instance_geometry(ds)["slice_location_mm"]
-    number = ds.get("InstanceNumber")
-    return values, location, int(number) if number not in (None, "") else None, ds.get("Modality")
+        values = np.asarray(values, dtype=np.float32)
+        if int(ds.get("NumberOfFrames", 1) or 1) == 1 or values.ndim == 2:
+            values = values.reshape((1, *values.shape[-2:]))
+        location = instance_geometry(ds)["slice_location_mm"]
+        number = ds.get("InstanceNumber")
+        modality = ds.get("Modality")
+    return values, location, int(number) if number not in (None, "") else None, modality
 
 
 def _inflate_frames(ds) -> np.ndarray:
