@@ -19,6 +19,7 @@ REAL_FHIR = FIXTURES / "fhir"
 REAL_VCF = FIXTURES / "vcf"
 REAL_WEARABLES = FIXTURES / "wearables"
 REAL_DICOM = FIXTURES / "dicom"
+REAL_NOTES = FIXTURES / "notes"
 ALL_ASSETS = list(defs.assets)  # the code location's assets, with the tests' resources
 TEST_PATIENTS = 60
 TEST_SEED = 11
@@ -76,6 +77,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
             (REAL_FHIR, "clinical"),
             (REAL_VCF, "genomics"),
             (REAL_DICOM, "imaging"),
+            (REAL_NOTES, "notes"),
         ):
             shutil.copytree(
                 fixtures,

@@ -17,6 +17,9 @@ NON_TABLE_ASSETS = {
     "models/training_set",
     "models/risk_models",
     "models/evaluation",
+    "notes/entity_evaluation",
+    "notes/context_evaluation",
+    "notes/deidentification_evaluation",
 }
 
 

@@ -59,12 +59,12 @@ def test_no_identifier_or_date_is_a_predictor():
     fused = catalog.PATIENT_FEATURES
     assert features and "race" not in features and "index_date" not in features
     assert all(fused.column(c).classification != "phi" for c in features)
-    assert set(ml.modality_features()) == {"clinical", "genomics", "imaging", "wearables"}
+    assert set(ml.modality_features()) == {"clinical", "genomics", "imaging", "notes", "wearables"}
 
 
 def test_every_strategy_scores_every_patient_whatever_is_missing(fitted):
     rows, models = fitted
-    assert models.modalities == ["clinical", "genomics", "imaging", "wearables"]
+    assert models.modalities == ["clinical", "genomics", "imaging", "notes", "wearables"]
     for share in (0.0, 0.5, 1.0):
         masked = fusion_models.without_modalities(
             rows, ["wearables"], share, np.random.default_rng(0)
@@ -176,7 +176,7 @@ def test_evaluation_measures_degradation_subgroups_and_targets(fitted):
     truth = pd.DataFrame({"research_key": rows.research_key, "true_probability": rows.label * 0.8})
     result = evaluation.evaluate(models, rows, seed=1, truth=truth)
     shares = {(r["removed"], r["share"]) for r in result.degradation}
-    removed = ("genomics", "imaging", "wearables", evaluation.ALL_OPTIONAL)
+    removed = ("genomics", "imaging", "notes", "wearables", evaluation.ALL_OPTIONAL)
     assert shares == {(m, s) for m in removed for s in evaluation.SHARES}
     full = next(
         r
@@ -186,7 +186,7 @@ def test_evaluation_measures_degradation_subgroups_and_targets(fitted):
     assert full["auroc"] == pytest.approx(result.summary["auroc_late_fusion"])
     assert result.summary["auroc_oracle"] == 1.0  # the planted truth separates perfectly
     assert {r["attribute"] for r in result.subgroups} == set(evaluation.SUBGROUPS.values())
-    assert set(result.contributions) == {"clinical", "genomics", "imaging", "wearables"}
+    assert set(result.contributions) == {"clinical", "genomics", "imaging", "notes", "wearables"}
     weights = result.summary["mean_attention_weight"]
     assert all(0 < w <= 1 for w in weights.values() if w is not None)
 
@@ -266,17 +266,18 @@ def test_the_leakage_check_counts_features_dated_after_the_index_date(pipeline):
 
     fused = catalog.PATIENT_FEATURES
     with pipeline.connect() as conn:
-        assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(0, 0, 0, 0)]
+        assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(0, 0, 0, 0, 0)]
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA gold")
     conn.execute(
         "CREATE TABLE gold.patient_features AS SELECT * FROM (VALUES "
-        "(DATE '2024-01-10', DATE '2024-01-10', NULL, DATE '2024-01-12', DATE '2024-01-09'), "
-        "(DATE '2024-01-10', DATE '2024-01-11', DATE '2024-02-01', NULL, NULL)) "
+        "(DATE '2024-01-10', DATE '2024-01-10', NULL, DATE '2024-01-12', NULL, "
+        "DATE '2024-01-09'), "
+        "(DATE '2024-01-10', DATE '2024-01-11', DATE '2024-02-01', NULL, DATE '2024-01-10', NULL)) "
         "t(index_date, clinical_data_through, genomics_data_through, imaging_data_through, "
-        "wearables_data_through)"
+        "notes_data_through, wearables_data_through)"
     )
-    assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(1, 1, 1, 0)]
+    assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(1, 1, 1, 0, 0)]
     (check,) = [
         c
         for c in pipeline.result.get_asset_check_evaluations()

@@ -93,11 +93,11 @@ def _deidentify(root: Path) -> tuple[float, int, float]:
 
 
 def _pixel_features(series: list[list[str]], workers: int, voxel) -> tuple[float, float]:
-    from multimodal_assets.defs.imaging import _in_processes
     from multimodal_assets.lib.imaging import series_features
+    from multimodal_assets.lib.parallel import map_in_processes
 
     start = time.perf_counter()
-    _in_processes(series_features, [(paths, voxel) for paths in series], workers)
+    map_in_processes(series_features, [(paths, voxel) for paths in series], workers)
     return time.perf_counter() - start, _peak_mib()
 
 

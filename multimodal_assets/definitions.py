@@ -10,6 +10,7 @@ from multimodal_assets.defs import (
     governance,
     imaging,
     models,
+    notes,
     wearables,
 )
 from multimodal_assets.defs.resources import default_resources
@@ -20,6 +21,7 @@ defs = dg.Definitions(
         *wearables.assets,
         *genomics.assets,
         *imaging.assets,
+        *notes.assets,
         *fusion.assets,
         *models.assets,
         *governance.assets,

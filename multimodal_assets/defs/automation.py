@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from multimodal_assets.lib import config, genomics, imaging, landing_watch
+from multimodal_assets.lib import config, genomics, imaging, landing_watch, notes
 
 
 def landing_sensor(modality: str, *targets: dg.AssetKey) -> dg.SensorDefinition:
@@ -46,5 +46,6 @@ sensors = [
     landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
     landing_sensor("genomics", *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES)),
     landing_sensor("imaging", dg.AssetKey(list(imaging.DICOM_INSTANCES.asset_key))),
+    landing_sensor("notes", dg.AssetKey(list(notes.NOTE_TEXTS.asset_key))),
     automation_sensor,
 ]

@@ -3,9 +3,7 @@ instances and series (Annex E) → gold per-series pixel features and embeddings
 lesion features as of the index date."""
 
 import json
-import multiprocessing
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 import dagster as dg
@@ -18,6 +16,7 @@ from multimodal_assets.lib.imaging import (
     SERIES,
     SERIES_FEATURES,
 )
+from multimodal_assets.lib.parallel import map_in_processes
 from multimodal_assets.lib.pseudonym import date_shift_days, pseudonym_key
 
 from .governed import (
@@ -31,15 +30,6 @@ from .governed import (
 dicom_instances = bronze_ingest_asset(
     DICOM_INSTANCES, imaging.parse_dicom_file, kinds={"duckdb", "dicom"}
 )
-
-
-def _in_processes(function, argument_lists: list[tuple], workers: int) -> list:
-    """`function(*args)` for each args tuple, in `workers` processes (in order)."""
-    if workers <= 1 or len(argument_lists) < 2:
-        return [function(*args) for args in argument_lists]
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(function, *zip(*argument_lists, strict=True), chunksize=8))
 
 
 def _deidentify_batch(rows: list[dict], key_by_mrn: dict, key: bytes) -> list[dict | None]:
@@ -68,7 +58,7 @@ def _build_instances(conn, run_id: str) -> dict:
     batches = [(bronze[i : i + 256], key_by_mrn, key) for i in range(0, len(bronze), 256)]
     results = [
         row
-        for batch in _in_processes(_deidentify_batch, batches, config.pixel_workers())
+        for batch in map_in_processes(_deidentify_batch, batches, config.pixel_workers())
         for row in batch
     ]
     rows = [{**row, "_run_id": run_id} for row in results if row is not None]
@@ -106,7 +96,7 @@ def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
     ).fetchall()
     batches = [(pairs[i : i + 256],) for i in range(0, len(pairs), 256)]
     problems = [
-        p for batch in _in_processes(_scan_batch, batches, config.pixel_workers()) for p in batch
+        p for batch in map_in_processes(_scan_batch, batches, config.pixel_workers()) for p in batch
     ]
     dirty = [p for p in problems if p]
     # Tags and counts only: the problem texts never quote a value.
@@ -171,7 +161,7 @@ def _build_series_features(conn, run_id: str) -> dict:
     landing = config.landing_dir()
     todo = conn.execute(imaging.SERIES_FILES_SQL).fetchall()
     work = [([str(landing / p) for p in paths], (dz, dy, dx)) for *_, dz, dy, dx, paths in todo]
-    features = _in_processes(imaging.series_features, work, config.pixel_workers())
+    features = map_in_processes(imaging.series_features, work, config.pixel_workers())
     rows = []
     for (series_uid, research_key, modality, shifted, *_), found in zip(
         todo, features, strict=True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, fusion, genomics, imaging, ingest, wearables
+from . import audit, clinical, fusion, genomics, imaging, ingest, notes, wearables
 from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table
 
@@ -105,6 +105,7 @@ ALL_TABLES: tuple[Table, ...] = (
     *wearables.TABLES,
     *genomics.TABLES,
     *imaging.TABLES,
+    *notes.TABLES,
     COLUMN_CATALOG,
     DATE_SHIFTS,
     KEY_CROSSWALK,

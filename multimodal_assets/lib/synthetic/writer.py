@@ -18,6 +18,7 @@ from .fhir_bundles import render_patient
 from .files import batch_folder, write_delivered
 from .genomics import render_genomics
 from .imaging import render_imaging
+from .notes import render_notes
 from .wearables import render_exports
 
 RESOURCE_COUNTS = {
@@ -42,7 +43,7 @@ def _encode(bundle: dict) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-RENDERED_MODALITIES = ("clinical", "wearables", "genomics", "imaging")
+RENDERED_MODALITIES = ("clinical", "wearables", "genomics", "imaging", "notes")
 
 
 def generate(
@@ -141,6 +142,12 @@ def generate(
             truth_dir / "imaging_deliveries.parquet", index=False
         )
         pd.DataFrame(series).to_parquet(truth_dir / "imaging_series.parquet", index=False)
+    note_files = []
+    if "notes" in modalities:
+        note_files, entities, identifiers = render_notes(cohort, seed, landing / "notes")
+        pd.DataFrame(note_files).to_parquet(truth_dir / "notes_deliveries.parquet", index=False)
+        pd.DataFrame(entities).to_parquet(truth_dir / "notes_entities.parquet", index=False)
+        pd.DataFrame(identifiers).to_parquet(truth_dir / "notes_identifiers.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
@@ -149,7 +156,11 @@ def generate(
     )
     return CohortSummary(
         n_patients,
-        len(deliveries) + len(wearable_files) + len(genomics_files) + len(imaging_files),
+        len(deliveries)
+        + len(wearable_files)
+        + len(genomics_files)
+        + len(imaging_files)
+        + len(note_files),
         truth_dir,
     )
 

@@ -1,0 +1,232 @@
+"""Notes: robust reading of real and generated notes, assertion rules that follow ConText,
+de-identification that leaves no identifier, and gold features against the generator's truth."""
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from multimodal_assets.lib import notes, notes_deid, notes_evaluation, notes_nlp
+from multimodal_assets.lib.ingest import QuarantineError
+from multimodal_assets.lib.pseudonym import date_shift_days, research_key
+
+FIXTURES = Path(__file__).parent / "fixtures" / "notes"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "notes"
+CORPUS = SHARED / "negex" / notes_evaluation.CONTEXT_CORPUS
+
+
+def _mention(text: str, concept: str, note_date: date | None = None) -> notes_nlp.Mention:
+    (found,) = [m for m in notes_nlp.analyze(text, note_date) if m.concept == concept]
+    return found
+
+
+def test_real_note_files_ingest_whatever_their_format():
+    outcomes = {}
+    for path in sorted(FIXTURES.iterdir()):
+        if path.name == "NOTICE.md":
+            continue
+        rows = notes.parse_note_file(path.read_bytes())
+        outcomes[path.name] = (len(rows), rows[0]["source_format"])
+        assert all(r["text"].strip() and "\r" not in r["text"] for r in rows)
+    assert outcomes["SampleInputRadiologyNotes.txt"] == (6, "export")  # one note per row
+    assert outcomes["testpatient_cn_2.xml"] == (1, "cda")
+    assert outcomes["OBGYN_IUD_1.rtf"] == (1, "text")  # named .rtf, plain text inside
+    (cda,) = notes.parse_note_file((FIXTURES / "testpatient_cn_2.xml").read_bytes())
+    # Parsed despite its DOCTYPE with an internal entity subset; markup gone, text kept.
+    assert "<" not in cda["text"] and "Daily Protein needs" in cda["text"]
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/realdata/notes is not on this machine")
+def test_every_shared_note_file_ingests():
+    for path in sorted(p for p in SHARED.rglob("*") if p.is_file()):
+        assert notes.parse_note_file(path.read_bytes()), path.name
+
+
+def test_encodings_line_endings_and_bad_files():
+    text = "Patient reports fever.\r\nDenies café au lait spots.\r\n"
+    for data, encoding in (
+        (text.encode("utf-8"), "utf-8"),
+        (text.encode("cp1252"), "cp1252"),
+        (text.encode("utf-16"), "utf-16"),
+    ):
+        (row,) = notes.parse_note_file(data)
+        assert row["encoding"] == encoding and row["line_endings"] == "CRLF"
+        assert row["text"] == text.replace("\r\n", "\n")
+    for data, code in (
+        (b"", "empty_file"),
+        (b"\x00\x01\x02binary" * 50, "not_text"),
+        (b"{\\rtf1\\ansi Patient reports fever.}", "rtf_not_supported"),
+    ):
+        with pytest.raises(QuarantineError) as err:
+            notes.parse_note_file(data)
+        assert err.value.code == code
+
+
+def test_header_links_the_note_to_its_patient():
+    data = (
+        b"Patient: Jane Doe    MRN: MRN12345678\nDate of service: 03/14/2023\nNote type: consult\n"
+    )
+    (row,) = notes.parse_note_file(data + b"\nDenies fever.")
+    assert (row["mrn"], row["note_date"], row["note_type"]) == (
+        "MRN12345678",
+        date(2023, 3, 14),
+        "consult",
+    )
+
+
+def test_assertions_follow_context_rules():
+    assert _mention("No fever. Reports cough.", "cough").negated is False
+    assert _mention("No fever. Reports cough.", "fever").negated is True
+    assert _mention("Her mother had breast cancer.", "breast cancer").family is True
+    assert _mention("History of hypertension.", "hypertension").historical is True
+    hypothetical = _mention("If fever develops, call the clinic.", "fever")
+    assert hypothetical.hypothetical and not hypothetical.negated
+    uncertain = _mention("Cannot exclude pneumonia.", "pneumonia")
+    assert uncertain.uncertain and not uncertain.negated
+    assert _mention("Cough but no hemoptysis.", "cough").negated is False
+    assert _mention("Stage IV. ECOG 2.", "IV").label == "STAGE"
+
+
+def test_dates_are_anchored_from_the_text_or_the_note_date():
+    seen = date(2023, 5, 1)
+    relative = _mention("Started carboplatin 3 weeks ago.", "carboplatin", seen)
+    assert (relative.event_date, relative.date_source) == (date(2023, 4, 10), "relative")
+    absolute = _mention("Treated with cisplatin starting March 2, 2023.", "cisplatin", seen)
+    assert (absolute.event_date, absolute.date_source) == (date(2023, 3, 2), "absolute")
+
+
+def test_long_notes_are_processed_in_chunks_with_true_offsets():
+    line = "Routine follow up, nothing new to report today.\n"
+    text = line * (notes_nlp.CHUNK_CHARS // len(line) + 50) + "Denies hemoptysis.\n"
+    assert len(text) > notes_nlp.CHUNK_CHARS > 0
+    (found,) = notes_nlp.analyze(text)
+    assert text[found.start : found.end] == "hemoptysis" and found.negated
+
+
+def test_deidentification_replaces_every_category_and_shifts_dates():
+    identity = {"family_name": "Okafor", "given_name": "Ada B.", "mrn": "MRN10000001"}
+    text = (
+        "Patient: Ada Okafor    MRN: MRN10000001\nDOB: 02/03/1950\nSeen 2023-05-01 by Dr. Lee. "
+        "Call (617) 555-0100, fax (617) 555-0199, ada@example.org, https://portal.example.org/x, "
+        "10.1.2.3, SSN 123-45-6789, account #12345678, serial SN-1234567, "
+        "12 Maple St, Boston, MA 02114. A 93-year-old aunt, Mary Okafor, visited.\n"
+    )
+    key = research_key(identity["mrn"])
+    out, spans = notes_deid.deidentify(text, identity, date_shift_days(key))
+    for value in (
+        "Okafor",
+        "MRN10000001",
+        "1950",
+        "555-01",
+        "ada@",
+        "portal.",
+        "10.1.2.3",
+        "123-45",
+        "12345678",
+        "1234567",
+        "Maple",
+        "Boston",
+        "02114",
+        "93",
+        "Lee",
+    ):
+        assert value not in out, value
+    assert {s.category for s in spans} >= {
+        "NAME",
+        "MRN",
+        "DATE",
+        "PHONE",
+        "FAX",
+        "EMAIL",
+        "URL",
+        "IP",
+        "SSN",
+        "ACCOUNT",
+        "DEVICE",
+        "ADDRESS",
+        "CITY",
+        "ZIP",
+        "AGE",
+    }
+    shifted = date(2023, 5, 1).toordinal() + date_shift_days(key)
+    assert f"[DATE {date.fromordinal(shifted).isoformat()}]" in out
+    assert "MA" in out  # a state is not a Safe Harbor identifier
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="the ConText reference set is not on this machine")
+def test_negation_and_temporality_beat_the_majority_class_on_real_sentences():
+    metrics = notes_evaluation.evaluate_context(notes_evaluation.read_context_corpus(CORPUS))
+    assert metrics["scored"] > 1300
+    assert metrics["negation_accuracy"] > metrics["negation_majority_baseline"] + 0.1
+    assert metrics["negated_f1"] > 0.9
+    assert metrics["temporality_accuracy"] > metrics["temporality_majority_baseline"]
+
+
+def _metadata(pipeline, name: str) -> dict:
+    (event,) = [
+        e
+        for e in pipeline.result.get_asset_materialization_events()
+        if e.asset_key.path == ["notes", name]
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_evaluation_assets_publish_their_figures(pipeline):
+    entities = _metadata(pipeline, "entity_evaluation")
+    assert entities["evaluated"] and entities["entity_f1"] > 0.95
+    assert entities["negated_accuracy"] > 0.95 and entities["family_accuracy"] > 0.95
+    deid = _metadata(pipeline, "deidentification_evaluation")
+    for category in ("NAME", "DATE", "PHONE", "EMAIL", "SSN", "MRN", "ADDRESS", "ZIP", "URL", "IP"):
+        assert deid[f"recall_{category}"] >= 0.99, category
+    assert deid["precision"] > 0.9
+    context = _metadata(pipeline, "context_evaluation")
+    assert context["evaluated"] == CORPUS.exists()
+
+
+def test_gold_note_features_follow_the_generators_truth(pipeline):
+    truth = pipeline.truth.assign(research_key=pipeline.truth.mrn.map(research_key))
+    with pipeline.connect() as conn:
+        gold = conn.execute(
+            "SELECT research_key, has_notes, notes_ecog, notes_never_smoker, "
+            "notes_current_smoker, notes_data_through FROM gold.notes_features"
+        ).df()
+        through = conn.execute(
+            "SELECT count(*) FROM gold.notes_features f JOIN gold.clinical_features c "
+            "USING (research_key) WHERE f.notes_data_through > c.index_date"
+        ).fetchall()[0][0]
+    both = truth.merge(gold, on="research_key")
+    noted = both[both.has_notes_x]
+    assert noted.has_notes_y.all() and not both[~both.has_notes_x].has_notes_y.any()
+    assert (noted.notes_ecog == noted.ecog).all()
+    assert (noted.notes_never_smoker == (noted.smoking_status == "never")).all()
+    assert (noted.notes_current_smoker == (noted.smoking_status == "current")).all()
+    assert through == 0
+
+
+def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
+    truth = pd.read_parquet(pipeline.data_dir / "truth" / "notes_identifiers.parquet")
+    landing = pipeline.data_dir / "landing"
+    values = set()
+    for row in truth.itertuples():
+        text = notes.parse_note_file((landing / row.path).read_bytes())[0]["text"]
+        value = text[row.start : row.end]
+        if row.category != "DATE" and len(value) >= 4:
+            values.add(value)
+    with pipeline.connect() as conn:
+        published = " ".join(
+            conn.execute(f"SELECT string_agg(t::VARCHAR, ' ') FROM {table} t").fetchall()[0][0]
+            for table in (
+                "silver.notes_deidentified",
+                "silver.note_entities",
+                "gold.patient_timeline",
+                "gold.notes_features",
+            )
+        )
+    assert values and not [v for v in values if v in published]
+    (check,) = [
+        c
+        for c in pipeline.result.get_asset_check_evaluations()
+        if c.check_name == "no_identifier_left"
+    ]
+    assert check.passed

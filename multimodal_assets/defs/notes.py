@@ -1,0 +1,277 @@
+"""Notes assets: note files → bronze raw text (restricted) → silver entities with assertions and
+de-identified text → gold timelines and per-patient features; evaluation assets measure the
+pipeline on generated truth and on the real ConText reference sentences."""
+
+import os
+import re
+from pathlib import Path
+
+import dagster as dg
+
+from multimodal_assets.lib import config, notes, notes_evaluation, warehouse
+from multimodal_assets.lib.notes import (
+    FEATURES,
+    NOTE_ENTITIES,
+    NOTE_TEXTS,
+    NOTES_DEIDENTIFIED,
+    PATIENT_TIMELINE,
+)
+from multimodal_assets.lib.parallel import map_in_processes
+from multimodal_assets.lib.pseudonym import date_shift_days
+
+from .governed import (
+    asset_key,
+    bronze_ingest_asset,
+    governed_table_asset,
+    sql_build,
+)
+from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
+
+note_texts = bronze_ingest_asset(NOTE_TEXTS, notes.parse_note_file, kinds={"duckdb", "text"})
+
+_IDENTITY = ("mrn", "family_name", "given_name", "phone", "address_line", "city", "postal_code")
+
+
+def _bronze_notes(conn) -> list[dict]:
+    return (
+        conn.sql(
+            "SELECT note_id, mrn, note_date, note_type, text, _source_sha256 "
+            "FROM bronze.note_texts ORDER BY note_id"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+
+
+def _identities(conn) -> dict[str, dict]:
+    names = ", ".join(("research_key", *_IDENTITY))
+    return {
+        row["mrn"]: row
+        for row in conn.sql(f"SELECT {names} FROM silver.patients").to_arrow_table().to_pylist()
+    }
+
+
+def _entity_batch(batch: list[dict], keys: dict[str, str]) -> list[dict]:
+    return [row for note in batch for row in notes.entity_rows(note, keys.get(note["mrn"]))]
+
+
+def _batches(rows: list, size: int = 64) -> list[list]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def _build_entities(conn, run_id: str) -> dict:
+    keys = {mrn: row["research_key"] for mrn, row in _identities(conn).items()}
+    bronze = _bronze_notes(conn)
+    work = [(batch, keys) for batch in _batches(bronze)]
+    rows = [
+        {**row, "_run_id": run_id}
+        for batch in map_in_processes(_entity_batch, work, config.pixel_workers())
+        for row in batch
+    ]
+    warehouse.stage_rows(conn, NOTE_ENTITIES, rows)
+    linked = sum(1 for n in bronze if n["mrn"] in keys)
+    return {"notes": len(bronze), "notes_linked_to_patients": linked, "entities": len(rows)}
+
+
+note_entities = governed_table_asset(
+    NOTE_ENTITIES, build=_build_entities, kinds={"duckdb", "spacy"}
+)
+
+
+def _deidentify_batch(batch: list[dict], identities: dict[str, dict]) -> list[dict]:
+    from multimodal_assets.lib.notes_deid import deidentify
+
+    out = []
+    for note in batch:
+        identity = identities.get(note["mrn"])
+        key = identity["research_key"] if identity else None
+        text, spans = deidentify(
+            note["text"] or "", identity, date_shift_days(key) if key else None
+        )
+        out.append(
+            {
+                "research_key": key,
+                "note_id": note["note_id"],
+                "note_type": note["note_type"],
+                "note_date": note["note_date"],
+                "deidentified_text": text,
+                "identifiers_replaced": len(spans),
+                "_source_sha256": note["_source_sha256"],
+                "_source_locator": note["note_id"],
+            }
+        )
+    return out
+
+
+def _build_deidentified(conn, run_id: str) -> dict:
+    identities = _identities(conn)
+    work = [(batch, identities) for batch in _batches(_bronze_notes(conn))]
+    rows = [
+        {**row, "_run_id": run_id}
+        for batch in map_in_processes(_deidentify_batch, work, config.pixel_workers())
+        for row in batch
+    ]
+    warehouse.stage_rows(conn, NOTES_DEIDENTIFIED, rows)
+    return {
+        "notes": len(rows),
+        "identifiers_replaced": sum(r["identifiers_replaced"] for r in rows),
+    }
+
+
+_PLACEHOLDER = re.compile(r"\[(?:DATE \d{4}-\d{2}-\d{2}|[A-Z]+)\]")
+
+
+def _no_identifier_left(conn, staged: str) -> dg.AssetCheckResult:
+    """Re-scan the staged text (placeholders removed) with the detector and the patient's own
+    identifiers: any hit means an identifier survived."""
+    from multimodal_assets.lib.notes_deid import find_identifiers
+
+    identities = {row["research_key"]: row for row in _identities(conn).values()}
+    texts = conn.execute(f"SELECT research_key, deidentified_text FROM {staged}").fetchall()
+    left: dict[str, int] = {}
+    for key, text in texts:
+        for span in find_identifiers(_PLACEHOLDER.sub(" ", text or ""), identities.get(key)):
+            left[span.category] = left.get(span.category, 0) + 1
+    return dg.AssetCheckResult(
+        asset_key=asset_key(NOTES_DEIDENTIFIED),
+        check_name="no_identifier_left",
+        passed=not left,
+        metadata={"notes_scanned": len(texts), **{f"left: {k}": v for k, v in left.items()}},
+    )
+
+
+notes_deidentified = governed_table_asset(
+    NOTES_DEIDENTIFIED,
+    build=_build_deidentified,
+    kinds={"duckdb", "python"},
+    gates=[
+        (
+            dg.AssetCheckSpec(
+                "no_identifier_left",
+                asset=asset_key(NOTES_DEIDENTIFIED),
+                blocking=True,
+                description="No identifier the detector or the patient's EHR identity finds is "
+                "left in the de-identified text (categories and counts only).",
+            ),
+            _no_identifier_left,
+        )
+    ],
+)
+
+patient_timeline = governed_table_asset(
+    PATIENT_TIMELINE, build=sql_build(PATIENT_TIMELINE, notes.TIMELINE_SQL), kinds={"duckdb", "sql"}
+)
+
+notes_features = governed_table_asset(
+    FEATURES, build=sql_build(FEATURES, notes.FEATURES_SQL), kinds={"duckdb", "sql"}
+)
+
+_EVALUATION = {
+    "group_name": "notes",
+    "owners": OWNERS,
+    "pool": WAREHOUSE_POOL,
+    "kinds": {"python"},
+    # Numbers only: no note text or identifier reaches the metadata.
+    "tags": {"modality": "notes", "layer": "evaluation", "contains_phi": "false"},
+}
+
+
+def _truth(name: str):
+    """The generator's truth table, if this warehouse was built from a generated cohort."""
+    import pandas as pd
+
+    path = config.truth_dir() / name
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _note_ids(conn) -> dict[str, str]:
+    """Landed path → note id (text files hold one note)."""
+    return dict(
+        conn.execute(
+            "SELECT f.path, n.note_id FROM bronze.files f JOIN bronze.note_texts n "
+            "ON n._source_sha256 = f.sha256 WHERE n.note_id LIKE '%-0'"
+        ).fetchall()
+    )
+
+
+@dg.asset(
+    key=["notes", "entity_evaluation"],
+    deps=[note_entities],
+    description="Entity precision/recall/F1 and assertion accuracy on the generated notes.",
+    **_EVALUATION,
+)
+def entity_evaluation(lakehouse: WarehouseResource) -> dg.MaterializeResult:
+    truth = _truth("notes_entities.parquet")
+    if truth is None:
+        return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
+    with lakehouse.get_connection() as conn:
+        ids = _note_ids(conn)
+        found = conn.execute(
+            "SELECT note_id AS note, start_char AS start, end_char AS end, label, negated, "
+            "historical, family, hypothetical, uncertain FROM silver.note_entities"
+        ).df()
+    truth = truth.assign(note=truth.path.map(ids)).dropna(subset=["note"])
+    metrics = notes_evaluation.evaluate_entities(
+        found[found.note.isin(set(truth.note))].to_dict("records"), truth.to_dict("records")
+    )
+    return dg.MaterializeResult(
+        metadata={"evaluated": True, "notes": truth.note.nunique(), **metrics}
+    )
+
+
+def _context_corpus() -> Path:
+    # ../shared next to the checkout, where this machine keeps the real files.
+    default = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "notes" / "negex"
+    return Path(os.environ.get("MM_CONTEXT_CORPUS", default / notes_evaluation.CONTEXT_CORPUS))
+
+
+@dg.asset(
+    key=["notes", "context_evaluation"],
+    description="Negation, temporality and experiencer on the real ConText reference sentences "
+    "(read from ../shared or MM_CONTEXT_CORPUS; not redistributed), against the majority class.",
+    **{**_EVALUATION, "pool": None},
+)
+def context_evaluation() -> dg.MaterializeResult:
+    path = _context_corpus()
+    if not path.exists():
+        return dg.MaterializeResult(
+            metadata={"evaluated": False, "why": "the ConText corpus is not on this machine"}
+        )
+    metrics = notes_evaluation.evaluate_context(notes_evaluation.read_context_corpus(path))
+    return dg.MaterializeResult(metadata={"evaluated": True, **metrics})
+
+
+@dg.asset(
+    key=["notes", "deidentification_evaluation"],
+    deps=[note_texts, notes_deidentified],
+    description="De-identification recall per Safe Harbor category and precision on the "
+    "generated notes, with and without the patient's EHR identifiers.",
+    **_EVALUATION,
+)
+def deidentification_evaluation(lakehouse: WarehouseResource) -> dg.MaterializeResult:
+    truth = _truth("notes_identifiers.parquet")
+    if truth is None:
+        return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
+    with lakehouse.get_connection() as conn:
+        ids = _note_ids(conn)
+        texts = {n["note_id"]: n for n in _bronze_notes(conn)}
+        identities = _identities(conn)
+    by_note = truth.assign(note=truth.path.map(ids)).dropna(subset=["note"]).groupby("note")
+    cases = [
+        (texts[note]["text"], identities.get(texts[note]["mrn"]), spans.to_dict("records"))
+        for note, spans in by_note
+    ]
+    metrics = notes_evaluation.evaluate_deidentification(cases)
+    return dg.MaterializeResult(metadata={"evaluated": True, "notes": len(cases), **metrics})
+
+
+assets = [
+    note_texts,
+    note_entities,
+    notes_deidentified,
+    patient_timeline,
+    notes_features,
+    entity_evaluation,
+    context_evaluation,
+    deidentification_evaluation,
+]
