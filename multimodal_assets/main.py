@@ -2,6 +2,7 @@
 the DuckDB warehouse, and print what was built (`python -m multimodal_assets.main`)."""
 
 import argparse
+import logging
 import os
 import resource
 import time
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    # One console handler for warnings: without it, the first library to call logging.warning()
+    # installs a catch-all handler and every library's INFO chatter reaches the console.
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(console)
     data = config.data_dir()
     # Runs land in a persistent instance so `dagster dev` shows them afterwards.
     os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))

@@ -52,7 +52,7 @@ PATTERNS: tuple[tuple[str, re.Pattern, int], ...] = (
     (
         "AGE",
         re.compile(
-            r"(?i)\b(?:9\d|1[01]\d)(?=[- ](?:year|yr)s?[- ]old\b)|(?<=\baged )(?:9\d|1[01]\d)\b"
+            r"(?i)\b(?:9\d|1[01]\d)[- ](?:year|yr)s?[- ]old\b|(?<=\baged )(?:9\d|1[01]\d)\b"
         ),
         0,
     ),
