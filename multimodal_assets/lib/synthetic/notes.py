@@ -1,5 +1,6 @@
-"""Clinical notes for the patients with notes: consult, pathology, radiology and progress notes
-written from the latent cohort, with annotation truth.
+"""Clinical notes for the patients with notes: consult, pathology and radiology notes around the
+index date and, for most, a progress note after it, written from the latent cohort, with
+annotation truth.
 
 Each note is assembled from phrase banks (several wordings per fact, shuffled sections, varied
 headers and list styles), so no fixed regex per template would parse them. Facts: diagnosis,
@@ -52,6 +53,7 @@ BIOMARKER_WORDS = {
 MONTHS = (
     "January February March April May June July August September October November December"
 ).split()
+PROGRESS_SHARE = 0.6  # patients with a progress note after the index date
 SMOKING_WORDS = {
     "never": ("never smoker", "lifelong nonsmoker", "has never smoked"),
     "former": ("former smoker", "quit smoking", "ex-smoker"),
@@ -251,6 +253,18 @@ def _radiology(note: Note, p: dict) -> None:
     ).text(".\n")
 
 
+def _progress(note: Note, p: dict, facts: dict) -> None:
+    """A visit after the index date: what the point-in-time features must not see."""
+    later_ecog = min(int(p["ecog"]) + 1, 4) if p["label"] else int(p["ecog"])
+    note.header(note.pick(("Interval history", "Subjective")))
+    new = next((s for s in SYMPTOMS if s not in facts["symptoms"]), "fatigue")
+    note.text(note.pick(("Now reports ", "New complaint of "))).entity(
+        note.pick(SYMPTOMS[new]), "SYMPTOM", new
+    ).text(". ")
+    note.header(note.pick(("Assessment", "Impression")))
+    note.entity(f"ECOG {later_ecog}", "ECOG", str(later_ecog)).text(". Return in 4 weeks.\n")
+
+
 def _facts(p: dict, rng: np.random.Generator) -> dict:
     names = list(SYMPTOMS)
     rng.shuffle(names)
@@ -296,6 +310,8 @@ def render_notes(cohort: pd.DataFrame, seed: int, landing: Path) -> tuple[list[d
             ("pathology", index_date - timedelta(days=int(rng.integers(3, 20)))),
             ("radiology", index_date - timedelta(days=int(rng.integers(1, 30)))),
         ]
+        if rng.random() < PROGRESS_SHARE:
+            plan.append(("progress", index_date + timedelta(days=int(rng.integers(30, 150)))))
         for k, (kind, day) in enumerate(plan):
             note = Note(rng)
             _identity_block(note, p, day, kind)
@@ -303,6 +319,8 @@ def render_notes(cohort: pd.DataFrame, seed: int, landing: Path) -> tuple[list[d
                 _consult(note, p, day, facts)
             elif kind == "pathology":
                 _pathology(note, p, facts)
+            elif kind == "progress":
+                _progress(note, p, facts)
             else:
                 _radiology(note, p)
             _contact_lines(note, p)
