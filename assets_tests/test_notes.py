@@ -231,3 +231,18 @@ def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
         if c.check_name == "no_identifier_left"
     ]
     assert check.passed
+
+
+def test_a_note_the_pipeline_cannot_read_is_counted_not_fatal():
+    from multimodal_assets.defs.notes import _entity_batch
+
+    good = {
+        "note_id": "a-0",
+        "mrn": None,
+        "note_date": None,
+        "text": "Denies fever.",
+        "_source_sha256": "0" * 64,
+    }
+    broken = {**good, "note_id": "b-0", "text": 12345}  # not text: analysis raises
+    rows, failed = _entity_batch([broken, good], {})
+    assert failed == 1 and [r["note_id"] for r in rows] == ["a-0"]

@@ -51,8 +51,16 @@ def _identities(conn) -> dict[str, dict]:
     }
 
 
-def _entity_batch(batch: list[dict], keys: dict[str, str]) -> list[dict]:
-    return [row for note in batch for row in notes.entity_rows(note, keys.get(note["mrn"]))]
+def _entity_batch(batch: list[dict], keys: dict[str, str]) -> tuple[list[dict], int]:
+    """(entity rows, notes that failed): one note the pipeline cannot read must not stop the
+    others, and its error (which could quote text) is not kept."""
+    rows, failed = [], 0
+    for note in batch:
+        try:
+            rows += notes.entity_rows(note, keys.get(note["mrn"]))
+        except Exception:  # noqa: BLE001 - counted; the note stays in bronze
+            failed += 1
+    return rows, failed
 
 
 def _batches(rows: list, size: int = 64) -> list[list]:
@@ -63,14 +71,16 @@ def _build_entities(conn, run_id: str) -> dict:
     keys = {mrn: row["research_key"] for mrn, row in _identities(conn).items()}
     bronze = _bronze_notes(conn)
     work = [(batch, keys) for batch in _batches(bronze)]
-    rows = [
-        {**row, "_run_id": run_id}
-        for batch in map_in_processes(_entity_batch, work, config.pixel_workers())
-        for row in batch
-    ]
+    results = map_in_processes(_entity_batch, work, config.pixel_workers())
+    rows = [{**row, "_run_id": run_id} for batch, _ in results for row in batch]
     warehouse.stage_rows(conn, NOTE_ENTITIES, rows)
     linked = sum(1 for n in bronze if n["mrn"] in keys)
-    return {"notes": len(bronze), "notes_linked_to_patients": linked, "entities": len(rows)}
+    return {
+        "notes": len(bronze),
+        "notes_linked_to_patients": linked,
+        "notes_not_analyzed": sum(failed for _, failed in results),
+        "entities": len(rows),
+    }
 
 
 note_entities = governed_table_asset(
