@@ -38,6 +38,14 @@ class Pipeline:
 
         return warehouse.connect(self.warehouse)
 
+    def published_text(self, *tables: str) -> str:
+        """Every value of the given tables as one string, for scanning for identifiers."""
+        with self.connect() as conn:
+            return " ".join(
+                conn.execute(f"SELECT string_agg(t::VARCHAR, ' ') FROM {t} t").fetchall()[0][0]
+                for t in tables
+            )
+
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:

@@ -311,15 +311,10 @@ def test_patient_features_use_only_series_acquired_by_the_index_date(pipeline):
 
 def test_no_identifier_reaches_silver_or_gold_imaging(pipeline):
     truth = pipeline.truth
+    text = pipeline.published_text(
+        "silver.imaging_instances", "silver.imaging_series", "gold.imaging_series_features"
+    )
     with pipeline.connect() as conn:
-        text = " ".join(
-            conn.execute(f"SELECT string_agg(t::VARCHAR, ' ') FROM {table} t").fetchall()[0][0]
-            for table in (
-                "silver.imaging_instances",
-                "silver.imaging_series",
-                "gold.imaging_series_features",
-            )
-        )
         original_uids = [
             r[0]
             for r in conn.execute(

@@ -214,16 +214,12 @@ def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
         value = text[row.start : row.end]
         if row.category != "DATE" and len(value) >= 4:
             values.add(value)
-    with pipeline.connect() as conn:
-        published = " ".join(
-            conn.execute(f"SELECT string_agg(t::VARCHAR, ' ') FROM {table} t").fetchall()[0][0]
-            for table in (
-                "silver.notes_deidentified",
-                "silver.note_entities",
-                "gold.patient_timeline",
-                "gold.notes_features",
-            )
-        )
+    published = pipeline.published_text(
+        "silver.notes_deidentified",
+        "silver.note_entities",
+        "gold.patient_timeline",
+        "gold.notes_features",
+    )
     assert values and not [v for v in values if v in published]
     (check,) = [
         c

@@ -6,11 +6,12 @@ Prints medians (ms) and the ratio gateway / direct, measured in the same run.
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from measure import peak_mib
 
 QUERY = (
     "SELECT f.stage_group, f.histology, count(*) AS patients, avg(o.value) AS mean_hemoglobin "
@@ -83,7 +84,7 @@ def main() -> None:
     print(f"gateway, researcher (full)           {gateway_researcher:8.2f} ms")
     print(f"ratio gateway/direct-connect, researcher: {gateway_researcher / direct_connect:.2f}x")
     print(f"ratio gateway/direct-open, researcher:    {gateway_researcher / direct_open:.2f}x")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     print(f"peak memory {peak:.0f} MiB")
 
 

@@ -11,15 +11,13 @@ seconds, ratios to the floor, and peak memory.
 
 import argparse
 import functools
-import multiprocessing
-import resource
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from measure import isolated, peak_mib
 
 
 def _write_vcf(path: Path, samples: int, records: int, seed: int, keep=slice(None)) -> None:
@@ -67,13 +65,6 @@ def _write_vcf(path: Path, samples: int, records: int, seed: int, keep=slice(Non
     text.unlink()
 
 
-def _isolated(fn, *args):
-    """Run `fn` in a fresh process: pysam and cyvcf2 bundle separate htslib copies, and loading
-    both into one process has crashed it."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
 def _bcftools_query_seconds(path: str) -> float:
     import pysam.bcftools
 
@@ -107,7 +98,7 @@ def _ingest(landing: Path, with_calls: bool, workers: int) -> tuple[float, dict,
     seconds = time.perf_counter() - start
     rows = {t.name: warehouse.row_count(conn, t.fqn) for t in genomics.BRONZE_TABLES}
     conn.close()
-    return seconds, rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, rows, peak_mib()
 
 
 def _timed(fn):
@@ -125,7 +116,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="mm-genomics-bench-"))
     vcf = folder / "landing" / "genomics" / "population.vcf.gz"
     vcf.parent.mkdir(parents=True)
-    seconds, _ = _timed(lambda: _isolated(_write_vcf, vcf, args.samples, args.records, 1))
+    seconds, _ = _timed(lambda: isolated(_write_vcf, vcf, args.samples, args.records, 1))
     size = vcf.stat().st_size
     print(
         f"wrote {args.records:,} records x {args.samples} samples ({size / 1e6:.1f} MB) "
@@ -135,18 +126,18 @@ def main() -> None:
     floor, _ = _timed(
         lambda: subprocess.run(["gzip", "-dc", str(vcf)], stdout=subprocess.DEVNULL, check=True)
     )
-    peer = _isolated(_bcftools_query_seconds, str(vcf))  # timed inside, without start-up
-    sites, sites_rows, sites_peak = _isolated(_ingest, folder / "landing", False, 1)
-    both, both_rows, both_peak = _isolated(_ingest, folder / "landing", True, 1)
+    peer = isolated(_bcftools_query_seconds, str(vcf))  # timed inside, without start-up
+    sites, sites_rows, sites_peak = isolated(_ingest, folder / "landing", False, 1)
+    both, both_rows, both_peak = isolated(_ingest, folder / "landing", True, 1)
     # The same records delivered as two files (one per half of the chromosome): what the
     # pipeline's parallel parsing (2 processes, staged Parquet, one writer) does with them.
     shards = folder / "sharded"
     for i, half in enumerate((slice(0, args.records // 2), slice(args.records // 2, None))):
         path = shards / "genomics" / f"part-{i}.vcf.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        _isolated(_write_vcf, path, args.samples, args.records, 1, half)
-    serial, _, _ = _isolated(_ingest, shards, True, 1)
-    parallel, parallel_rows, _ = _isolated(_ingest, shards, True, 2)
+        isolated(_write_vcf, path, args.samples, args.records, 1, half)
+    serial, _, _ = isolated(_ingest, shards, True, 1)
+    parallel, parallel_rows, _ = isolated(_ingest, shards, True, 2)
     print(f"BGZF floor (gzip -dc > /dev/null)     {floor:7.2f} s   1.0x")
     print(f"bcftools query (all genotypes)        {peer:7.2f} s  {peer / floor:5.1f}x")
     print(

@@ -14,21 +14,11 @@ same run, each measurement in its own process (its own peak memory):
 """
 
 import argparse
-import multiprocessing
-import resource
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-
-def _isolated(fn, *args):
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from measure import isolated, peak_mib
 
 
 def _generate(landing: Path, patients: int, slices: int, matrix: int) -> int:
@@ -51,7 +41,7 @@ def _bare_loop(paths: list[str]) -> tuple[float, float]:
             pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001, S112 - the noise file is part of the set
             continue
-    return time.perf_counter() - start, _peak_mib()
+    return time.perf_counter() - start, peak_mib()
 
 
 def _ours(root: Path) -> tuple[float, float, int, float]:
@@ -70,7 +60,7 @@ def _ours(root: Path) -> tuple[float, float, int, float]:
     )
     seconds = time.perf_counter() - start
     conn.execute(f"EXPORT DATABASE '{root.parent / 'bronze_export'}' (FORMAT parquet)")
-    return seconds, hashing, summary.ingested, _peak_mib()
+    return seconds, hashing, summary.ingested, peak_mib()
 
 
 def _deidentify(root: Path) -> tuple[float, int, float]:
@@ -89,7 +79,7 @@ def _deidentify(root: Path) -> tuple[float, int, float]:
     )
     start = time.perf_counter()
     _deidentify_batch(rows, {}, b"benchmark-key")
-    return time.perf_counter() - start, len(rows), _peak_mib()
+    return time.perf_counter() - start, len(rows), peak_mib()
 
 
 def _pixel_features(series: list[list[str]], workers: int, voxel) -> tuple[float, float]:
@@ -98,7 +88,7 @@ def _pixel_features(series: list[list[str]], workers: int, voxel) -> tuple[float
 
     start = time.perf_counter()
     map_in_processes(series_features, [(paths, voxel) for paths in series], workers)
-    return time.perf_counter() - start, _peak_mib()
+    return time.perf_counter() - start, peak_mib()
 
 
 def _search(n: int) -> tuple[float, float]:
@@ -128,7 +118,7 @@ def _search(n: int) -> tuple[float, float]:
             {"p": probe},
         ).fetchall()
         timings.append(time.perf_counter() - start)
-    return float(np.median(timings)), _peak_mib()
+    return float(np.median(timings)), peak_mib()
 
 
 def main() -> None:
@@ -140,7 +130,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="mm-imaging-bench-"))
     landing = folder / "landing" / "imaging"
     start = time.perf_counter()
-    n_files = _isolated(_generate, landing, args.patients, args.slices, args.matrix)
+    n_files = isolated(_generate, landing, args.patients, args.slices, args.matrix)
     paths = sorted(str(p) for p in landing.rglob("*") if p.is_file())
     size = sum(Path(p).stat().st_size for p in paths)
     for path in paths:  # warm the page cache: every timing below reads from memory
@@ -150,17 +140,17 @@ def main() -> None:
         f"{args.matrix}x{args.matrix} per series) in {time.perf_counter() - start:.1f} s"
     )
 
-    bare, bare_peak = _isolated(_bare_loop, paths)
-    ours, hashing, ingested, ours_peak = _isolated(_ours, folder / "landing")
-    deid, instances, deid_peak = _isolated(_deidentify, folder / "landing")
+    bare, bare_peak = isolated(_bare_loop, paths)
+    ours, hashing, ingested, ours_peak = isolated(_ours, folder / "landing")
+    deid, instances, deid_peak = isolated(_deidentify, folder / "landing")
     series: dict[str, list[str]] = {}
     for path in paths:
         series.setdefault(str(Path(path).parent), []).append(path)
     groups = [g for g in series.values() if len(g) > 1]
     spacing = 360.0 / args.matrix
-    one, one_peak = _isolated(_pixel_features, groups, 1, (5.0, spacing, spacing))
-    two, two_peak = _isolated(_pixel_features, groups, 2, (5.0, spacing, spacing))
-    search, search_peak = _isolated(_search, 100_000)
+    one, one_peak = isolated(_pixel_features, groups, 1, (5.0, spacing, spacing))
+    two, two_peak = isolated(_pixel_features, groups, 2, (5.0, spacing, spacing))
+    search, search_peak = isolated(_search, 100_000)
     n = len(paths)
     pixel_files = sum(len(g) for g in groups)
     print(

@@ -10,21 +10,11 @@ processes that return plain tuples, and `notes_deid.find_identifiers`.
 """
 
 import argparse
-import multiprocessing
-import resource
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-
-def _isolated(fn, *args):
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from measure import isolated, peak_mib
 
 
 def _texts(patients: int) -> list[str]:
@@ -46,7 +36,7 @@ def _tokenizer(texts: list[str]) -> tuple[float, int, float]:
     nlp = spacy.blank("en")
     start = time.perf_counter()
     words = sum(sum(1 for t in nlp.make_doc(text) if not t.is_space) for text in texts)
-    return time.perf_counter() - start, words, _peak_mib()
+    return time.perf_counter() - start, words, peak_mib()
 
 
 def _analyze(texts: list[str]) -> list[tuple]:
@@ -72,7 +62,7 @@ def _pipeline(texts: list[str], workers: int) -> tuple[float, int, float]:
         found = sum(
             len(r) for r in map_in_processes(_analyze, [(texts[:half],), (texts[half:],)], 2)
         )
-    return time.perf_counter() - start, found, _peak_mib()
+    return time.perf_counter() - start, found, peak_mib()
 
 
 def _deidentify(texts: list[str]) -> tuple[float, int, float]:
@@ -80,19 +70,19 @@ def _deidentify(texts: list[str]) -> tuple[float, int, float]:
 
     start = time.perf_counter()
     spans = sum(len(find_identifiers(text)) for text in texts)
-    return time.perf_counter() - start, spans, _peak_mib()
+    return time.perf_counter() - start, spans, peak_mib()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=1500)
     args = parser.parse_args()
-    texts = _isolated(_texts, args.patients)
+    texts = isolated(_texts, args.patients)
     chars = sum(len(t) for t in texts)
-    tokenizer, words, tok_peak = _isolated(_tokenizer, texts)
-    one, mentions, one_peak = _isolated(_pipeline, texts, 1)
-    two, mentions_two, two_peak = _isolated(_pipeline, texts, 2)
-    deid, spans, deid_peak = _isolated(_deidentify, texts)
+    tokenizer, words, tok_peak = isolated(_tokenizer, texts)
+    one, mentions, one_peak = isolated(_pipeline, texts, 1)
+    two, mentions_two, two_peak = isolated(_pipeline, texts, 2)
+    deid, spans, deid_peak = isolated(_deidentify, texts)
     assert mentions == mentions_two
     n = len(texts)
     print(f"{n:,} notes, {words:,} words, {chars / 1e6:.1f} M characters")

@@ -14,18 +14,15 @@ Each stage runs in its own process so that its peak memory is its own:
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from measure import peak_mib
+
 DEVICES = 2000
 EVENTS_PER_FILE = 1_000_000
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generate(work: Path, events: int) -> dict:
@@ -78,7 +75,7 @@ def ingest(work: Path) -> dict:
         "events": summary.records,
         "seconds": seconds,
         "events_per_s": summary.records / seconds,
-        "peak_mib": _peak_mib(),
+        "peak_mib": peak_mib(),
     }
 
 
@@ -110,7 +107,7 @@ def silver(work: Path) -> dict:
         "stage_and_publish_s": seconds,
         "events_per_s": events / seconds,
         "day_slices": slices,
-        "peak_mib": _peak_mib(),
+        "peak_mib": peak_mib(),
     }
 
 
@@ -162,7 +159,7 @@ def aggregate(work: Path) -> dict:
         "ratio_to_bare": bare / mine,
         "first_run_day_slices": slices,
         "duckdb_memory_limit": limit or "default",
-        "peak_mib": _peak_mib(),
+        "peak_mib": peak_mib(),
     }
 
 

@@ -20,14 +20,6 @@ from .policy import Denied, Policy
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _RESEARCH_KEY = re.compile(r"rk_[0-9a-f]{20}")
-RESULT_COLUMNS = (
-    "research_key",
-    "series_uid",
-    "acquired_on",
-    "lesion_diameter_mm",
-    "lesion_mean_hu",
-    "distance",
-)
 
 
 def similarity_sql(
