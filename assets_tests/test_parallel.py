@@ -1,0 +1,29 @@
+"""Spreading work over processes: every worker gets a share, results keep input order."""
+
+import multiprocessing
+
+from multimodal_assets.lib.parallel import map_in_processes
+
+
+def _meet(barrier, value: int) -> int:
+    """Waits until the other item is running too: passes only if the two run at the same time."""
+    barrier.wait(timeout=20)
+    return value * 10
+
+
+def test_two_items_run_in_two_processes_at_once():
+    with multiprocessing.Manager() as manager:
+        barrier = manager.Barrier(2)
+        # One worker doing both items would wait alone at the barrier and raise BrokenBarrierError.
+        assert map_in_processes(_meet, [(barrier, 1), (barrier, 2)], workers=2) == [10, 20]
+
+
+def test_one_worker_runs_in_this_process_and_keeps_order():
+    seen = []
+
+    def record(value):  # a closure cannot be pickled: it can only run in this process
+        seen.append(value)
+        return -value
+
+    assert map_in_processes(record, [(v,) for v in range(5)], workers=1) == [0, -1, -2, -3, -4]
+    assert seen == [0, 1, 2, 3, 4]
