@@ -80,6 +80,10 @@ def test_assertions_follow_context_rules():
     assert _mention("No fever. Reports cough.", "fever").negated is True
     assert _mention("Her mother had breast cancer.", "breast cancer").family is True
     assert _mention("History of hypertension.", "hypertension").historical is True
+    past = "Past medical history is significant for hypertension."
+    assert _mention(past, "hypertension").historical is True
+    presenting = "History of hypertension, presenting with hemoptysis."
+    assert _mention(presenting, "hemoptysis").historical is False
     hypothetical = _mention("If fever develops, call the clinic.", "fever")
     assert hypothetical.hypothetical and not hypothetical.negated
     uncertain = _mention("Cannot exclude pneumonia.", "pneumonia")
