@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from multimodal_assets.definitions import defs
+from multimodal_assets.defs.genomics import register_delivery_batches
 from multimodal_assets.defs.resources import WarehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
@@ -61,15 +62,18 @@ def materialize(
     selection=None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the graph in-process against the warehouse under `data`."""
+    """Materialize the graph in-process against the warehouse under `data`, every genomics
+    delivery batch in one run (as the main job does)."""
+    instance = instance or dg.DagsterInstance.ephemeral()
     return dg.materialize(
         ALL_ASSETS,
         resources={
             "lakehouse": WarehouseResource(database=str(data / "warehouse" / "lakehouse.duckdb"))
         },
-        instance=instance or dg.DagsterInstance.ephemeral(),
+        instance=instance,
         selection=selection,
         raise_on_error=raise_on_error,
+        tags=register_delivery_batches(instance),
     )
 
 

@@ -69,3 +69,25 @@ def test_automation_condition_sensor_is_declared_and_running():
     graph = defs.resolve_asset_graph()
     eager = [k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is not None]
     assert dg.AssetKey(["clinical", "clinical_features"]) in eager
+
+
+def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
+    genomics_sensor = defs.resolve_sensor_def("genomics_landing_sensor")
+    vcf = Path(__file__).parent / "fixtures" / "vcf" / "test-hemi.vcf"
+    for batch in ("2024-01-01", "2024-01-08"):
+        (data_dir / "landing" / "genomics" / batch).mkdir(parents=True)
+        shutil.copy(vcf, data_dir / "landing" / "genomics" / batch / "sample.vcf")
+    with dg.instance_for_test() as instance:
+        result = genomics_sensor(dg.build_sensor_context(instance=instance))
+        assert [r.partition_key for r in result.run_requests] == ["2024-01-01", "2024-01-08"]
+        (added,) = result.dynamic_partitions_requests
+        assert list(added.partition_keys) == ["2024-01-01", "2024-01-08"]
+        # The same bytes in two batches are two runs: each batch is its own delivery.
+        assert len({r.run_key for r in result.run_requests}) == 2
+        instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+        (data_dir / "landing" / "genomics" / "2024-01-08" / "late.vcf").write_bytes(
+            vcf.read_bytes()
+        )
+        later = genomics_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        assert [r.partition_key for r in later.run_requests] == ["2024-01-08"]
+        assert later.dynamic_partitions_requests == []  # a known batch is not added again

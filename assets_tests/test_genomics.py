@@ -358,3 +358,55 @@ def test_blank_or_cut_records_are_quarantined_not_a_crash(bad_line):
     with pytest.raises(QuarantineError) as err:
         genomics.parse_genomics_file(vcf.encode())
     assert err.value.code == "malformed_record" and "record 2" in err.value.message
+
+
+def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
+    import dagster as dg
+
+    from assets_tests.conftest import ALL_ASSETS
+    from multimodal_assets.defs.genomics import register_delivery_batches
+    from multimodal_assets.defs.resources import WarehouseResource
+    from multimodal_assets.lib import ingest, warehouse
+
+    landing = data_dir / "landing" / "genomics"
+    for batch, name in (("2024-01-01", "test-hemi.vcf"), ("2024-01-08", "norm.phased-join.vcf")):
+        (landing / batch).mkdir(parents=True)
+        (landing / batch / name).write_bytes((FIXTURES / name).read_bytes())
+    (landing / "loose.vcf").write_bytes((FIXTURES / "test-format-string.vcf").read_bytes())
+    assert ingest.landed_batches(data_dir / "landing", "genomics") == [
+        "2024-01-01",
+        "2024-01-08",
+        ingest.UNBATCHED,
+    ]
+    bronze = dg.AssetSelection.assets(*(list(t.asset_key) for t in genomics.BRONZE_TABLES))
+    database = data_dir / "warehouse" / "lakehouse.duckdb"
+    resources = {"lakehouse": WarehouseResource(database=str(database))}
+    with dg.instance_for_test() as instance:
+        tags = register_delivery_batches(instance)
+        assert instance.get_dynamic_partitions("genomics_delivery_batch") == [
+            ingest.UNBATCHED,
+            "2024-01-01",
+            "2024-01-08",
+        ]
+        assert tags["dagster/asset_partition_range_end"] == "2024-01-08"
+
+        def ingested(**run) -> set[str]:
+            assert dg.materialize(
+                ALL_ASSETS, resources=resources, instance=instance, selection=bronze, **run
+            ).success
+            with warehouse.connect(database) as conn:
+                return {r[0] for r in conn.execute("SELECT path FROM bronze.files").fetchall()}
+
+        assert ingested(partition_key="2024-01-08") == {"genomics/2024-01-08/norm.phased-join.vcf"}
+        # The whole range in one run adds the other batches; the ingested one is not re-read.
+        assert ingested(tags=tags) == {
+            "genomics/2024-01-01/test-hemi.vcf",
+            "genomics/2024-01-08/norm.phased-join.vcf",
+            "genomics/loose.vcf",
+        }
+        status = instance.get_status_by_partition(
+            dg.AssetKey(list(genomics.VARIANT_SITES.asset_key)),
+            ["2024-01-01", "2024-01-08", ingest.UNBATCHED],
+            dg.DynamicPartitionsDefinition(name="genomics_delivery_batch"),
+        )
+        assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}

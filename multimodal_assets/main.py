@@ -63,15 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from multimodal_assets.definitions import defs
+    from multimodal_assets.defs.genomics import register_delivery_batches
 
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.get() as instance:
         # Step-level DEBUG events stay in the run's event log (see the UI); the console gets
-        # warnings and the summary below.
+        # warnings and the summary below. One run covers every genomics delivery batch.
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags=register_delivery_batches(instance),
         )
     checks = Counter()
     failed_checks = []

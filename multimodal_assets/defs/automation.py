@@ -1,12 +1,19 @@
 """Sensors: landing folders trigger bronze ingest; automation conditions drive everything after."""
 
+from collections import Counter
+
 import dagster as dg
 
-from multimodal_assets.lib import config, genomics, imaging, landing_watch, notes
+from multimodal_assets.lib import config, genomics, imaging, ingest, landing_watch, notes
+
+from .genomics import DELIVERY_BATCHES
 
 
-def landing_sensor(modality: str, *targets: dg.AssetKey) -> dg.SensorDefinition:
-    """A sensor that requests one ingest run per batch of new files in landing/<modality>."""
+def landing_sensor(
+    modality: str, *targets: dg.AssetKey, batches: dg.DynamicPartitionsDefinition | None = None
+) -> dg.SensorDefinition:
+    """A sensor that requests an ingest run for the new files in landing/<modality>: one run, or
+    with `batches` one run per delivery batch they belong to, adding the batch as a partition."""
 
     @dg.sensor(
         name=f"{modality}_landing_sensor",
@@ -21,17 +28,38 @@ def landing_sensor(modality: str, *targets: dg.AssetKey) -> dg.SensorDefinition:
         if found is None:
             return dg.SkipReason(f"no new files in landing/{modality}")
         # Same bytes delivered again give the same run key, which Dagster runs only once.
+        if batches is None:
+            return dg.SensorResult(
+                run_requests=[_ingest_request(modality, found.batch_key, len(found.paths))],
+                cursor=found.cursor,
+            )
+        folder = config.landing_dir(modality)
+        per_batch = Counter(ingest.delivery_batch(p.relative_to(folder)) for p in found.paths)
+        new_batches = [
+            b
+            for b in sorted(per_batch)
+            if not context.instance.has_dynamic_partition(batches.name, b)
+        ]
         return dg.SensorResult(
             run_requests=[
-                dg.RunRequest(
-                    run_key=found.batch_key,
-                    tags={"landing/modality": modality, "landing/new_files": str(len(found.paths))},
-                )
+                _ingest_request(modality, f"{found.batch_key}:{batch}", n, partition_key=batch)
+                for batch, n in sorted(per_batch.items())
             ],
+            dynamic_partitions_requests=[batches.build_add_request(new_batches)]
+            if new_batches
+            else [],
             cursor=found.cursor,
         )
 
     return _sensor
+
+
+def _ingest_request(modality: str, run_key: str, files: int, partition_key=None) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=partition_key,
+        tags={"landing/modality": modality, "landing/new_files": str(files)},
+    )
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -44,7 +72,11 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 sensors = [
     landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"])),
     landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
-    landing_sensor("genomics", *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES)),
+    landing_sensor(
+        "genomics",
+        *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES),
+        batches=DELIVERY_BATCHES,
+    ),
     landing_sensor("imaging", dg.AssetKey(list(imaging.DICOM_INSTANCES.asset_key))),
     landing_sensor("notes", dg.AssetKey(list(notes.NOTE_TEXTS.asset_key))),
     automation_sensor,

@@ -2,8 +2,12 @@
 samples and annotated somatic variants → per-patient drivers and TMB as of the index date."""
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from multimodal_assets.lib import genomics
+from multimodal_assets.lib import config, genomics, ingest
 from multimodal_assets.lib.genomics import (
     BRONZE_TABLES,
     FEATURES,
@@ -21,9 +25,32 @@ from .governed import (
     sql_build,
 )
 
+# One partition per delivery batch (landing/genomics/<batch>/): the UI shows what each delivery
+# brought, and one batch can be re-run alone. The landing sensor adds batches as they arrive.
+DELIVERY_BATCHES = dg.DynamicPartitionsDefinition(name="genomics_delivery_batch")
+
 genomics_landing = bronze_ingest_multi_asset(
-    "genomics_landing", list(BRONZE_TABLES), genomics.parse_genomics_file, kinds={"duckdb", "vcf"}
+    "genomics_landing",
+    list(BRONZE_TABLES),
+    genomics.parse_genomics_file,
+    kinds={"duckdb", "vcf"},
+    batches=DELIVERY_BATCHES,
 )
+
+
+def register_delivery_batches(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Adds a partition for each genomics delivery batch in landing (and for files put directly
+    in landing/genomics, so there is always one) and returns the tags of one run over them all."""
+    landed = [ingest.UNBATCHED, *ingest.landed_batches(config.landing_dir(), "genomics")]
+    known = set(instance.get_dynamic_partitions(DELIVERY_BATCHES.name))
+    new = [batch for batch in dict.fromkeys(landed) if batch not in known]
+    if new:
+        instance.add_dynamic_partitions(DELIVERY_BATCHES.name, new)
+    batches = instance.get_dynamic_partitions(DELIVERY_BATCHES.name)  # in the order added
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: batches[0],
+        ASSET_PARTITION_RANGE_END_TAG: batches[-1],
+    }
 
 
 _LENGTHS = ", ".join(f"('{c}', {n})" for c, n in GRCH38_LENGTHS.items())

@@ -248,10 +248,11 @@ def _ingest_landing(
     observe=None,
     with_path=False,
     workers=1,
+    batches=None,
 ):
-    """Ingest new files of landing/<modality> into `tables`; (summary, row totals per table,
-    observed metadata, check results)."""
-    landed = ingest.scan_landing(config.landing_dir(), modality)
+    """Ingest new files of landing/<modality> (of the given delivery batches, or all) into
+    `tables`; (summary, row totals per table, observed metadata, check results)."""
+    landed = ingest.scan_landing(config.landing_dir(), modality, batches)
     with lakehouse.get_connection() as conn:
         new = ingest.unregistered(conn, landed)
         summary = ingest.ingest(
@@ -284,20 +285,33 @@ def _ingest_landing(
 
 
 def bronze_ingest_multi_asset(
-    name: str, tables: list[Table], parse: Callable[[bytes, Path], dict], *, kinds: set[str]
+    name: str,
+    tables: list[Table],
+    parse: Callable[[bytes, Path], dict],
+    *,
+    kinds: set[str],
+    batches: dg.DynamicPartitionsDefinition,
 ) -> dg.AssetsDefinition:
-    """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls);
-    `parse(bytes, path)` also sees the path, for formats that span files (PLINK). Files are
-    parsed in `config.ingest_workers()` processes."""
+    """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls),
+    partitioned by delivery batch (the top folder under landing/<modality>); `parse(bytes,
+    path)` also sees the path, for formats that span files of one batch (PLINK). Files are
+    parsed in `config.ingest_workers()` processes; a run over several batches is one run."""
     specs = []
     for table in tables:
         kwargs = asset_spec_kwargs(table, kinds)
         kwargs.pop("pool")
         specs.append(dg.AssetSpec(**kwargs, metadata=table_metadata(table)))
 
-    @dg.multi_asset(name=name, specs=specs, pool=WAREHOUSE_POOL)
+    @dg.multi_asset(
+        name=name,
+        specs=specs,
+        pool=WAREHOUSE_POOL,
+        partitions_def=batches,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
     def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
-        """Parse new landed files once into every table they feed; bad files are quarantined."""
+        """Parse the new files of the run's delivery batches once into every table they feed;
+        bad files are quarantined."""
         summary, totals, _, _ = _ingest_landing(
             context,
             lakehouse,
@@ -306,6 +320,7 @@ def bronze_ingest_multi_asset(
             tables,
             with_path=True,
             workers=config.ingest_workers(),
+            batches=context.partition_keys,
         )
         for table in tables:
             yield dg.MaterializeResult(

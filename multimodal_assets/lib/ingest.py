@@ -129,14 +129,44 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan_landing(root: Path, modality: str) -> list[LandedFile]:
-    """Every regular file under landing/<modality>, in a stable order; hidden files are skipped."""
+UNBATCHED = "unbatched"  # the delivery batch of files put directly in landing/<modality>
+
+
+def delivery_batch(relative: Path) -> str:
+    """The delivery batch of a file (path relative to landing/<modality>): its top folder, as
+    deliveries arrive one folder each (e.g. `2019-01-21/`)."""
+    return relative.parts[0] if len(relative.parts) > 1 else UNBATCHED
+
+
+def _visible_files(folder: Path):
+    """(path, path relative to folder) of each regular file, sorted; hidden files and folders
+    (e.g. `.DS_Store`, `.partial/`) are skipped."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder)
+        if not any(part.startswith(".") for part in relative.parts):
+            yield path, relative
+
+
+def landed_batches(root: Path, modality: str) -> list[str]:
+    """The delivery batches present in landing/<modality>, sorted (no file is read)."""
     folder = root / modality
     if not folder.exists():
         return []
+    return sorted({delivery_batch(relative) for _, relative in _visible_files(folder)})
+
+
+def scan_landing(
+    root: Path, modality: str, batches: Iterable[str] | None = None
+) -> list[LandedFile]:
+    """Every visible regular file under landing/<modality> (only those of `batches` when given),
+    in a stable order."""
+    folder = root / modality
+    if not folder.exists():
+        return []
+    wanted = None if batches is None else set(batches)
     out = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+    for path, relative in _visible_files(folder):
+        if wanted is not None and delivery_batch(relative) not in wanted:
             continue
         stat = path.stat()
         out.append(
