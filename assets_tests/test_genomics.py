@@ -74,6 +74,20 @@ def test_genotypes_are_kept_as_written_whatever_their_ploidy():
     assert set(tetraploid.ploidy) == {4} and tetraploid.phased.all()
 
 
+@pytest.mark.parametrize(
+    "name", ["test-format-string.vcf", "norm.phased-join.vcf", "NA12878_21_10002403.g.vcf"]
+)
+def test_parsing_in_chunks_gives_the_same_tables_as_one_chunk(name, monkeypatch):
+    whole = {k: t.to_pylist() for k, t in _parse(name).items()}
+    # A chunk per record: mixed ploidy, multi-allelic sites and absent FORMAT fields cross
+    # chunk boundaries.
+    monkeypatch.setattr(genomics, "CHUNK_SITES", 1)
+    monkeypatch.setattr(genomics, "CHUNK_GENOTYPES", 1)
+    chunked = {k: t.to_pylist() for k, t in _parse(name).items()}
+    assert chunked == whole
+    assert whole[genomics.VARIANT_SITES.fqn]
+
+
 def test_gvcf_blocks_and_symbolic_alleles_are_sites_not_calls():
     parsed = _parse("NA12878_21_10002403.g.vcf")
     sites = parsed[genomics.VARIANT_SITES.fqn].to_pandas()

@@ -465,13 +465,24 @@ def parse_manifest(data: bytes) -> list[dict]:
 def _genotype_texts(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
     """GT strings as written ('0/1', '1|2', '0/1/.'), computed once per distinct genotype;
     -1 is a missing allele and -2 pads a sample of lower ploidy."""
-    # One integer per distinct (alleles, phased): a 1-D unique is far cheaper than a row unique.
+    if not len(alleles):
+        return np.array([], dtype=object)
+    # One integer per (alleles, phased); distinct ones found through a lookup table when the
+    # codes are small (they are: a few alleles), which is far cheaper than sorting them.
     digits = alleles.astype(np.int64) + 2  # -2..max → 0..max+2
     base = int(digits.max()) + 1
     code = phased.astype(np.int64)
     for column in range(digits.shape[1]):
         code = code * base + digits[:, column]
-    codes, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    if int(code.max()) < 1 << 22:
+        first = np.full(int(code.max()) + 1, -1)
+        first[code[::-1]] = np.arange(len(code) - 1, -1, -1)  # the last write is the first row
+        distinct = np.flatnonzero(first >= 0)
+        slot = np.zeros(len(first), dtype=np.int64)
+        slot[distinct] = np.arange(len(distinct))
+        first, inverse = first[distinct], slot[code]
+    else:
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
     texts = np.array(
         [
             ("|" if phased[i] else "/").join(
@@ -516,8 +527,8 @@ def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
         os.unlink(path)
     fmt = "bcf" if _decompressed_head(data).startswith(b"BCF") else "vcf"
     return {
-        VARIANT_SITES.fqn: pa.Table.from_pydict(sites),
-        VARIANT_CALLS.fqn: pa.Table.from_pydict(calls),
+        VARIANT_SITES.fqn: sites,
+        VARIANT_CALLS.fqn: calls,
         FILE_SAMPLES.fqn: pa.Table.from_pylist(
             [
                 {"sample_id": s, "sample_index": i, "records": records, "_source_locator": fmt}
@@ -527,26 +538,60 @@ def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
     }
 
 
-def _read_records(vcf, samples: list[str]):
-    """Sites row by row; calls gathered as numpy blocks per (record, ALT) and assembled once:
-    per-call Python work is what makes genotype ingest slow."""
-    sites = {
-        k: []
-        for k in (
-            "chrom",
-            "pos",
-            "ref",
-            "alt",
-            "alt_index",
-            "variant_type",
-            "variant_id",
-            "qual",
-            "filter",
-            "end_pos",
-            "_source_locator",
-        )
-    }
-    records, blocks, carried = 0, [], []  # carried: (chrom, pos, ref, alt) per block
+_SITE_COLUMNS = (
+    "chrom",
+    "pos",
+    "ref",
+    "alt",
+    "alt_index",
+    "variant_type",
+    "variant_id",
+    "qual",
+    "filter",
+    "end_pos",
+    "_source_locator",
+)
+_CALL_COLUMNS = (
+    "sample_id",
+    "chrom",
+    "pos",
+    "ref",
+    "alt",
+    "alt_index",
+    "genotype",
+    "ploidy",
+    "alt_copies",
+    "phased",
+    "depth",
+    "alt_depth",
+    "allele_fraction",
+    "_source_locator",
+)
+# Records are turned into Arrow per chunk, so a file's peak memory is one chunk, not the file.
+CHUNK_SITES = 50_000
+CHUNK_GENOTYPES = 2_000_000  # records × samples decoded before their calls are extracted
+
+
+def _read_records(vcf, samples: list[str]) -> tuple[pa.Table, pa.Table, int]:
+    """(sites, calls, records): sites row by row; the genotypes of a chunk of records are
+    stacked and their calls extracted with whole-array operations, since per-record numpy work
+    is what made genotype ingest slow."""
+    site_tables, call_tables = [], []
+    sites = {k: [] for k in _SITE_COLUMNS}
+    pending = []  # records whose calls are due: (chrom, pos, ref, alts, GT, DP, AD, AF)
+    records = 0
+    # Fields the header does not declare are not asked for: each miss raises inside cyvcf2.
+    declared = {h.info().get("ID") for h in vcf.header_iter() if h.type == "FORMAT"}
+    wanted = [f if f in declared else None for f in ("DP", "AD", "AF")]
+
+    def flush():
+        nonlocal sites, pending
+        site_tables.append(pa.Table.from_pydict(sites))
+        sites = {k: [] for k in _SITE_COLUMNS}
+        if pending:
+            call_tables.append(_chunk_calls(pending, samples))
+            pending = []
+
     for v in _records(vcf):
         records += 1
         # A blank or cut line parses as a record without alleles, and reading its REF crashes
@@ -577,47 +622,24 @@ def _read_records(vcf, samples: list[str]):
             sites["filter"].append(filt)
             sites["end_pos"].append(int(end) if isinstance(end, (int, np.integer)) else None)
             sites["_source_locator"].append(f"{chrom}:{pos}:{ref}:{alt or '.'}")
-        if not samples or all(t in ("reference_block", "no_alt") for t in types):
-            continue  # gVCF reference blocks are not exploded into calls
-        try:
-            genotypes = v.genotype.array()
-        except Exception:  # noqa: BLE001 - no GT field: nothing to call
-            continue
-        alleles = genotypes[:, :-1]
-        carriers = np.flatnonzero((alleles > 0).any(axis=1))
-        if not len(carriers):
-            continue
-        sub, phased = alleles[carriers], genotypes[carriers, -1].astype(bool)
-        depth, ad, af = (_format(v, f) for f in ("DP", "AD", "AF"))
-        carried_alleles = [1] if len(alts) == 1 else np.unique(sub[sub > 0]).tolist()
-        for k in carried_alleles:
-            if k > len(alts):
-                continue  # an allele index beyond ALT: malformed, not a call
-            hit = (sub == k).any(axis=1)
-            rows = carriers[hit]
-            alt_depth = _column(ad, rows, k)
-            fraction = _column(af, rows, k - 1)
-            if ad is not None:  # AF absent: derive it from the allelic depths
-                total = np.where(ad[rows] >= 0, ad[rows], 0).sum(axis=1)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    derived = np.where(total > 0, alt_depth / total, np.nan)
-                fraction = (
-                    derived if fraction is None else np.where(np.isnan(fraction), derived, fraction)
-                )
-            blocks.append(
-                (
-                    rows,
-                    sub[hit],
-                    phased[hit],
-                    (sub[hit] == k).sum(axis=1),
-                    k,
-                    _column(depth, rows, 0),
-                    alt_depth,
-                    fraction,
-                )
-            )
-            carried.append((chrom, pos, ref, alts[k - 1]))
-    return sites, _assemble_calls(blocks, carried, samples), records
+        if samples and not all(t in ("reference_block", "no_alt") for t in types):
+            # gVCF reference blocks are not exploded into calls
+            try:
+                genotypes = v.genotype.array()
+            except Exception:  # noqa: BLE001 - no GT field: nothing to call
+                genotypes = None
+            if genotypes is not None:
+                formats = (_format(v, f) if f else None for f in wanted)
+                pending.append((chrom, pos, ref, alts, genotypes, *formats))
+        if len(sites["chrom"]) >= CHUNK_SITES or len(pending) * len(samples) >= CHUNK_GENOTYPES:
+            flush()
+    flush()
+    calls = (
+        pa.concat_tables(call_tables, promote_options="default")
+        if call_tables
+        else pa.Table.from_pydict({k: [] for k in _CALL_COLUMNS})
+    )
+    return pa.concat_tables(site_tables, promote_options="default"), calls, records
 
 
 def _records(vcf):
@@ -635,66 +657,95 @@ def _records(vcf):
             ) from err
 
 
-def _assemble_calls(blocks: list, carried: list, samples: list[str]) -> dict:
-    """Columns of the long call table from the per-(record, ALT) blocks."""
-    if not blocks:
-        return {
-            name: []
-            for name in (
-                "sample_id",
-                "chrom",
-                "pos",
-                "ref",
-                "alt",
-                "alt_index",
-                "genotype",
-                "ploidy",
-                "alt_copies",
-                "phased",
-                "depth",
-                "alt_depth",
-                "allele_fraction",
-                "_source_locator",
-            )
+def _format_matrix(pending: list, position: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """One numeric FORMAT field of a chunk as floats (records × samples × values, NaN where a
+    value is missing: htslib's negative integer sentinels) and which records carry it."""
+    arrays = [
+        a if a is not None and a.ndim == 2 and a.dtype.kind in "iuf" and len(a) == samples else None
+        for a in (p[position] for p in pending)
+    ]
+    width = max((a.shape[1] for a in arrays if a is not None), default=1)
+    out = np.full((len(pending), samples, width), np.nan)
+    for i, a in enumerate(arrays):
+        if a is not None:
+            out[i, :, : a.shape[1]] = np.where(a < 0, np.nan, a) if a.dtype.kind in "iu" else a
+    out[~np.isfinite(out)] = np.nan
+    return out, np.array([a is not None for a in arrays])
+
+
+def _pick(matrix: np.ndarray, record: np.ndarray, sample: np.ndarray, index: np.ndarray):
+    """matrix[record, sample, index] per call, NaN where the index is beyond the values."""
+    out = np.full(len(record), np.nan)
+    inside = index < matrix.shape[2]
+    out[inside] = matrix[record[inside], sample[inside], index[inside]]
+    return out
+
+
+def _chunk_calls(pending: list, samples: list[str]) -> pa.Table:
+    """The long non-reference call table of a chunk of records: one row per (record, ALT,
+    sample carrying that ALT), in that order."""
+    n_samples = len(samples)
+    width = max(p[4].shape[1] for p in pending)  # alleles + the phase column
+    stacked = np.full((len(pending), n_samples, width), -2, dtype=np.int32)  # -2: no allele
+    for i, p in enumerate(pending):
+        stacked[i, :, : p[4].shape[1] - 1] = p[4][:, :-1]
+        stacked[i, :, -1] = p[4][:, -1]
+    alleles, phase = stacked[:, :, :-1], stacked[:, :, -1].astype(bool)
+    alt_counts = np.array([len(p[3]) for p in pending])
+    # (record, ALT, sample) for each declared ALT a sample carries (an allele index beyond
+    # ALT is malformed, not a call): one pass per ALT index, usually just one.
+    found = []
+    for k in range(1, int(alt_counts.max()) + 1):
+        hit = (alleles == k).any(axis=2) & (alt_counts >= k)[:, None]
+        record, sample = np.nonzero(hit)  # record-major, then sample
+        found.append((record, np.full(len(record), k), sample))
+    record, allele, sample = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    if len(found) > 1:  # multi-allelic records: put each record's ALTs together again
+        order = np.argsort(record * (len(found) + 1) + allele, kind="stable")
+        record, allele, sample = record[order], allele[order], sample[order]
+    called = alleles[record, sample]
+    phased = phase[record, sample]
+    # Strings per record or per ALT, expanded by index in Arrow: not one Python object per call.
+    alt_slot = np.concatenate([[0], np.cumsum(alt_counts)])[record] + allele - 1
+    depth, _ = _format_matrix(pending, 5, n_samples)
+    ad, has_ad = _format_matrix(pending, 6, n_samples)
+    af, _ = _format_matrix(pending, 7, n_samples)
+    alt_depth = _pick(ad, record, sample, allele)
+    # AF absent or missing: derived from the allelic depths where the record has them.
+    total = np.nansum(ad[record, sample], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        derived = np.where(total > 0, alt_depth / total, np.nan)
+    fraction = _pick(af, record, sample, allele - 1)
+    fraction = np.where(np.isnan(fraction) & has_ad[record], derived, fraction)
+
+    def strings(values: list, index: np.ndarray) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(
+            pa.array(index, type=pa.int32()), pa.array(values, type=pa.string())
+        ).dictionary_decode()
+
+    def numbers(values: np.ndarray, kind) -> pa.Array:
+        return pa.array(values, mask=np.isnan(values)).cast(kind)
+
+    return pa.table(
+        {
+            "sample_id": strings(samples, sample),
+            "chrom": strings([p[0] for p in pending], record),
+            "pos": pa.array(np.array([p[1] for p in pending], dtype=np.int64)[record]),
+            "ref": strings([p[2] for p in pending], record),
+            "alt": strings([a for p in pending for a in p[3]], alt_slot),
+            "alt_index": pa.array(allele.astype(np.int32)),
+            "genotype": pa.array(_genotype_texts(called, phased), pa.string()),
+            "ploidy": pa.array((called != -2).sum(axis=1).astype(np.int32)),
+            "alt_copies": pa.array((called == allele[:, None]).sum(axis=1).astype(np.int32)),
+            "phased": pa.array(phased),
+            "depth": numbers(_pick(depth, record, sample, np.zeros_like(record)), pa.int32()),
+            "alt_depth": numbers(alt_depth, pa.int32()),
+            "allele_fraction": numbers(fraction, pa.float64()),
+            "_source_locator": strings(
+                [f"{p[0]}:{p[1]}:{p[2]}:{a}" for p in pending for a in p[3]], alt_slot
+            ),
         }
-    sizes = np.array([len(b[0]) for b in blocks])
-    width = max(b[1].shape[1] for b in blocks)
-    alleles = np.concatenate(
-        [
-            b[1]
-            if b[1].shape[1] == width
-            else np.pad(b[1], ((0, 0), (0, width - b[1].shape[1])), constant_values=-2)
-            for b in blocks
-        ]
     )
-    phased = np.concatenate([b[2] for b in blocks])
-    which = np.repeat(np.arange(len(blocks)), sizes)
-    site = np.array(carried, dtype=object)
-    locators = np.array([f"{c}:{p}:{r}:{a}" for c, p, r, a in carried], dtype=object)
-
-    def numeric(position: int, kind):
-        values = [
-            b[position] if b[position] is not None else np.full(len(b[0]), np.nan) for b in blocks
-        ]
-        array = np.concatenate(values).astype(float)
-        return pa.array(array, mask=np.isnan(array)).cast(kind)
-
-    return {
-        "sample_id": np.array(samples, dtype=object)[np.concatenate([b[0] for b in blocks])],
-        "chrom": site[which, 0],
-        "pos": site[which, 1].astype(np.int64),
-        "ref": site[which, 2],
-        "alt": site[which, 3],
-        "alt_index": np.repeat([b[4] for b in blocks], sizes).astype(np.int32),
-        "genotype": _genotype_texts(alleles, phased),
-        "ploidy": (alleles != -2).sum(axis=1).astype(np.int32),
-        "alt_copies": np.concatenate([b[3] for b in blocks]).astype(np.int32),
-        "phased": phased,
-        "depth": numeric(5, pa.int32()),
-        "alt_depth": numeric(6, pa.int32()),
-        "allele_fraction": numeric(7, pa.float64()),
-        "_source_locator": locators[which],
-    }
 
 
 def _format(v, field: str):
@@ -702,19 +753,6 @@ def _format(v, field: str):
         return v.format(field)
     except Exception:  # noqa: BLE001 - absent or string-typed FORMAT field
         return None
-
-
-def _column(array, rows: np.ndarray, index: int) -> np.ndarray | None:
-    """One FORMAT value per row as floats (NaN when missing), or None without the field."""
-    if array is None or array.ndim != 2 or array.dtype.kind not in "iuf":
-        return None
-    if index >= array.shape[1]:
-        return np.full(len(rows), np.nan)
-    values = array[rows, index].astype(float)
-    if np.issubdtype(array.dtype, np.integer):  # htslib's missing/vector-end sentinels
-        values[array[rows, index] < 0] = np.nan
-    values[~np.isfinite(values)] = np.nan
-    return values
 
 
 # ---- silver ---------------------------------------------------------------------------------
