@@ -20,6 +20,9 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
 
 
+NEGEX_2001_REFERENCE = {"sensitivity": 0.778, "specificity": 0.945, "ppv": 0.845}
+
+
 def read_context_corpus(path: Path) -> list[dict]:
     """The ConText reference sentences: id, concept, sentence and the three annotations."""
     rows = []
@@ -50,7 +53,7 @@ def _locate(concept: str, sentence: str) -> tuple[int, int] | None:
 def evaluate_context(rows: list[dict]) -> dict:
     """Negation, temporality and experiencer accuracy on the reference sentences, with the
     majority-class baseline of the same sentences next to each."""
-    scored = negation_tp = negation_fp = negation_fn = 0
+    scored = negation_tp = negation_fp = negation_fn = negation_tn = 0
     hist_tp = hist_fp = hist_fn = 0
     correct = {"negation": 0, "temporality": 0, "experiencer": 0}
     unlocated = 0
@@ -81,6 +84,7 @@ def evaluate_context(rows: list[dict]) -> dict:
         negation_tp += got["negated"] and negated
         negation_fp += got["negated"] and not negated
         negation_fn += negated and not got["negated"]
+        negation_tn += not negated and not got["negated"]
         hist_tp += got["historical"] and historical
         hist_fp += got["historical"] and not historical
         hist_fn += historical and not got["historical"]
@@ -100,6 +104,12 @@ def evaluate_context(rows: list[dict]) -> dict:
             for k, v in majority.items()
         },
         **{f"negated_{k}": v for k, v in _prf(negation_tp, negation_fp, negation_fn).items()},
+        "negated_specificity": round(negation_tn / (negation_tn + negation_fp), 4)
+        if negation_tn + negation_fp
+        else 0.0,
+        # The published bar (Chapman et al., J Biomed Inform 2001;34:301-10, abstract: 1,235
+        # findings in discharge summaries) — another corpus, shown for comparison only.
+        **{f"negex_2001_reference_{k}": v for k, v in NEGEX_2001_REFERENCE.items()},
         **{f"historical_{k}": v for k, v in _prf(hist_tp, hist_fp, hist_fn).items()},
     }
 
