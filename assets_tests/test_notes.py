@@ -1,6 +1,7 @@
 """Notes: robust reading of real and generated notes, assertion rules that follow ConText,
 de-identification that leaves no identifier, and gold features against the generator's truth."""
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -156,6 +157,50 @@ def test_deidentification_replaces_every_category_and_shifts_dates():
     shifted = date(2023, 5, 1).toordinal() + date_shift_days(key)
     assert f"[DATE {date.fromordinal(shifted).isoformat()}]" in out
     assert "MA" in out  # a state is not a Safe Harbor identifier
+
+
+# Identifiers in published sample notes, annotated by hand (fictitious people): the formats real
+# notes use — labelled fields, "Last, First", initials before a credential, DD-Mon-YYYY dates.
+REAL_IDENTIFIERS = {
+    "ID000_clinic_demo.txt": [
+        ("MRN", "3-303-925"),
+        ("NAME", "Dan Testing"),
+        ("DATE", "23-Jun-1958"),
+        ("ADDRESS", "100 Quality Control Avenue"),
+        ("CITY", "Test Patient"),
+        ("ZIP", "55905-0001"),
+        ("DATE", "02-May-2014"),
+        ("NAME", "Johnny Cash"),
+        ("NAME", "Good"),
+        ("DATE", "March 16, 2014"),
+    ],
+    "Patient123_25122019_RAD.txt": [
+        ("DATE", "Dec 25 2019"),
+        ("NAME", "Neid, Indira"),
+        ("DATE", "1/28/09"),
+        ("NAME", "Sleips I., Nephra"),
+        ("NAME", "Cash, Johnny"),
+    ],
+    "SampleInputRadiologyNotes.txt": [("DATE", "4-2-04"), ("NAME", "W. R. Davis")],
+    "testpatient_cn_2.xml": [("NAME", "Nutritious"), ("PHONE", "(555) 555-1212")],
+}
+
+
+def test_identifiers_in_real_sample_notes_are_found():
+    expected = missed = 0
+    for name, identifiers in REAL_IDENTIFIERS.items():
+        parsed = notes.parse_note_file((FIXTURES / name).read_bytes())
+        text = "\n".join(n["text"] for n in parsed)
+        found = notes_deid.find_identifiers(text)
+        for category, value in identifiers:
+            for start in [m.start() for m in re.finditer(re.escape(value), text)]:
+                expected += 1
+                end = start + len(value)
+                missed += not any(
+                    f.category == category and f.start <= start and end <= f.end for f in found
+                )
+    assert expected >= 20
+    assert missed == 0, f"{missed} of {expected} annotated identifiers missed"  # no values shown
 
 
 @pytest.mark.skipif(not CORPUS.exists(), reason="the ConText reference set is not on this machine")

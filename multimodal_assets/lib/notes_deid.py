@@ -16,7 +16,8 @@ from datetime import timedelta
 
 from .notes_nlp import date_mentions
 
-_STREET = r"(?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Way|Blvd|Boulevard|Pl|Place|Ter|Terrace)\.?"
+# \b after the suffix: "Ave" must not stop the match inside "Avenue".
+_STREET = r"(?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Way|Blvd|Boulevard|Pl|Place|Ter|Terrace)\b\.?"
 _STATES = (
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
     "NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC"
@@ -35,7 +36,10 @@ PATTERNS: tuple[tuple[str, re.Pattern, int], ...] = (
     ("PHONE", re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}[-. ])\d{3}[-. ]\d{4}\b"), 0),
     (
         "MRN",
-        re.compile(r"(?i)\b(?:MRN|medical record (?:number|no\.?)|record #)[:#\s]*([A-Z]*\d{5,})"),
+        re.compile(
+            r"(?i)\b(?:MRN|medical record (?:number|no\.?)|record #|clinic number|patient id)"
+            r"[:#\s]*([A-Z]*\d[\d-]{4,}\d)"
+        ),
         1,
     ),
     ("MRN", re.compile(r"\bMRN\d{5,}\b"), 0),
@@ -67,7 +71,19 @@ PATTERNS: tuple[tuple[str, re.Pattern, int], ...] = (
     (
         "NAME",
         re.compile(
-            r"(?m)^(?:Patient|Name|Patient name)\s*:\s*([A-Z][\w'-]+,? [A-Z][\w'.-]+(?: [A-Z]\.?)?)"
+            # A labelled field: up to four capitalized words ("Neid, Indira", "Sleips I., Nephra").
+            r"(?m)^[ \t]*(?i:patient name|patient|name|provider|physician|referring physician|"
+            r"pcp|attending|signature|signed)[ \t]*:[ \t]*([A-Z][\w'.-]*(?:,? [A-Z][\w'.-]*){1,3})"
+        ),
+        1,
+    ),
+    # A name before a credential, initials included: "W. R. Davis MD", "Ada Lee, M.D." ("MD"
+    # before a ZIP code is Maryland).
+    (
+        "NAME",
+        re.compile(
+            rf"((?:\b[A-Z]\. ?){{0,3}}(?:\b{_NAME_WORD} ){{0,2}}\b{_NAME_WORD}),? "
+            r"(?:MD|M\.D\.|DO|RN|NP|PA-C|PhD)\b(?! \d{5})"
         ),
         1,
     ),

@@ -212,6 +212,7 @@ _MONTHS = {
 }
 _DATE_PATTERNS = (
     (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), "mdy"),
+    (re.compile(r"\b(\d{1,2})-(\d{1,2})-(\d{4}|\d{2})\b"), "mdy"),  # "dated 4-2-04"
     (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "ymd"),
     (
         re.compile(
@@ -222,7 +223,9 @@ _DATE_PATTERNS = (
     ),
     (
         re.compile(
-            r"\b(\d{1,2}) ?(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? ?(\d{4})\b",
+            # "20Feb1999", "10 Aug 2009", "02-May-2014"
+            r"\b(\d{1,2})[ -]?(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+            r"[ -]?(\d{4})\b",
             re.I,
         ),
         "d_mon_y",
