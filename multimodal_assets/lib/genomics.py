@@ -475,20 +475,21 @@ def _genotype_texts(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
     for column in range(digits.shape[1]):
         code = code * base + digits[:, column]
     if int(code.max()) < 1 << 22:
-        first = np.full(int(code.max()) + 1, -1)
-        first[code[::-1]] = np.arange(len(code) - 1, -1, -1)  # the last write is the first row
-        distinct = np.flatnonzero(first >= 0)
-        slot = np.zeros(len(first), dtype=np.int64)
+        # Any row of a code will do as its example: the code determines the text.
+        example = np.full(int(code.max()) + 1, -1)
+        example[code] = np.arange(len(code))
+        distinct = np.flatnonzero(example >= 0)
+        slot = np.zeros(len(example), dtype=np.int64)
         slot[distinct] = np.arange(len(distinct))
-        first, inverse = first[distinct], slot[code]
+        examples, inverse = example[distinct], slot[code]
     else:
-        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        _, examples, inverse = np.unique(code, return_index=True, return_inverse=True)
     texts = np.array(
         [
             ("|" if phased[i] else "/").join(
                 "." if a == -1 else str(a) for a in alleles[i] if a != -2
             )
-            for i in first
+            for i in examples
         ],
         dtype=object,
     )
