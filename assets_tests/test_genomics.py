@@ -74,6 +74,16 @@ def test_genotypes_are_kept_as_written_whatever_their_ploidy():
     assert set(tetraploid.ploidy) == {4} and tetraploid.phased.all()
 
 
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/realdata/vcf is not on this machine")
+def test_haploid_calls_are_never_phased():
+    # htslib leaves a haploid call's phase bit undefined: it varied between runs on this file.
+    data = (SHARED / "cyvcf2" / "test-haploidX.vcf").read_bytes()
+    for _ in range(3):
+        calls = genomics.parse_vcf(data)[genomics.VARIANT_CALLS.fqn].to_pandas()
+        assert len(calls) > 1000 and set(calls.ploidy) == {1}
+        assert not calls.phased.any()
+
+
 @pytest.mark.parametrize(
     "name", ["test-format-string.vcf", "norm.phased-join.vcf", "NA12878_21_10002403.g.vcf"]
 )

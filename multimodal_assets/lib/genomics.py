@@ -15,6 +15,7 @@ import io
 import os
 import tempfile
 import zlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,7 @@ GERMLINE_GENOTYPES = Table(
 BRONZE_TABLES = (GENOMIC_SAMPLES, FILE_SAMPLES, VARIANT_SITES, VARIANT_CALLS, GERMLINE_GENOTYPES)
 
 
+@lru_cache(maxsize=4096)  # called for every ALT; the same few SNV pairs dominate
 def variant_type(ref: str, alt: str | None) -> str:
     """Classify one ALT against REF the way the VCF specification defines the allele forms."""
     if alt is None or alt == ".":
@@ -665,13 +667,20 @@ def _format_matrix(pending: list, position: int, samples: int) -> tuple[np.ndarr
         a if a is not None and a.ndim == 2 and a.dtype.kind in "iuf" and len(a) == samples else None
         for a in (p[position] for p in pending)
     ]
-    width = max((a.shape[1] for a in arrays if a is not None), default=1)
-    out = np.full((len(pending), samples, width), np.nan)
-    for i, a in enumerate(arrays):
-        if a is not None:
-            out[i, :, : a.shape[1]] = np.where(a < 0, np.nan, a) if a.dtype.kind in "iu" else a
+    present = np.array([a is not None for a in arrays])
+    if present.all() and len({(a.shape, a.dtype) for a in arrays}) == 1:
+        raw = np.stack(arrays)  # the usual case: one stack instead of a copy per record
+        out = raw.astype(float)
+        if raw.dtype.kind in "iu":
+            out[raw < 0] = np.nan
+    else:
+        width = max((a.shape[1] for a in arrays if a is not None), default=1)
+        out = np.full((len(pending), samples, width), np.nan)
+        for i, a in enumerate(arrays):
+            if a is not None:
+                out[i, :, : a.shape[1]] = np.where(a < 0, np.nan, a) if a.dtype.kind in "iu" else a
     out[~np.isfinite(out)] = np.nan
-    return out, np.array([a is not None for a in arrays])
+    return out, present
 
 
 def _pick(matrix: np.ndarray, record: np.ndarray, sample: np.ndarray, index: np.ndarray):
@@ -705,7 +714,10 @@ def _chunk_calls(pending: list, samples: list[str]) -> pa.Table:
         order = np.argsort(record * (len(found) + 1) + allele, kind="stable")
         record, allele, sample = record[order], allele[order], sample[order]
     called = alleles[record, sample]
-    phased = phase[record, sample]
+    ploidy = (called != -2).sum(axis=1)
+    # A haploid call has no separator to be phased by, and htslib leaves its phase bit
+    # undefined (it varied from run to run on a real file).
+    phased = phase[record, sample] & (ploidy > 1)
     # Strings per record or per ALT, expanded by index in Arrow: not one Python object per call.
     alt_slot = np.concatenate([[0], np.cumsum(alt_counts)])[record] + allele - 1
     depth, _ = _format_matrix(pending, 5, n_samples)
@@ -736,7 +748,7 @@ def _chunk_calls(pending: list, samples: list[str]) -> pa.Table:
             "alt": strings([a for p in pending for a in p[3]], alt_slot),
             "alt_index": pa.array(allele.astype(np.int32)),
             "genotype": pa.array(_genotype_texts(called, phased), pa.string()),
-            "ploidy": pa.array((called != -2).sum(axis=1).astype(np.int32)),
+            "ploidy": pa.array(ploidy.astype(np.int32)),
             "alt_copies": pa.array((called == allele[:, None]).sum(axis=1).astype(np.int32)),
             "phased": pa.array(phased),
             "depth": numbers(_pick(depth, record, sample, np.zeros_like(record)), pa.int32()),
