@@ -1,6 +1,6 @@
 """What every benchmark script shares: running one measurement in a fresh process, so each
 figure has its own peak memory (and pysam and cyvcf2, which bundle separate htslib copies,
-never share a process), and reading that peak."""
+never share a process), the best of several such runs, and reading the peak."""
 
 import multiprocessing
 import resource
@@ -16,3 +16,10 @@ def isolated(fn, *args):
 def peak_mib() -> float:
     """Peak resident memory of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(repeats: int, fn, *args):
+    """The fastest of `repeats` isolated runs of `fn(*args)`, whose result is seconds or a tuple
+    starting with seconds: on a shared machine the fastest run is the least disturbed one."""
+    results = [isolated(fn, *args) for _ in range(repeats)]
+    return min(results, key=lambda r: r[0] if isinstance(r, tuple) else r)
