@@ -91,3 +91,33 @@ def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
         later = genomics_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert [r.partition_key for r in later.run_requests] == ["2024-01-08"]
         assert later.dynamic_partitions_requests == []  # a known batch is not added again
+
+
+def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_path):
+    from assets_tests.conftest import ALL_ASSETS
+    from multimodal_assets.defs.resources import WarehouseResource
+    from multimodal_assets.lib import audit, genomics
+
+    # The batch run writes to a copy of the warehouse; the shared instance only gains its run.
+    warehouse = tmp_path / "lakehouse.duckdb"
+    shutil.copy(pipeline.warehouse, warehouse)
+    shutil.copy(audit.head_path(pipeline.warehouse), audit.head_path(warehouse))
+    instance = pipeline.instance
+    silver = dg.AssetKey(["genomics", "samples"])
+    start = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert silver not in _requested(start)  # the whole graph is up to date
+    instance.add_dynamic_partitions("genomics_delivery_batch", ["2099-01-01"])
+    bronze = [dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES]
+    assert dg.materialize(
+        ALL_ASSETS,
+        resources={"lakehouse": WarehouseResource(database=str(warehouse))},
+        instance=instance,
+        selection=bronze,
+        partition_key="2099-01-01",
+    ).success
+    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=start.cursor)
+    assert silver in _requested(after)
+
+
+def _requested(result) -> set[dg.AssetKey]:
+    return {r.key for r in result.results if r.true_subset.size}
