@@ -138,7 +138,7 @@ def delivery_batch(relative: Path) -> str:
     return relative.parts[0] if len(relative.parts) > 1 else UNBATCHED
 
 
-def _visible_files(folder: Path):
+def visible_files(folder: Path):
     """(path, path relative to folder) of each regular file, sorted; hidden files and folders
     (e.g. `.DS_Store`, `.partial/`) are skipped."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -152,7 +152,7 @@ def landed_batches(root: Path, modality: str) -> list[str]:
     folder = root / modality
     if not folder.exists():
         return []
-    return sorted({delivery_batch(relative) for _, relative in _visible_files(folder)})
+    return sorted({delivery_batch(relative) for _, relative in visible_files(folder)})
 
 
 def scan_landing(
@@ -165,7 +165,7 @@ def scan_landing(
         return []
     wanted = None if batches is None else set(batches)
     out = []
-    for path, relative in _visible_files(folder):
+    for path, relative in visible_files(folder):
         if wanted is not None and delivery_batch(relative) not in wanted:
             continue
         stat = path.stat()

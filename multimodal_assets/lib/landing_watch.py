@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ingest import sha256_file
+from .ingest import sha256_file, visible_files
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,9 @@ def new_files(folder: Path, cursor: str | None) -> NewFiles | None:
     if not folder.exists():
         return None
     candidates = []
-    for path in folder.rglob("*"):
-        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(folder).parts):
-            continue
+    for path, relative in visible_files(folder):
         ctime = path.stat().st_ctime_ns
-        rel = path.relative_to(folder).as_posix()
+        rel = relative.as_posix()
         if ctime > watermark or (ctime == watermark and rel not in seen_at_watermark):
             candidates.append((ctime, rel, path))
     if not candidates:
