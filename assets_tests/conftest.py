@@ -12,7 +12,7 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs.genomics import register_delivery_batches
-from multimodal_assets.defs.resources import WarehouseResource
+from multimodal_assets.defs.resources import LakehouseResource
 from multimodal_assets.lib.synthetic.writer import generate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -29,7 +29,7 @@ TEST_SEED = 11
 @dataclass
 class Pipeline:
     data_dir: Path
-    warehouse: Path
+    lakehouse: Path
     truth: pd.DataFrame
     result: dg.ExecuteInProcessResult
     instance: dg.DagsterInstance
@@ -37,7 +37,7 @@ class Pipeline:
     def connect(self):
         from multimodal_assets.lib import warehouse
 
-        return warehouse.connect(self.warehouse)
+        return warehouse.connect(self.lakehouse)
 
     def published_text(self, *tables: str) -> str:
         """Every value of the given tables as one string, for scanning for identifiers."""
@@ -48,11 +48,27 @@ class Pipeline:
             )
 
 
+def copy_lakehouse(source: Path, target: Path) -> Path:
+    """A private copy of a lakehouse (tables, audit head, leases) that a test may alter."""
+    shutil.copytree(source, target)
+    return target
+
+
+def overwrite_table(root: Path, fqn: str, select_sql: str) -> None:
+    """Replace a table's rows with `select_sql` in a new Delta commit, as someone with write
+    access to the files could (the pipeline never rewrites a table this way)."""
+    from multimodal_assets.lib import lakehouse, warehouse
+
+    with warehouse.connect(root) as conn:
+        rows = conn.sql(select_sql).to_arrow_table()
+    lakehouse.write(str(root), fqn, rows, mode="overwrite")
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """An empty MM_DATA_DIR for one test."""
     monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("MM_WAREHOUSE", raising=False)
+    monkeypatch.delenv("MM_LAKEHOUSE", raising=False)
     return tmp_path
 
 
@@ -62,14 +78,12 @@ def materialize(
     selection=None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the graph in-process against the warehouse under `data`, every genomics
+    """Materialize the graph in-process against the lakehouse under `data`, every genomics
     delivery batch in one run (as the main job does)."""
     instance = instance or dg.DagsterInstance.ephemeral()
     return dg.materialize(
         ALL_ASSETS,
-        resources={
-            "lakehouse": WarehouseResource(database=str(data / "warehouse" / "lakehouse.duckdb"))
-        },
+        resources={"lakehouse": LakehouseResource(root=str(data / "lakehouse"))},
         instance=instance,
         selection=selection,
         raise_on_error=raise_on_error,
@@ -100,7 +114,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
         result = materialize(data, instance)
         yield Pipeline(
             data,
-            data / "warehouse" / "lakehouse.duckdb",
+            data / "lakehouse",
             pd.read_parquet(data / "truth" / "patients.parquet"),
             result,
             instance,

@@ -44,13 +44,30 @@ def test_new_batch_starts_one_run_keyed_by_content(data_dir):
     assert later.tags["landing/new_files"] == "1"
 
 
-def test_same_bytes_delivered_again_get_the_same_run_key(tmp_path, monkeypatch):
-    keys = []
-    for attempt in ("first", "second"):
-        monkeypatch.setenv("MM_DATA_DIR", str(tmp_path / attempt))
-        _drop(tmp_path / attempt, f"{attempt}.json")
-        keys.append(_tick().run_requests[0].run_key)
-    assert keys[0] == keys[1]
+def test_the_same_unregistered_delivery_gets_the_same_run_key(data_dir):
+    # A sensor that lost its cursor asks again for the same files under the same key, which
+    # Dagster runs only once; a changed file is a new request.
+    target = _drop(data_dir, "a.json")
+    first, again = _tick().run_requests[0].run_key, _tick().run_requests[0].run_key
+    assert first == again
+    target.write_bytes(target.read_bytes() + b"\n")
+    assert _tick().run_requests[0].run_key != first
+
+
+def test_files_the_registry_holds_start_no_run_and_are_not_read(data_dir):
+    from multimodal_assets.lib import clinical, fhir, ingest, warehouse
+
+    target = _drop(data_dir, "a.json")
+    with warehouse.connect(data_dir / "lakehouse") as conn:
+        files = ingest.scan_landing(data_dir / "landing", "clinical")
+        ingest.ingest(conn, "clinical", files, fhir.parse_fhir_file, clinical.FHIR_RESOURCES, "r")
+    target.chmod(0)  # an open() would fail for anyone but root; stat() still works
+    skip = _tick()  # no cursor, as when `dagster dev` starts after the main job
+    assert isinstance(skip, dg.SkipReason) and "no unregistered" in skip.skip_message
+    target.chmod(0o644)
+    _drop(data_dir, "b.json", "observation_no_subject.json")
+    (request,) = _tick().run_requests
+    assert request.tags["landing/new_files"] == "1"
 
 
 def test_back_dated_files_are_still_seen(data_dir):
@@ -94,14 +111,12 @@ def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
 
 
 def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_path):
-    from assets_tests.conftest import ALL_ASSETS
-    from multimodal_assets.defs.resources import WarehouseResource
-    from multimodal_assets.lib import audit, genomics
+    from assets_tests.conftest import ALL_ASSETS, copy_lakehouse
+    from multimodal_assets.defs.resources import LakehouseResource
+    from multimodal_assets.lib import genomics
 
-    # The batch run writes to a copy of the warehouse; the shared instance only gains its run.
-    warehouse = tmp_path / "lakehouse.duckdb"
-    shutil.copy(pipeline.warehouse, warehouse)
-    shutil.copy(audit.head_path(pipeline.warehouse), audit.head_path(warehouse))
+    # The batch run writes to a copy of the lakehouse; the shared instance only gains its run.
+    lakehouse = copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
     instance = pipeline.instance
     silver = dg.AssetKey(["genomics", "samples"])
     start = dg.evaluate_automation_conditions(defs=defs, instance=instance)
@@ -110,7 +125,7 @@ def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_pa
     bronze = [dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES]
     assert dg.materialize(
         ALL_ASSETS,
-        resources={"lakehouse": WarehouseResource(database=str(warehouse))},
+        resources={"lakehouse": LakehouseResource(root=str(lakehouse))},
         instance=instance,
         selection=bronze,
         partition_key="2099-01-01",

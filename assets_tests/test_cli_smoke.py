@@ -50,7 +50,7 @@ def test_cli_materializes_the_whole_graph_with_parallel_steps(tmp_path, monkeypa
     done = _materialize_all(tmp_path, first_batch)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Could not set lock" not in done.stderr
-    with warehouse.connect(tmp_path / "warehouse" / "lakehouse.duckdb") as conn:
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
         assert conn.execute("SELECT count(*) FROM gold.clinical_features").fetchone() == (8,)
         genomics_files = conn.execute(
             "SELECT path FROM bronze.files WHERE modality = 'genomics'"
@@ -62,6 +62,6 @@ def test_cli_materializes_the_whole_graph_with_parallel_steps(tmp_path, monkeypa
 def test_graph_materializes_when_a_modality_has_no_files(data_dir):
     # In-process: the CLI path is covered above, and each CLI run costs ~40 s of process spawns.
     assert materialize(data_dir).success
-    with warehouse.connect(data_dir / "warehouse" / "lakehouse.duckdb") as conn:
+    with warehouse.connect(data_dir / "lakehouse") as conn:
         assert conn.execute("SELECT count(*) FROM gold.clinical_features").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM bronze.files").fetchone() == (0,)

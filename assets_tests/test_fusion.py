@@ -56,7 +56,8 @@ def test_fused_declaration_takes_any_new_modality_without_code_changes():
     assert fused.column("has_pathology").nullable is False
     assert fused.column("tumor_cellularity").classification == "sensitive"
     conn = duckdb.connect()
-    warehouse.ensure_schemas(conn)
+    for schema in warehouse.SCHEMAS:
+        conn.execute(f"CREATE SCHEMA {schema}")
     for table in fusion.feature_tables((*catalog.ALL_TABLES, pathology)):
         conn.execute(table.ddl())
     conn.execute(

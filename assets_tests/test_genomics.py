@@ -333,9 +333,11 @@ def test_gold_polygenic_score_equals_the_truth(pipeline):
 
 
 def test_parallel_parsing_stages_parquet_and_loads_the_same_rows(tmp_path):
-    import duckdb
+    import contextlib
 
-    from multimodal_assets.lib import ingest
+    from multimodal_assets.lib import ingest, warehouse
+
+    stack = contextlib.ExitStack()
 
     landing = tmp_path / "landing" / "genomics"
     landing.mkdir(parents=True)
@@ -345,8 +347,7 @@ def test_parallel_parsing_stages_parquet_and_loads_the_same_rows(tmp_path):
     files = ingest.scan_landing(tmp_path / "landing", "genomics")
     loaded = []
     for workers in (1, 2):
-        conn = duckdb.connect()
-        conn.execute("CREATE SCHEMA bronze")
+        conn = stack.enter_context(warehouse.connect(tmp_path / f"lakehouse-{workers}"))
         summary = ingest.ingest(
             conn,
             "genomics",
@@ -365,7 +366,7 @@ def test_parallel_parsing_stages_parquet_and_loads_the_same_rows(tmp_path):
             "SELECT path, status, error_code FROM bronze.files ORDER BY 1"
         ).fetchall()
         loaded.append((summary.as_metadata(), tables, statuses))
-        conn.close()
+    stack.close()
     assert loaded[0] == loaded[1]
     # The copy is a duplicate; empty.vcf, the invalid header and NOTICE.md are quarantined.
     assert loaded[1][0]["files_duplicate"] == 1 and loaded[1][0]["files_quarantined"] == 3
@@ -389,7 +390,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
 
     from assets_tests.conftest import ALL_ASSETS
     from multimodal_assets.defs.genomics import register_delivery_batches
-    from multimodal_assets.defs.resources import WarehouseResource
+    from multimodal_assets.defs.resources import LakehouseResource
     from multimodal_assets.lib import ingest, warehouse
 
     landing = data_dir / "landing" / "genomics"
@@ -403,8 +404,8 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
         ingest.UNBATCHED,
     ]
     bronze = dg.AssetSelection.assets(*(list(t.asset_key) for t in genomics.BRONZE_TABLES))
-    database = data_dir / "warehouse" / "lakehouse.duckdb"
-    resources = {"lakehouse": WarehouseResource(database=str(database))}
+    database = data_dir / "lakehouse"
+    resources = {"lakehouse": LakehouseResource(root=str(database))}
     with dg.instance_for_test() as instance:
         tags = register_delivery_batches(instance)
         assert instance.get_dynamic_partitions("genomics_delivery_batch") == [

@@ -2,13 +2,13 @@
 
 import csv
 import random
-import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
+from assets_tests.conftest import copy_lakehouse, overwrite_table
 from multimodal_assets.lib import audit, catalog, lineage, warehouse
 from multimodal_assets.lib import policy as policy_module
 from multimodal_assets.lib.gateway import run_query
@@ -48,19 +48,14 @@ def test_policy_engine_agrees_with_the_decision_table(row):
 
 @pytest.fixture
 def warehouse_copy(pipeline, tmp_path) -> Path:
-    """A private copy of the session warehouse (with its audit head) that a test may alter."""
-    target = tmp_path / "lakehouse.duckdb"
-    shutil.copy(pipeline.warehouse, target)
-    head = audit.head_path(pipeline.warehouse)
-    if head.exists():
-        shutil.copy(head, audit.head_path(target))
-    return target
+    """A private copy of the session lakehouse (with its audit head) that a test may alter."""
+    return copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
 
 
 def _allowed_keys(pipeline) -> dict[str, set[str]]:
     """Who may see which patients, computed from the generator's truth, not from the engine."""
     truth = pipeline.truth
-    with warehouse.connect(pipeline.warehouse) as conn:
+    with warehouse.connect(pipeline.lakehouse) as conn:
         everyone = {
             r[0] for r in conn.execute("SELECT research_key FROM silver.patients").fetchall()
         }
@@ -114,7 +109,7 @@ def test_row_filters_return_only_allowed_patients(pipeline, warehouse_copy, role
     assert allowed
     seen: set[str] = set()
     for sql in QUERIES:
-        result = run_query(sql, user=USERS[role], role=role, db_path=warehouse_copy)
+        result = run_query(sql, user=USERS[role], role=role, root=warehouse_copy)
         keys = set(result.table.column("research_key").to_pylist())
         assert keys <= allowed, sql
         seen |= keys
@@ -138,7 +133,7 @@ def test_researcher_sees_no_row_of_non_consented_patients_in_any_table(pipeline,
             f"SELECT research_key FROM {table.fqn}",
             user="alice",
             role="researcher",
-            db_path=warehouse_copy,
+            root=warehouse_copy,
         )
         assert set(result.table.column("research_key").to_pylist()) <= allowed, table.fqn
 
@@ -172,7 +167,7 @@ def test_masks_hide_identifiers_from_non_privileged_roles(pipeline, warehouse_co
             if not policy.may_read(role, table.fqn):
                 continue
             frame = run_query(
-                f"SELECT * FROM {table.fqn}", user=USERS[role], role=role, db_path=warehouse_copy
+                f"SELECT * FROM {table.fqn}", user=USERS[role], role=role, root=warehouse_copy
             ).table.to_pandas()
             assert _leaks(frame, exact, substrings) == 0, f"{role} {table.fqn}"
 
@@ -182,7 +177,7 @@ def test_researcher_dates_are_shifted_per_patient(pipeline, warehouse_copy):
         "SELECT research_key, birth_date FROM silver.patients",
         user="alice",
         role="researcher",
-        db_path=warehouse_copy,
+        root=warehouse_copy,
     ).table.to_pandas()
     truth = pipeline.truth.assign(research_key=pipeline.truth.mrn.map(research_key))
     merged = frame.merge(
@@ -265,7 +260,7 @@ def _audit_rows(db: Path) -> pd.DataFrame:
 def test_bypasses_are_refused_and_audited(warehouse_copy, sql):
     before = len(_audit_rows(warehouse_copy))
     with pytest.raises(Denied):
-        run_query(sql, user="alice", role="researcher", db_path=warehouse_copy)
+        run_query(sql, user="alice", role="researcher", root=warehouse_copy)
     rows = _audit_rows(warehouse_copy)
     assert len(rows) == before + 1
     assert rows.iloc[-1].decision == "deny" and rows.iloc[-1].action == "query"
@@ -276,7 +271,7 @@ def test_unknown_users_roles_and_broken_policies_are_denied(warehouse_copy, tmp_
     for user, role in (("alice", "data_engineer"), ("mallory", "researcher"), ("alice", "root")):
         with pytest.raises(Denied):
             run_query(
-                "SELECT * FROM gold.clinical_features", user=user, role=role, db_path=warehouse_copy
+                "SELECT * FROM gold.clinical_features", user=user, role=role, root=warehouse_copy
             )
     bad = tmp_path / "policy.yaml"
     bad.write_text("version: 1\nroles: {researcher: {tables: [gold.*], masks: missing}}\n")
@@ -288,19 +283,22 @@ def test_unknown_users_roles_and_broken_policies_are_denied(warehouse_copy, tmp_
             "SELECT * FROM gold.clinical_features",
             user="alice",
             role="researcher",
-            db_path=warehouse_copy,
+            root=warehouse_copy,
         )
 
 
 def test_unclassified_column_is_denied(warehouse_copy):
-    with warehouse.connect(warehouse_copy) as conn:
-        conn.execute("ALTER TABLE gold.clinical_features ADD COLUMN surprise VARCHAR")
+    overwrite_table(
+        warehouse_copy,
+        "gold.clinical_features",
+        "SELECT *, CAST(NULL AS VARCHAR) AS surprise FROM gold.clinical_features",
+    )
     with pytest.raises(Denied, match="unclassified"):
         run_query(
             "SELECT sex FROM gold.clinical_features",
             user="carol",
             role="data_engineer",
-            db_path=warehouse_copy,
+            root=warehouse_copy,
         )
 
 
@@ -312,39 +310,40 @@ def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
         role = rng.choice(["researcher", "clinician", "auditor", "data_engineer"])
         sql = rng.choice(QUERIES[:5] + BYPASSES[:5] + ["SELECT count(*) FROM audit.access_log"])
         try:
-            run_query(sql, user=USERS[role], role=role, db_path=warehouse_copy)
+            run_query(sql, user=USERS[role], role=role, root=warehouse_copy)
         except Denied:
             pass
     assert len(_audit_rows(warehouse_copy)) == before + requests
     with warehouse.connect(warehouse_copy) as conn:
-        assert audit.verify_audit_chain(conn, warehouse_copy).ok
+        assert audit.verify_audit_chain(conn, str(warehouse_copy)).ok
 
-    def tampered(statement: str) -> bool:
-        copy = warehouse_copy.with_name(f"t{rng.random()}.duckdb")
-        shutil.copy(warehouse_copy, copy)
-        shutil.copy(audit.head_path(warehouse_copy), audit.head_path(copy))
+    def tampered(select_sql: str) -> list[str]:
+        copy = copy_lakehouse(warehouse_copy, warehouse_copy.with_name(f"t{rng.random()}"))
+        overwrite_table(copy, "audit.access_log", select_sql)
         with warehouse.connect(copy) as conn:
-            conn.execute(statement)
-            return not audit.verify_audit_chain(conn, copy).ok
+            return list(audit.verify_audit_chain(conn, str(copy)).problems)
 
     middle = before + requests // 2
-    assert tampered(
-        "UPDATE audit.access_log SET rows_returned = coalesce(rows_returned, 0) + 1 "
-        f"WHERE event_seq = {middle}"
-    )
-    assert tampered(
-        "UPDATE audit.access_log SET decision = CASE decision WHEN 'allow' "
-        f"THEN 'deny' ELSE 'allow' END WHERE event_seq = {middle}"
-    )
-    assert tampered(f"DELETE FROM audit.access_log WHERE event_seq = {middle}")
-    assert tampered(
-        "DELETE FROM audit.access_log WHERE event_seq = "
-        "(SELECT max(event_seq) FROM audit.access_log)"
-    )
+    edits = {
+        "edited count": "SELECT * REPLACE (CASE WHEN event_seq = {m} THEN "
+        "coalesce(rows_returned, 0) + 1 ELSE rows_returned END AS rows_returned) "
+        "FROM audit.access_log",
+        "flipped decision": "SELECT * REPLACE (CASE WHEN event_seq = {m} THEN CASE decision "
+        "WHEN 'allow' THEN 'deny' ELSE 'allow' END ELSE decision END AS decision) "
+        "FROM audit.access_log",
+        "deleted row": "SELECT * FROM audit.access_log WHERE event_seq <> {m}",
+        "truncated": "SELECT * FROM audit.access_log WHERE event_seq < "
+        "(SELECT max(event_seq) FROM audit.access_log)",
+    }
+    for name, sql in edits.items():
+        problems = tampered(sql.format(m=middle))
+        assert any("rewrote the audit table" in p for p in problems), name
+        # Besides the Delta history, the chain (or its head) itself shows the change.
+        assert len(problems) > 1, name
 
 
 def test_materializations_are_audited(pipeline):
-    with warehouse.connect(pipeline.warehouse) as conn:
+    with warehouse.connect(pipeline.lakehouse) as conn:
         published = {
             r[0]
             for r in conn.execute(
@@ -368,7 +367,7 @@ def test_lineage_of_a_gold_feature_reaches_source_files_and_resources(pipeline, 
         research_key=key,
         user="carol",
         role="data_engineer",
-        db_path=warehouse_copy,
+        root=warehouse_copy,
     )
     assert ("bronze.fhir_resources", "resource_json") in result.derives_from
     assert result.records and all(loc.startswith("Observation/") for _, _, loc in result.records)
@@ -382,11 +381,11 @@ def test_lineage_of_a_gold_feature_reaches_source_files_and_resources(pipeline, 
             ).fetchone()
             assert resource and '"718-7"' in resource[0]
     dependents = lineage.governed_lineage(
-        "file", result.files[0], user="carol", role="data_engineer", db_path=warehouse_copy
+        "file", result.files[0], user="carol", role="data_engineer", root=warehouse_copy
     )
     assert dependents["gold.clinical_features"] == 1
     assert dependents["silver.observations"] >= 1
     with pytest.raises(Denied):
         lineage.governed_lineage(
-            "file", result.files[0], user="alice", role="researcher", db_path=warehouse_copy
+            "file", result.files[0], user="alice", role="researcher", root=warehouse_copy
         )

@@ -5,7 +5,6 @@ generator's truth, and a similarity search that is exact and respects the access
 import gzip
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pydicom.data
 import pydicom.encaps
 import pytest
 
+from assets_tests.conftest import copy_lakehouse
 from assets_tests.test_governance import _allowed_keys, _audit_rows
 from multimodal_assets.lib import dicom_deid, imaging
 from multimodal_assets.lib.ingest import QuarantineError
@@ -371,8 +371,7 @@ def _exact_neighbours(conn, probe: str, visible: set[str] | None, k: int) -> lis
 
 
 def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
-    db = tmp_path / "lakehouse.duckdb"
-    shutil.copy(pipeline.warehouse, db)
+    db = copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
     allowed = _allowed_keys(pipeline)["researcher"]
     with pipeline.connect() as conn:
         probe = conn.execute(
@@ -382,15 +381,15 @@ def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
         ).fetchall()[0][0]
         everything = _exact_neighbours(conn, probe, None, 10)
         consented = _exact_neighbours(conn, probe, allowed, 10)
-    engineer = similar_cases(user="carol", role="data_engineer", series_uid=probe, k=10, db_path=db)
+    engineer = similar_cases(user="carol", role="data_engineer", series_uid=probe, k=10, root=db)
     assert engineer.column("series_uid").to_pylist() == everything
-    researcher = similar_cases(user="alice", role="researcher", series_uid=probe, k=10, db_path=db)
+    researcher = similar_cases(user="alice", role="researcher", series_uid=probe, k=10, root=db)
     assert researcher.column("series_uid").to_pylist() == consented
     assert set(researcher.column("research_key").to_pylist()) <= allowed
     with pytest.raises(Denied):
-        similar_cases(user="erin", role="auditor", series_uid=probe, db_path=db)
+        similar_cases(user="erin", role="auditor", series_uid=probe, root=db)
     with pytest.raises(Denied):
-        similar_cases(user="alice", role="researcher", series_uid="1' OR 1=1 --", db_path=db)
+        similar_cases(user="alice", role="researcher", series_uid="1' OR 1=1 --", root=db)
     audit = _audit_rows(db)
     searches = audit[audit.action == "similarity_search"]
     assert list(searches.decision) == ["allow", "allow", "deny", "deny"]

@@ -27,10 +27,10 @@ def test_corrupt_file_is_quarantined_and_the_rest_of_the_batch_ingests(tmp_path)
     shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
     shutil.copy(REAL / "observation_decimal_bundle.json", batch / "b.json")
     (batch / "c.json").write_bytes((REAL / "bundle_relative_ref.json").read_bytes()[:500])
-    summary = _ingest(tmp_path / "landing", tmp_path / "w.duckdb", "run-1")
+    summary = _ingest(tmp_path / "landing", tmp_path / "lakehouse", "run-1")
     assert (summary.ingested, summary.quarantined, summary.records) == (2, 1, 6)
     quarantined = _rows(
-        tmp_path / "w.duckdb", "SELECT path, error_code, message, sha256 FROM bronze.quarantine"
+        tmp_path / "lakehouse", "SELECT path, error_code, message, sha256 FROM bronze.quarantine"
     )
     assert [(q[0], q[1]) for q in quarantined] == [("clinical/2024-01-01/c.json", "invalid_json")]
     assert quarantined[0][3] == ingest.sha256_file(batch / "c.json")
@@ -42,7 +42,7 @@ def test_rerun_over_the_same_landing_is_a_no_op(tmp_path):
     batch = tmp_path / "landing" / "clinical" / "2024-01-01"
     batch.mkdir(parents=True)
     shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "lakehouse"
     _ingest(tmp_path / "landing", db, "run-1")
     before = _rows(db, "SELECT count(*) FROM bronze.fhir_resources")
     second = _ingest(tmp_path / "landing", db, "run-2")
@@ -56,7 +56,7 @@ def test_same_bytes_under_a_new_name_are_recorded_once(tmp_path):
     (landing / "w1").mkdir(parents=True)
     (landing / "w2").mkdir(parents=True)
     shutil.copy(REAL / "bundle_urn_ref.json", landing / "w1" / "a.json")
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "lakehouse"
     _ingest(tmp_path / "landing", db, "run-1")
     shutil.copy(REAL / "bundle_urn_ref.json", landing / "w2" / "a-resend.json")
     summary = _ingest(tmp_path / "landing", db, "run-2")
@@ -76,7 +76,7 @@ def test_unexpected_parser_errors_quarantine_without_quoting_content(tmp_path):
     def explode(data: bytes):
         raise ValueError(data.decode())
 
-    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
         files = ingest.scan_landing(tmp_path / "landing", "clinical")
         summary = ingest.ingest(conn, "clinical", files, explode, clinical.FHIR_RESOURCES, "r")
         message = conn.execute("SELECT message FROM bronze.quarantine").fetchone()[0]

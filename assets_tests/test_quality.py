@@ -3,7 +3,7 @@
 import dagster as dg
 
 from multimodal_assets.defs.governed import governed_table_asset
-from multimodal_assets.defs.resources import WarehouseResource
+from multimodal_assets.defs.resources import LakehouseResource
 from multimodal_assets.lib import quality, warehouse
 from multimodal_assets.lib.tables import Column, Table
 
@@ -23,7 +23,7 @@ GOOD = "SELECT 1 AS id, 'a' AS grade, 0.5 AS score UNION ALL SELECT 2, 'b', 0.9"
 
 
 def _outcomes(tmp_path, select_sql):
-    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
         staged = warehouse.stage(conn, SCORES, select_sql)
         return {o.name: o for o in quality.audit(conn, SCORES, staged)}
 
@@ -74,9 +74,11 @@ def test_failed_blocking_check_leaves_the_published_table_unchanged(tmp_path):
         return {}
 
     asset = governed_table_asset(SCORES, build=build)
-    resources = {"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))}
+    resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"))}
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([asset], resources=resources, instance=instance).success
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        published_version = conn.versions["gold.scores"]
 
     source["sql"] = "SELECT 1 AS id, 'a' AS grade, 0.1 AS score UNION ALL SELECT 1, 'b', 0.2"
     result = dg.materialize([asset], resources=resources, instance=instance, raise_on_error=False)
@@ -84,11 +86,10 @@ def test_failed_blocking_check_leaves_the_published_table_unchanged(tmp_path):
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"unique__id"}
     assert result.get_asset_materialization_events() == []
-    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
         assert conn.execute("SELECT sum(score) FROM gold.scores").fetchone()[0] == 1.4
-        assert conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging'"
-        ).fetchone() == (0,)
+        # Nothing was committed: the table is still at the version the first run published.
+        assert conn.versions["gold.scores"] == published_version
 
 
 def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
@@ -98,7 +99,7 @@ def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
 
     result = dg.materialize(
         [governed_table_asset(SCORES, build=build)],
-        resources={"lakehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))},
+        resources={"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"))},
     )
     (warned,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert warned.check_name == "in_set__grade" and warned.severity == dg.AssetCheckSeverity.WARN

@@ -1,11 +1,11 @@
-"""Warehouse conventions: atomic publish, serialized writers, connections closed on error."""
+"""Lakehouse conventions: Delta tables, atomic publish, snapshot reads, concurrent writers."""
 
 import multiprocessing
 
 import duckdb
 import pytest
 
-from multimodal_assets.lib import warehouse
+from multimodal_assets.lib import audit, ingest, lakehouse, warehouse
 from multimodal_assets.lib.tables import Column, Table
 
 DEMO = Table(
@@ -14,61 +14,201 @@ DEMO = Table(
     modality="test",
     description="demo",
     primary_key=("id",),
+    partition_column="part",
     columns=(
         Column("id", "INTEGER", "id", "none", nullable=False),
         Column("value", "INTEGER", "value", "none"),
+        Column("part", "DATE", "slice", "none"),
+        Column("vector", "FLOAT[3]", "fixed-size array", "none"),
+        Column("doc", "JSON", "json", "none"),
     ),
+)
+ROWS = (
+    "SELECT range::INTEGER AS id, range::INTEGER AS value, DATE '2024-01-01' + (range % 3)::INT "
+    "AS part, [1.0, 2.0, range]::FLOAT[3] AS vector, '{{\"a\": 1}}'::JSON AS doc FROM range({n})"
 )
 
 
-def test_interrupted_publish_leaves_the_previous_table_intact(tmp_path):
-    db = tmp_path / "w.duckdb"
-    with warehouse.connect(db) as conn:
-        staged = warehouse.stage(conn, DEMO, "SELECT range AS id, range AS value FROM range(5)")
+def test_every_published_table_is_delta_with_its_declared_types(tmp_path):
+    root = tmp_path / "lakehouse"
+    with warehouse.connect(root) as conn:
+        staged = warehouse.stage(conn, DEMO, ROWS.format(n=5))
         assert warehouse.publish(conn, DEMO, staged) == 5
-        # The second candidate fails mid-insert: a value that cannot be cast to INTEGER.
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'demo'"
+            ).fetchall()
+        )
+    assert (root / "silver" / "demo" / "_delta_log").is_dir()
+    assert types == {
+        "id": "INTEGER",
+        "value": "INTEGER",
+        "part": "DATE",
+        "vector": "FLOAT[3]",
+        "doc": "JSON",
+    }
+    from deltalake import DeltaTable
+
+    fields = {f.name: f.metadata for f in DeltaTable(str(root / "silver" / "demo")).schema().fields}
+    assert fields["vector"]["duckdb_type"] == "FLOAT[3]"
+    assert fields["id"]["classification"] == "none"
+
+
+def test_interrupted_publish_leaves_the_previous_table_intact(tmp_path):
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        staged = warehouse.stage(conn, DEMO, ROWS.format(n=5))
+        assert warehouse.publish(conn, DEMO, staged) == 5
+        version = conn.versions[DEMO.fqn]
+        # The second candidate fails mid-write: a value that cannot be cast to INTEGER.
         staged = warehouse.stage(
             conn,
             DEMO,
-            "SELECT range AS id, CASE WHEN range = 7 THEN 'x' ELSE '1' END AS value FROM range(10)",
+            "SELECT range AS id, CASE WHEN range = 70000 THEN 'x' ELSE '1' END AS value, "
+            "DATE '2024-01-01' AS part, NULL AS vector, NULL AS doc FROM range(100000)",
         )
-        with pytest.raises(duckdb.ConversionException):
+        with pytest.raises(warehouse.PublishError, match="Conversion Error") as raised:
             warehouse.publish(conn, DEMO, staged)
+        assert "'x'" not in str(raised.value)  # the message never quotes a value
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        assert conn.versions[DEMO.fqn] == version
         assert conn.execute("SELECT count(*), sum(value) FROM silver.demo").fetchone() == (5, 10)
 
 
-def test_slice_publish_replaces_only_its_slice(tmp_path):
-    with warehouse.connect(tmp_path / "w.duckdb") as conn:
-        staged = warehouse.stage(conn, DEMO, "SELECT range AS id, 0 AS value FROM range(6)")
-        warehouse.publish(conn, DEMO, staged)
-        staged = warehouse.stage(conn, DEMO, "SELECT 1 AS id, 9 AS value")
-        assert warehouse.publish(conn, DEMO, staged, "id % 2 = ?", [1]) == 1
-        assert conn.execute("SELECT count(*), sum(value) FROM silver.demo").fetchone() == (4, 9)
+def test_changed_slices_are_replaced_in_one_commit(tmp_path):
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        staged = warehouse.stage(conn, DEMO, ROWS.format(n=6))
+        assert warehouse.publish_changed_slices(conn, DEMO, staged) == 3
+        version = conn.versions[DEMO.fqn]
+        assert warehouse.publish_changed_slices(conn, DEMO, staged) == 0  # nothing changed
+        assert conn.versions[DEMO.fqn] == version
+        staged = warehouse.stage(
+            conn,
+            DEMO,
+            f"SELECT * REPLACE (CASE WHEN id = 1 THEN 99 ELSE value END AS value) "
+            f"FROM ({ROWS.format(n=6)})",
+        )
+        assert warehouse.publish_changed_slices(conn, DEMO, staged) == 1
+        assert conn.versions[DEMO.fqn] == version + 1
+        assert conn.execute("SELECT count(*), sum(value) FROM silver.demo").fetchone() == (6, 113)
+
+
+def test_a_connection_reads_the_snapshot_it_opened_and_can_time_travel(tmp_path):
+    root = tmp_path / "lakehouse"
+    with warehouse.connect(root) as writer:
+        warehouse.publish(writer, DEMO, warehouse.stage(writer, DEMO, ROWS.format(n=3)))
+        first = writer.versions[DEMO.fqn]
+        with warehouse.connect(root) as reader:
+            warehouse.publish(writer, DEMO, warehouse.stage(writer, DEMO, ROWS.format(n=7)))
+            # The reader keeps the version it resolved when it opened.
+            assert reader.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+            assert reader.versions[DEMO.fqn] == first
+        assert writer.execute("SELECT count(*) FROM silver.demo").fetchone() == (7,)
+    with warehouse.connect(root, as_of={DEMO.fqn: first}) as old:
+        assert old.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+
+
+def test_read_only_connections_reach_only_lakehouse_files(tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    root = tmp_path / "lakehouse"
+    with warehouse.connect(root) as conn:
+        warehouse.publish(conn, DEMO, warehouse.stage(conn, DEMO, ROWS.format(n=3)))
+    with warehouse.connect(root, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+        with pytest.raises(duckdb.PermissionException):
+            conn.execute(f"SELECT * FROM read_csv('{outside}')")
+        with pytest.raises(duckdb.Error):
+            conn.execute("SET enable_external_access = true")
 
 
 def test_connection_is_closed_when_the_body_raises(tmp_path):
     with pytest.raises(RuntimeError):
-        with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        with warehouse.connect(tmp_path / "lakehouse") as conn:
             raise RuntimeError("boom")
     with pytest.raises(duckdb.ConnectionException):
         conn.execute("SELECT 1")
 
 
-def _writer(db: str, worker: int) -> None:
-    for i in range(15):
-        with warehouse.connect(db) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bronze.t (worker INTEGER, i INTEGER)")
-            conn.execute("INSERT INTO bronze.t VALUES (?, ?)", [worker, i])
+def _appender(root: str, worker: int) -> None:
+    for i in range(10):
+        audit.append(root, audit.AuditEvent(action="query", decision="allow", reason=f"{worker}"))
+        with warehouse.connect(root) as conn:
+            conn.register(
+                "_one",
+                conn.sql(
+                    f"SELECT {worker}::INTEGER AS id, {i}::INTEGER AS value, "
+                    "NULL::DATE AS part, NULL::FLOAT[3] AS vector, "
+                    "NULL::JSON AS doc"
+                ).to_arrow_table(),
+            )
+            warehouse.append(conn, DEMO, "_one")
 
 
-def test_concurrent_writer_processes_are_serialized(tmp_path):
-    db = str(tmp_path / "w.duckdb")
+def test_four_writer_processes_keep_one_audit_chain_and_every_row(tmp_path):
+    root = str(tmp_path / "lakehouse")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(db, w)) for w in range(3)]
+    procs = [ctx.Process(target=_appender, args=(root, w)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0, 0]
-    with warehouse.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM bronze.t").fetchone() == (45,)
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with warehouse.connect(root) as conn:
+        assert conn.execute("SELECT count(*) FROM silver.demo").fetchone() == (40,)
+        report = audit.verify_audit_chain(conn, root)
+        assert report.ok and report.rows == 40, report.problems
+
+
+def _ingester(root: str, landing: str) -> None:
+    from pathlib import Path
+
+    from multimodal_assets.lib import clinical, fhir
+
+    with warehouse.connect(root) as conn:
+        files = ingest.scan_landing(Path(landing), "clinical")
+        ingest.ingest(conn, "clinical", files, fhir.parse_fhir_file, clinical.FHIR_RESOURCES, "r")
+
+
+def test_the_registry_holds_each_file_once_when_four_processes_ingest_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "fhir"
+    landing = tmp_path / "landing"
+    for i, name in enumerate(("bundle_urn_ref.json", "observation_decimal_bundle.json")):
+        (landing / "clinical" / f"w{i}").mkdir(parents=True)
+        shutil.copy(fixtures / name, landing / "clinical" / f"w{i}" / name)
+        shutil.copy(fixtures / name, landing / "clinical" / f"w{i}" / f"copy-{name}")
+    root = str(tmp_path / "lakehouse")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_ingester, args=(root, str(landing))) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with warehouse.connect(root) as conn:
+        paths = conn.execute("SELECT path, count(*) FROM bronze.files GROUP BY 1").fetchall()
+        assert len(paths) == 4 and {n for _, n in paths} == {1}
+        assert conn.execute(
+            "SELECT count(DISTINCT sha256), count(*) FROM bronze.files WHERE status = 'ingested'"
+        ).fetchone() == (2, 2)
+        assert conn.execute(
+            "SELECT count(DISTINCT _source_sha256) FROM bronze.fhir_resources"
+        ).fetchone() == (2,)
+
+
+def test_maintenance_compacts_and_keeps_pinned_versions_readable(tmp_path):
+    root = str(tmp_path / "lakehouse")
+    with warehouse.connect(root) as conn:
+        for _ in range(20):
+            conn.register("_one", conn.sql(ROWS.format(n=1)).to_arrow_table())
+            warehouse.append(conn, DEMO, "_one")
+        pinned = conn.versions[DEMO.fqn] - 10
+    before = lakehouse.snapshot(root, DEMO.fqn)
+    report = lakehouse.maintain(root, DEMO.fqn, {pinned})
+    assert report.files_before == len(before.files) == 20
+    assert report.files_after == 1
+    with warehouse.connect(root, as_of={DEMO.fqn: pinned}) as old:
+        assert old.execute("SELECT count(*) FROM silver.demo").fetchone() == (pinned + 1,)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets_tests.conftest import REAL_WEARABLES, materialize
+from assets_tests.conftest import REAL_WEARABLES, copy_lakehouse, materialize
 from multimodal_assets.defs import automation
-from multimodal_assets.lib import audit, warehouse
+from multimodal_assets.lib import warehouse
 from multimodal_assets.lib.ingest import QuarantineError
 from multimodal_assets.lib.pseudonym import research_key
 from multimodal_assets.lib.wearables import parse_wearables_file
@@ -199,12 +198,7 @@ def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
     pipeline, tmp_path, monkeypatch
 ):
     data = tmp_path / "data"
-    (data / "warehouse").mkdir(parents=True)
-    shutil.copy(pipeline.warehouse, data / "warehouse" / "lakehouse.duckdb")
-    shutil.copy(
-        audit.head_path(pipeline.warehouse),
-        audit.head_path(data / "warehouse" / "lakehouse.duckdb"),
-    )
+    copy_lakehouse(pipeline.lakehouse, data / "lakehouse")
     monkeypatch.setenv("MM_DATA_DIR", str(data))
     # Nothing new: a re-run rewrites no slice at all.
     rerun = materialize(data, selection=dg.AssetSelection.groups("wearables"))
@@ -234,7 +228,7 @@ def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
     assert result.success
     run_id = result.run_id
     key = research_key(sample.mrn)
-    with warehouse.connect(data / "warehouse" / "lakehouse.duckdb") as conn:
+    with warehouse.connect(data / "lakehouse") as conn:
         silver_days = {
             r[0]
             for r in conn.execute(
@@ -269,16 +263,12 @@ def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
     assert steps == expected + 777
 
 
-def test_redelivered_batch_starts_one_run(data_dir):
+def test_a_batch_seen_again_by_a_restarted_sensor_starts_one_run(data_dir):
     sensor = automation.landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"]))
-    keys = []
-    for name in ("a", "b"):
-        target = data_dir / "landing" / "wearables" / name / "export.jsonl"
-        target.parent.mkdir(parents=True)
-        target.write_text(
-            '{"device": "D", "id": "1", "ts": "2021-01-01T00:00:00Z", "type": "hr", "bpm": 60}\n'
-        )
-        result = sensor(dg.build_sensor_context(cursor=None))
-        keys.append(result.run_requests[0].run_key)
-        shutil.rmtree(target.parent)
+    target = data_dir / "landing" / "wearables" / "a" / "export.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_text(
+        '{"device": "D", "id": "1", "ts": "2021-01-01T00:00:00Z", "type": "hr", "bpm": 60}\n'
+    )
+    keys = [sensor(dg.build_sensor_context(cursor=None)).run_requests[0].run_key for _ in "ab"]
     assert keys[0] == keys[1]

@@ -39,11 +39,10 @@ def main() -> None:
     os.environ["MM_DATA_DIR"] = str(data)
 
     import dagster as dg
-    import duckdb
 
     from multimodal_assets.definitions import defs
-    from multimodal_assets.lib import config
-    from multimodal_assets.lib.gateway import READ_ONLY_CONFIG, plan_query, run_query
+    from multimodal_assets.lib import config, warehouse
+    from multimodal_assets.lib.gateway import plan_query, run_query
     from multimodal_assets.lib.policy import load_policy
     from multimodal_assets.lib.synthetic.writer import generate
 
@@ -52,27 +51,28 @@ def main() -> None:
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
-    db = str(config.warehouse_path())
+    db = config.lakehouse_root()
 
-    conn = duckdb.connect(db, read_only=True)
+    opened = warehouse.connect(db, read_only=True)
+    conn = opened.__enter__()
     direct_open = _median_ms(lambda: conn.sql(QUERY).to_arrow_table(), args.repeats)
     policy = load_policy()
     plan = plan_query(QUERY, policy, "carol", "data_engineer", conn)
     rewritten_open = _median_ms(lambda: conn.sql(plan.sql).to_arrow_table(), args.repeats)
     researcher_plan = plan_query(QUERY, policy, "alice", "researcher", conn)
     masked_open = _median_ms(lambda: conn.sql(researcher_plan.sql).to_arrow_table(), args.repeats)
-    conn.close()
+    opened.__exit__(None, None, None)
 
     def direct_with_connect():
-        with duckdb.connect(db, read_only=True, config=READ_ONLY_CONFIG) as c:
+        with warehouse.connect(db, read_only=True) as c:
             c.sql(QUERY).to_arrow_table()
 
     direct_connect = _median_ms(direct_with_connect, args.repeats)
     gateway_engineer = _median_ms(
-        lambda: run_query(QUERY, user="carol", role="data_engineer", db_path=db), args.repeats
+        lambda: run_query(QUERY, user="carol", role="data_engineer", root=db), args.repeats
     )
     gateway_researcher = _median_ms(
-        lambda: run_query(QUERY, user="alice", role="researcher", db_path=db), args.repeats
+        lambda: run_query(QUERY, user="alice", role="researcher", root=db), args.repeats
     )
 
     print(f"cohort: {args.patients} patients; query: join + aggregate over observations")

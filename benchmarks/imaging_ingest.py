@@ -45,21 +45,23 @@ def _bare_loop(paths: list[str]) -> tuple[float, float]:
 
 
 def _ours(root: Path) -> tuple[float, float, int, float]:
-    import duckdb
-
-    from multimodal_assets.lib import imaging, ingest
+    from multimodal_assets.lib import imaging, ingest, warehouse
 
     start = time.perf_counter()
-    files = ingest.scan_landing(root, "imaging")
+    files = [f.hashed() for f in ingest.scan_landing(root, "imaging")]
     hashing = time.perf_counter() - start
-    conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA bronze")
-    start = time.perf_counter()
-    summary = ingest.ingest(
-        conn, "imaging", files, imaging.parse_dicom_file, imaging.DICOM_INSTANCES, "benchmark"
-    )
-    seconds = time.perf_counter() - start
-    conn.execute(f"EXPORT DATABASE '{root.parent / 'bronze_export'}' (FORMAT parquet)")
+    with warehouse.connect(root.parent / "lakehouse") as conn:
+        start = time.perf_counter()
+        summary = ingest.ingest(
+            conn, "imaging", files, imaging.parse_dicom_file, imaging.DICOM_INSTANCES, "benchmark"
+        )
+        seconds = time.perf_counter() - start
+        export = root.parent / "bronze_export"
+        export.mkdir(exist_ok=True)
+        conn.execute(
+            f"COPY bronze.dicom_instances TO '{export / 'bronze_dicom_instances.parquet'}' "
+            "(FORMAT parquet)"
+        )
     return seconds, hashing, summary.ingested, peak_mib()
 
 

@@ -61,7 +61,7 @@ def ingest(work: Path) -> dict:
 
     files = bronze.scan_landing(config.landing_dir(), "wearables")
     started = time.perf_counter()
-    with warehouse.connect(config.warehouse_path()) as conn:
+    with warehouse.connect(config.lakehouse_root()) as conn:
         summary = bronze.ingest(
             conn,
             "wearables",
@@ -81,26 +81,34 @@ def ingest(work: Path) -> dict:
 
 def silver(work: Path) -> dict:
     os.environ["MM_DATA_DIR"] = str(work)
-    from multimodal_assets.lib import config, warehouse, wearables
+    from multimodal_assets.lib import catalog, config, warehouse, wearables
 
-    with warehouse.connect(config.warehouse_path()) as conn:
+    with warehouse.connect(config.lakehouse_root()) as conn:
         # Every bench device worn by one patient for the whole period.
-        conn.execute(
-            "CREATE OR REPLACE TABLE silver.device_use AS SELECT DISTINCT device_id, "
-            "'rk_' || device_id AS research_key, TIMESTAMP '2023-12-01' AS period_start,"
-            " TIMESTAMP '2030-01-01' AS period_end FROM bronze.wearable_events"
+        device_use = catalog.table("silver.device_use")
+        staged = warehouse.stage(
+            conn,
+            device_use,
+            "SELECT DISTINCT device_id, 'rk_' || device_id AS research_key, "
+            "TIMESTAMP '2023-12-01' AS period_start, TIMESTAMP '2030-01-01' AS period_end, "
+            "'active' AS status, 'bench' AS _source_sha256, device_id AS _source_locator, "
+            "'bench' AS _run_id FROM bronze.wearable_events",
         )
+        warehouse.publish(conn, device_use, staged)
         # The bench events arrive "on time": received right after they happened.
-        conn.execute("UPDATE bronze.wearable_events SET received_at = event_time + INTERVAL 1 HOUR")
+        staged = warehouse.stage(
+            conn,
+            wearables.WEARABLE_EVENTS,
+            "SELECT * REPLACE (event_time + INTERVAL 1 HOUR AS received_at) "
+            "FROM bronze.wearable_events",
+        )
+        warehouse.publish(conn, wearables.WEARABLE_EVENTS, staged)
         started = time.perf_counter()
         staged = warehouse.stage(conn, wearables.EVENTS, wearables.EVENTS_SQL, {"run_id": "b"})
         staged_s = time.perf_counter() - started
         slices = warehouse.publish_changed_slices(conn, wearables.EVENTS, staged)
         seconds = time.perf_counter() - started
         events = warehouse.row_count(conn, wearables.EVENTS.fqn)
-        conn.execute(
-            f"COPY silver.wearable_events TO '{work / 'silver_events.parquet'}' (FORMAT PARQUET)"
-        )
     return {
         "events": events,
         "stage_s": staged_s,
@@ -113,9 +121,11 @@ def silver(work: Path) -> dict:
 
 def aggregate(work: Path) -> dict:
     os.environ["MM_DATA_DIR"] = str(work)
-    from multimodal_assets.lib import config, warehouse, wearables
+    from multimodal_assets.lib import config, lakehouse, warehouse, wearables
 
-    parquet = work / "silver_events.parquet"
+    # The Parquet files of the silver Delta table, read bare: the same data our SQL reads.
+    files = list(lakehouse.snapshot(config.lakehouse_root(), wearables.EVENTS.fqn).files)
+    parquet = "[" + ", ".join(f"'{f}'" for f in files) + "]"
     # The same per-day aggregates as ours, without rolling windows, staging or publish.
     bare_sql = f"""CREATE OR REPLACE TEMP TABLE bare_daily AS
         SELECT research_key, event_date,
@@ -125,13 +135,13 @@ def aggregate(work: Path) -> dict:
                sum(date_diff('minute', event_time, end_time)) FILTER (event_type = 'steps'
                    AND value >= 40 * date_diff('minute', event_time, end_time)) AS active,
                sum(value) FILTER (event_type = 'sleep') AS sleep
-        FROM read_parquet('{parquet}') GROUP BY ALL"""
+        FROM read_parquet({parquet}) GROUP BY ALL"""
     # DuckDB takes up to 80% of RAM by default; BENCH_DUCKDB_MEMORY_LIMIT caps it (at 1GB the
     # holistic quantile makes the daily aggregation ~1.5x slower; at 700MB it runs out).
     limit = os.environ.get("BENCH_DUCKDB_MEMORY_LIMIT")
-    with warehouse.connect(
-        config.warehouse_path(), {"memory_limit": limit} if limit else {}
-    ) as conn:
+    with warehouse.connect(config.lakehouse_root()) as conn:
+        if limit:
+            conn.execute(f"SET memory_limit = '{limit}'")
         events = warehouse.row_count(conn, wearables.EVENTS.fqn)
 
         def ours():

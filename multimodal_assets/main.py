@@ -1,5 +1,5 @@
 """The main job: generate the default cohort if landing is empty, materialize every asset into
-the DuckDB warehouse, and print what was built (`python -m multimodal_assets.main`)."""
+the Delta Lake lakehouse, and print what was built (`python -m multimodal_assets.main`)."""
 
 import argparse
 import logging
@@ -43,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         with open(instance_config, "w") as handle:
             handle.write("telemetry:\n  enabled: false\n")
 
+    legacy = config.legacy_warehouse_path()
+    if legacy.exists():
+        # The first round's single DuckDB file is not read any more; landing is the source of
+        # truth, so this run rebuilds every table from it into the lakehouse.
+        print(
+            f"note: {legacy} is the old single-file warehouse and is no longer used; every table "
+            f"is rebuilt from landing into {config.lakehouse_root()}. Delete the old file once "
+            "you no longer need it."
+        )
     if _has_landed_files():
         print(f"landing already holds files: {config.landing_dir()} (not regenerating)")
     else:
@@ -99,15 +108,11 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
     )
     for name in failed_checks:
         print(f"  failed check: {name}")
-    with warehouse.connect(config.warehouse_path()) as conn:
-        rows = conn.execute(
-            "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
-            "WHERE schema_name NOT IN ('staging') ORDER BY 1"
-        ).fetchall()
-        print(f"\nwarehouse {config.warehouse_path()}")
-        for name, _ in rows:
+    with warehouse.connect(config.lakehouse_root()) as conn:
+        print(f"\nlakehouse {config.lakehouse_root()} (Delta Lake tables)")
+        for name, version in sorted(conn.versions.items()):
             count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-            print(f"  {name:<34} {count:>10,} rows")
+            print(f"  {name:<34} {count:>10,} rows  v{version}")
         statuses = conn.execute(
             "SELECT status, count(*) FROM bronze.files GROUP BY 1 ORDER BY 1"
         ).fetchall()
@@ -143,9 +148,8 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
         + " .venv/bin/dagster dev -w workspace.yaml   (then http://localhost:3000)"
     )
     print(
-        "query:        .venv/bin/python -c \"import duckdb; duckdb.connect('"
-        + str(config.warehouse_path())
-        + "', read_only=True).sql('FROM gold.clinical_features').show()\""
+        "query:        .venv/bin/python -m multimodal_assets.query --role data_engineer "
+        '--user carol "SELECT count(*) FROM gold.clinical_features"'
     )
 
 

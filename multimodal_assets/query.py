@@ -15,9 +15,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", required=True)
     parser.add_argument("--out", type=Path, help="write the result to a .csv or .parquet file")
     parser.add_argument("--max-rows", type=int, default=40, help="rows to print")
+    parser.add_argument(
+        "--as-of",
+        action="append",
+        default=[],
+        metavar="TABLE=VERSION",
+        help="read a table at an earlier Delta version (roles allowed to time-travel); repeatable",
+    )
     args = parser.parse_args(argv)
     try:
-        result = run_query(args.sql, user=args.user, role=args.role)
+        as_of = {}
+        for pin in args.as_of:
+            table, _, version = pin.partition("=")
+            if not version.isdigit():
+                raise Denied(f"--as-of wants TABLE=VERSION, got {pin!r}")
+            as_of[table.lower()] = int(version)
+        result = run_query(args.sql, user=args.user, role=args.role, as_of=as_of or None)
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)
         return 2

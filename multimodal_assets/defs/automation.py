@@ -17,23 +17,31 @@ def landing_sensor(
 
     @dg.sensor(
         name=f"{modality}_landing_sensor",
-        description=f"New files in landing/{modality} start an ingest run "
-        "(run key = content hash of the batch).",
+        description=f"New files in landing/{modality} that the registry does not hold start "
+        "an ingest run (run key = hash of their names, sizes and times).",
         asset_selection=list(targets),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def _sensor(context: dg.SensorEvaluationContext):
-        found = landing_watch.new_files(config.landing_dir(modality), context.cursor)
-        if found is None:
-            return dg.SkipReason(f"no new files in landing/{modality}")
+        folder = config.landing_dir(modality)
+        prefix = f"{modality}/"
+        registered = {
+            p[len(prefix) :]
+            for p in ingest.registered_paths(config.lakehouse_root(), modality)
+            if p.startswith(prefix)
+        }
+        found = landing_watch.new_files(folder, context.cursor, registered)
+        if found is None or not found.paths:
+            if found is not None:  # only files the registry already holds: move past them
+                context.update_cursor(found.cursor)
+            return dg.SkipReason(f"no unregistered new files in landing/{modality}")
         # Same bytes delivered again give the same run key, which Dagster runs only once.
         if batches is None:
             return dg.SensorResult(
                 run_requests=[_ingest_request(modality, found.batch_key, len(found.paths))],
                 cursor=found.cursor,
             )
-        folder = config.landing_dir(modality)
         per_batch = Counter(ingest.delivery_batch(p.relative_to(folder)) for p in found.paths)
         new_batches = [
             b

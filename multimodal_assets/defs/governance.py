@@ -3,7 +3,17 @@ files and the audit log's integrity."""
 
 import dagster as dg
 
-from multimodal_assets.lib import audit, catalog, config, policy, serving, tables, warehouse
+from multimodal_assets.lib import (
+    audit,
+    catalog,
+    config,
+    model_registry,
+    policy,
+    serving,
+    tables,
+    warehouse,
+)
+from multimodal_assets.lib import lakehouse as lakehouse_lib
 from multimodal_assets.lib.catalog import (
     COLUMN_CATALOG,
     DATE_SHIFTS,
@@ -19,7 +29,7 @@ from .governed import (
     record_materialization,
     table_metadata,
 )
-from .resources import OWNERS, WarehouseResource
+from .resources import OWNERS, LakehouseResource
 
 _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS]
 
@@ -38,7 +48,7 @@ _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS
     ],
     automation_condition=dg.AutomationCondition.eager(),
 )
-def column_catalog(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+def column_catalog(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     """Classification of every declared column, and coverage of the warehouse's silver and gold."""
     rows = tables.catalog_rows(catalog.ALL_TABLES)
     with lakehouse.get_connection() as conn:
@@ -46,8 +56,7 @@ def column_catalog(context: dg.AssetExecutionContext, lakehouse: WarehouseResour
         published = warehouse.publish(conn, COLUMN_CATALOG, warehouse.staging_name(COLUMN_CATALOG))
         conn.execute(f"DROP TABLE {warehouse.staging_name(COLUMN_CATALOG)}")
         record_materialization(
-            conn,
-            lakehouse.database,
+            lakehouse.root,
             COLUMN_CATALOG,
             context.run_id,
             published,
@@ -121,18 +130,15 @@ policy_decisions = governed_table_asset(
     tags={"modality": "governance", "layer": "gold", "contains_phi": "false"},
     deps=[asset_key(t) for t in _GOVERNED] + [asset_key(DATE_SHIFTS), policy_decisions.key],
     automation_condition=dg.AutomationCondition.eager(),
-    pool="warehouse",
 )
-def serving_files(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+def serving_files(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     """Per-role DuckDB files, already filtered and masked, for BI tools and notebooks."""
     active = policy.load_policy()
     written = {}
     with lakehouse.get_connection() as conn:
         for role in sorted(r for r, spec in active.roles.items() if spec.serving):
             path = serving.serving_path(config.data_dir(), role)
-            tables_written = serving.write_serving_file(
-                conn, active, role, path, context.run_id, lakehouse.database
-            )
+            tables_written = serving.write_serving_file(conn, active, role, path, context.run_id)
             written[role] = tables_written
     return dg.MaterializeResult(
         metadata={f"{role}_tables": len(t) for role, t in written.items()}
@@ -157,15 +163,18 @@ def serving_files(context: dg.AssetExecutionContext, lakehouse: WarehouseResourc
         )
     ],
     automation_condition=dg.AutomationCondition.eager(),
-    pool="warehouse",
 )
-def audit_log(lakehouse: WarehouseResource):
+def audit_log(lakehouse: LakehouseResource):
     """Hash-chained log of every gateway request, materialization and export, verified."""
     with lakehouse.get_connection() as conn:
-        report = audit.verify_audit_chain(conn, lakehouse.database)
-        counts = conn.execute(
-            "SELECT action || '_' || decision, count(*) FROM audit.access_log GROUP BY 1"
-        ).fetchall()
+        report = audit.verify_audit_chain(conn, lakehouse.root)
+        counts = (
+            conn.execute(
+                "SELECT action || '_' || decision, count(*) FROM audit.access_log GROUP BY 1"
+            ).fetchall()
+            if conn.has_table(audit.ACCESS_LOG.fqn)
+            else []
+        )
     return dg.MaterializeResult(
         metadata={"dagster/row_count": report.rows, **{f"events_{k}": n for k, n in counts}},
         check_results=[
@@ -181,6 +190,54 @@ def audit_log(lakehouse: WarehouseResource):
     )
 
 
+@dg.asset(
+    key=dg.AssetKey(["governance", "lakehouse_maintenance"]),
+    group_name="governance",
+    kinds={"deltalake"},
+    owners=OWNERS,
+    tags={"modality": "governance", "layer": "maintenance", "contains_phi": "false"},
+    deps=[audit_log.key],
+)
+def lakehouse_maintenance(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    """Compact, checkpoint and vacuum every Delta table, keeping the versions models name."""
+    from deltalake.exceptions import CommitFailedError
+
+    pinned = model_registry.pinned_table_versions()
+    before = after = vacuumed = 0
+    skipped = []
+    per_table = {}
+    for fqn in lakehouse_lib.list_tables(lakehouse.root):
+        try:
+            report = lakehouse_lib.maintain(lakehouse.root, fqn, pinned.get(fqn, set()))
+        except CommitFailedError:  # a run wrote the table meanwhile: compact it next time
+            skipped.append(fqn)
+            continue
+        before += report.files_before
+        after += report.files_after
+        vacuumed += report.files_vacuumed
+        per_table[fqn] = report.files_after
+    return dg.MaterializeResult(
+        metadata={
+            "tables": len(per_table),
+            "files_before": before,
+            "files_after": after,
+            "files_vacuumed": vacuumed,
+            "largest_file_count": max(per_table.values(), default=0),
+            "pinned_versions": ", ".join(f"{fqn}@{sorted(v)}" for fqn, v in sorted(pinned.items()))
+            or "none",
+            "skipped_concurrent_write": ", ".join(skipped) or "none",
+        }
+    )
+
+
+lakehouse_maintenance_schedule = dg.ScheduleDefinition(
+    name="lakehouse_maintenance_schedule",
+    target=dg.AssetSelection.assets(lakehouse_maintenance.key),
+    cron_schedule="30 4 * * *",
+    description="Nightly compaction, checkpoints and vacuum of the lakehouse's Delta tables.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 audit_verification_schedule = dg.ScheduleDefinition(
     name="audit_verification_schedule",
     target=dg.AssetSelection.assets(audit_log.key),
@@ -189,5 +246,13 @@ audit_verification_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-assets = [column_catalog, date_shifts, key_crosswalk, policy_decisions, serving_files, audit_log]
-schedules = [audit_verification_schedule]
+assets = [
+    column_catalog,
+    date_shifts,
+    key_crosswalk,
+    policy_decisions,
+    serving_files,
+    audit_log,
+    lakehouse_maintenance,
+]
+schedules = [audit_verification_schedule, lakehouse_maintenance_schedule]

@@ -4,20 +4,19 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from multimodal_assets.lib import audit, catalog, config, ingest, quality, tables, warehouse
 from multimodal_assets.lib.tables import Table
 
-from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
+from .resources import OWNERS, LakehouseResource
 
 # build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata.
-Build = Callable[[duckdb.DuckDBPyConnection, str], dict]
+Build = Callable[[warehouse.LakehouseConnection, str], dict]
 # A non-blocking check on a published table: its spec and how to evaluate it.
-Monitor = tuple[dg.AssetCheckSpec, Callable[[duckdb.DuckDBPyConnection], dg.AssetCheckResult]]
+Monitor = tuple[dg.AssetCheckSpec, Callable[[warehouse.LakehouseConnection], dg.AssetCheckResult]]
 # A blocking check on the staged rows (spec, evaluate(conn, staged table name)): when it fails,
 # nothing is published.
-Gate = tuple[dg.AssetCheckSpec, Callable[[duckdb.DuckDBPyConnection, str], dg.AssetCheckResult]]
+Gate = tuple[dg.AssetCheckSpec, Callable[[warehouse.LakehouseConnection, str], dg.AssetCheckResult]]
 
 
 def asset_key(table: Table) -> dg.AssetKey:
@@ -98,7 +97,7 @@ def column_lineage(table: Table) -> dg.TableColumnLineage:
 def table_metadata(table: Table) -> dict:
     meta = {
         "dagster/column_schema": table_schema(table),
-        "dagster/table_name": f"lakehouse.{table.fqn}",
+        "dagster/table_name": table.fqn,
         "primary_key": ", ".join(table.primary_key) or "none",
     }
     if table.lineage:
@@ -107,11 +106,11 @@ def table_metadata(table: Table) -> dict:
 
 
 def record_materialization(
-    conn, db_path: str, table: Table, run_id: str, rows: int | None, published: bool, reason: str
+    root: str, table: Table, run_id: str, rows: int | None, published: bool, reason: str
 ) -> None:
     """One audit row per materialization attempt, published or refused."""
     audit.append(
-        conn,
+        root,
         audit.AuditEvent(
             action="materialize",
             decision="allow" if published else "deny",
@@ -122,7 +121,6 @@ def record_materialization(
             reason=reason,
             run_id=run_id,
         ),
-        db_path,
     )
 
 
@@ -135,7 +133,6 @@ def asset_spec_kwargs(table: Table, kinds: set[str]) -> dict:
         kinds=kinds,
         owners=OWNERS,
         tags=asset_tags(table),
-        pool=WAREHOUSE_POOL,
     )
 
 
@@ -193,7 +190,7 @@ def governed_table_asset(
         freshness_policy=freshness_policy,
     )
     def _governed(
-        context: dg.AssetExecutionContext, lakehouse: WarehouseResource
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with lakehouse.get_connection() as conn:
             extra = build(conn, context.run_id)
@@ -214,9 +211,7 @@ def governed_table_asset(
                 if blocked
                 else "published after checks"
             )
-            record_materialization(
-                conn, lakehouse.database, table, context.run_id, rows, not blocked, reason
-            )
+            record_materialization(lakehouse.root, table, context.run_id, rows, not blocked, reason)
             monitored = [] if blocked else [evaluate(conn) for _, evaluate in monitors]
         check_results = [_check_result(table, o) for o in outcomes] + gated + monitored
         if blocked:
@@ -254,11 +249,10 @@ def _ingest_landing(
     `tables`; (summary, row totals per table, observed metadata, check results)."""
     landed = ingest.scan_landing(config.landing_dir(), modality, batches)
     with lakehouse.get_connection() as conn:
-        new = ingest.unregistered(conn, landed)
         summary = ingest.ingest(
             conn,
             modality,
-            new,
+            landed,
             parse,
             tables,
             context.run_id,
@@ -268,8 +262,7 @@ def _ingest_landing(
         totals = {t.fqn: warehouse.row_count(conn, t.fqn) for t in tables}
         for table in tables:
             record_materialization(
-                conn,
-                lakehouse.database,
+                lakehouse.root,
                 table,
                 context.run_id,
                 summary.records,
@@ -296,20 +289,18 @@ def bronze_ingest_multi_asset(
     partitioned by delivery batch (the top folder under landing/<modality>); `parse(bytes,
     path)` also sees the path, for formats that span files of one batch (PLINK). Files are
     parsed in `config.ingest_workers()` processes; a run over several batches is one run."""
-    specs = []
-    for table in tables:
-        kwargs = asset_spec_kwargs(table, kinds)
-        kwargs.pop("pool")
-        specs.append(dg.AssetSpec(**kwargs, metadata=table_metadata(table)))
+    specs = [
+        dg.AssetSpec(**asset_spec_kwargs(table, kinds), metadata=table_metadata(table))
+        for table in tables
+    ]
 
     @dg.multi_asset(
         name=name,
         specs=specs,
-        pool=WAREHOUSE_POOL,
         partitions_def=batches,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+    def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         """Parse the new files of the run's delivery batches once into every table they feed;
         bad files are quarantined."""
         summary, totals, _, _ = _ingest_landing(
@@ -337,7 +328,7 @@ def bronze_ingest_multi_asset(
 
 # observe(conn, run_id) -> (metadata, check results) after an ingest, for modality-specific
 # reporting such as schema changes.
-Observe = Callable[[duckdb.DuckDBPyConnection, str], tuple[dict, list[dg.AssetCheckResult]]]
+Observe = Callable[[warehouse.LakehouseConnection, str], tuple[dict, list[dg.AssetCheckResult]]]
 
 
 def bronze_ingest_asset(
@@ -355,7 +346,7 @@ def bronze_ingest_asset(
         metadata=table_metadata(table),
         check_specs=check_specs or [],
     )
-    def _bronze(context: dg.AssetExecutionContext, lakehouse: WarehouseResource):
+    def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         summary, totals, observed, check_results = _ingest_landing(
             context, lakehouse, table.modality, parse, [table], observe
         )

@@ -21,7 +21,7 @@ from multimodal_assets.lib import (
 from multimodal_assets.lib.pseudonym import research_key
 
 from .governed import asset_key, governed_table_asset
-from .resources import OWNERS, WarehouseResource
+from .resources import OWNERS, LakehouseResource
 
 SEED = 20261128
 _TAGS = {"modality": "fusion", "layer": "ml", "contains_phi": "false"}
@@ -51,9 +51,8 @@ def _code_version() -> str:
         )
     ],
     automation_condition=dg.AutomationCondition.eager(),
-    pool="warehouse",
 )
-def training_set(lakehouse: WarehouseResource) -> dg.MaterializeResult:
+def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Immutable snapshot of fused features and labels, split by a hash of the research key."""
     with lakehouse.get_connection() as conn:
         leaked = conn.sql(fusion.leakage_sql(catalog.PATIENT_FEATURES)).to_arrow_table()

@@ -25,7 +25,7 @@ from .governed import (
     governed_table_asset,
     sql_build,
 )
-from .resources import OWNERS, WAREHOUSE_POOL, WarehouseResource
+from .resources import OWNERS, LakehouseResource
 
 note_texts = bronze_ingest_asset(NOTE_TEXTS, notes.parse_note_file, kinds={"duckdb", "text"})
 
@@ -179,7 +179,6 @@ notes_features = governed_table_asset(
 _EVALUATION = {
     "group_name": "notes",
     "owners": OWNERS,
-    "pool": WAREHOUSE_POOL,
     "kinds": {"python"},
     # Numbers only: no note text or identifier reaches the metadata.
     "tags": {"modality": "notes", "layer": "evaluation", "contains_phi": "false"},
@@ -210,7 +209,7 @@ def _note_ids(conn) -> dict[str, str]:
     description="Entity precision/recall/F1 and assertion accuracy on the generated notes.",
     **_EVALUATION,
 )
-def entity_evaluation(lakehouse: WarehouseResource) -> dg.MaterializeResult:
+def entity_evaluation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     truth = _truth("notes_entities.parquet")
     if truth is None:
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
@@ -239,7 +238,7 @@ def _context_corpus() -> Path:
     key=["notes", "context_evaluation"],
     description="Negation, temporality and experiencer on the real ConText reference sentences "
     "(read from ../shared or MM_CONTEXT_CORPUS; not redistributed), against the majority class.",
-    **{**_EVALUATION, "pool": None},
+    **_EVALUATION,
 )
 def context_evaluation() -> dg.MaterializeResult:
     path = _context_corpus()
@@ -258,7 +257,7 @@ def context_evaluation() -> dg.MaterializeResult:
     "generated notes, with and without the patient's EHR identifiers.",
     **_EVALUATION,
 )
-def deidentification_evaluation(lakehouse: WarehouseResource) -> dg.MaterializeResult:
+def deidentification_evaluation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     truth = _truth("notes_identifiers.parquet")
     if truth is None:
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})

@@ -1,26 +1,26 @@
-"""The warehouse resource shared by every asset."""
+"""The lakehouse resource shared by every asset."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import duckdb
-from dagster_duckdb import DuckDBResource
+import dagster as dg
 
 from multimodal_assets.lib import config, warehouse
 
 
-class WarehouseResource(DuckDBResource):
-    """DuckDB warehouse: one process at a time (OS lock), connection closed even on error."""
+class LakehouseResource(dg.ConfigurableResource):
+    """Delta Lake tables under one root URI, read and written through DuckDB connections."""
+
+    root: str
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.database, self.connection_config) as conn:
+    def get_connection(self) -> Iterator[warehouse.LakehouseConnection]:
+        with warehouse.connect(self.root) as conn:
             yield conn
 
 
 def default_resources() -> dict:
-    return {"lakehouse": WarehouseResource(database=str(config.warehouse_path()))}
+    return {"lakehouse": LakehouseResource(root=config.lakehouse_root())}
 
 
 OWNERS = ["team:data-platform"]
-WAREHOUSE_POOL = "warehouse"

@@ -1,7 +1,8 @@
 """Tamper-evident audit log: one hash-chained row per request, materialization or export.
 
 Each row's hash covers its fields and the previous row's hash, and the newest (sequence, hash)
-is also written next to the warehouse, so an edited, deleted or truncated row is detectable.
+is also written in the commit that adds the row and beside the lakehouse, so an edited, deleted
+or truncated row is detectable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import warehouse
+from . import lakehouse, warehouse
 from .tables import Column, Table
 
 GENESIS = "0" * 64
@@ -98,32 +99,52 @@ def _plain(value):
     return value
 
 
-def head_path(db_path: str | Path) -> Path:
-    return Path(str(db_path) + ".audit-head.json")
+def head_path(root: str) -> Path:
+    """The copy of the chain's newest (sequence, hash) kept beside the lakehouse's tables."""
+    return Path(lakehouse.lease_dir(root).parent) / "_audit_head.json"
 
 
-def append(conn, event: AuditEvent, db_path: str | Path | None = None) -> dict:
-    """Append one event to the chain; the caller's connection must be writable."""
-    warehouse.ensure_table(conn, ACCESS_LOG)
-    last = conn.execute(
-        "SELECT event_seq, row_hash FROM audit.access_log ORDER BY event_seq DESC LIMIT 1"
-    ).fetchone()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    row = {
-        "event_seq": seq,
-        "event_id": str(uuid.uuid4()),
-        "event_time": datetime.now(UTC).replace(tzinfo=None),
-        **{k: getattr(event, k) for k in AuditEvent.__dataclass_fields__},
-        "prev_hash": prev,
-    }
-    row["row_hash"] = _row_hash(row)
-    names = ACCESS_LOG.column_names
-    conn.execute(
-        f"INSERT INTO audit.access_log ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-        [row[n] for n in names],
-    )
-    if db_path is not None and str(db_path) != ":memory:":
-        head_path(db_path).write_text(json.dumps({"event_seq": seq, "row_hash": row["row_hash"]}))
+_HEAD_KEY = "audit_head"  # commit metadata of every audit append: "<event_seq>:<row_hash>"
+
+
+def _chain_head(root: str) -> tuple[int, str]:
+    """(sequence, hash) of the newest event; read from the newest commit when it is an audit
+    append, else (after compaction) from the table."""
+    commit = lakehouse.last_commit_metadata(root, ACCESS_LOG.fqn)
+    if _HEAD_KEY in commit:
+        seq, row_hash = commit[_HEAD_KEY].split(":", 1)
+        return int(seq), row_hash
+    snap = lakehouse.snapshot(root, ACCESS_LOG.fqn)
+    if snap is None or not snap.files:
+        return 0, GENESIS
+    import duckdb
+
+    with duckdb.connect() as scan:
+        last = scan.execute(
+            "SELECT event_seq, row_hash FROM read_parquet(?) ORDER BY event_seq DESC LIMIT 1",
+            [list(snap.files)],
+        ).fetchone()
+    return (last[0], last[1]) if last else (0, GENESIS)
+
+
+def append(root: str, event: AuditEvent) -> dict:
+    """Append one event to the chain: one Delta commit, serialized by the audit table's lease so
+    that concurrent processes extend one chain."""
+    with lakehouse.lease(root, ACCESS_LOG.fqn):
+        seq, prev = _chain_head(root)
+        row = {
+            "event_seq": seq + 1,
+            "event_id": str(uuid.uuid4()),
+            "event_time": datetime.now(UTC).replace(tzinfo=None),
+            **{k: getattr(event, k) for k in AuditEvent.__dataclass_fields__},
+            "prev_hash": prev,
+        }
+        row["row_hash"] = _row_hash(row)
+        head = f"{row['event_seq']}:{row['row_hash']}"
+        warehouse.append_rows(root, ACCESS_LOG, [row], commit_metadata={_HEAD_KEY: head})
+        head_path(root).write_text(
+            json.dumps({"event_seq": row["event_seq"], "row_hash": row["row_hash"]})
+        )
     return row
 
 
@@ -134,9 +155,32 @@ class ChainReport:
     problems: tuple[str, ...]
 
 
-def verify_audit_chain(conn, db_path: str | Path | None = None) -> ChainReport:
+# Commits that leave the rows as they were: appends, and maintenance that rewrites files.
+_KEEPING_OPERATIONS = {"CREATE TABLE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+def _rewrites(root: str) -> list[str]:
+    """Commits of the audit table that could have changed or removed rows (the Delta log keeps
+    every commit, so a DELETE, UPDATE, MERGE or overwrite stays visible)."""
+    from deltalake import DeltaTable
+
+    uri = lakehouse.table_uri(root, ACCESS_LOG.fqn)
+    if not DeltaTable.is_deltatable(uri):
+        return []
+    found = []
+    for commit in DeltaTable(uri).history():
+        operation = commit.get("operation", "")
+        mode = (commit.get("operationParameters") or {}).get("mode", "")
+        if operation in _KEEPING_OPERATIONS or (operation == "WRITE" and mode == "Append"):
+            continue
+        found.append(f"version {commit.get('version')} rewrote the audit table ({operation})")
+    return found
+
+
+def verify_audit_chain(conn, root: str | None = None) -> ChainReport:
     """Recompute the chain: any edited, deleted, inserted or truncated row is reported."""
-    warehouse.ensure_table(conn, ACCESS_LOG)
+    if not conn.has_table(ACCESS_LOG.fqn):
+        return ChainReport(True, 0, ())
     cursor = conn.execute(
         f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
     )
@@ -153,8 +197,10 @@ def verify_audit_chain(conn, db_path: str | Path | None = None) -> ChainReport:
         if _row_hash(row) != row["row_hash"]:
             problems.append(f"event {row['event_seq']} was modified")
         prev, expected_seq = row["row_hash"], row["event_seq"] + 1
-    if db_path is not None and head_path(db_path).exists():
-        head = json.loads(head_path(db_path).read_text())
+    if root is not None:
+        problems.extend(_rewrites(root))
+    if root is not None and head_path(root).exists():
+        head = json.loads(head_path(root).read_text())
         if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
             problems.append("the newest events were removed (chain head does not match)")
     return ChainReport(not problems, count, tuple(problems))

@@ -13,10 +13,18 @@ def landing_dir(modality: str | None = None) -> Path:
     return base / modality if modality else base
 
 
-def warehouse_path() -> Path:
-    """The DuckDB file; MM_WAREHOUSE overrides the default under MM_DATA_DIR."""
-    override = os.environ.get("MM_WAREHOUSE")
-    return Path(override).resolve() if override else data_dir() / "warehouse" / "lakehouse.duckdb"
+def lakehouse_root() -> str:
+    """The lakehouse root URI (MM_LAKEHOUSE; default <MM_DATA_DIR>/lakehouse): a local folder
+    now, an object-store URI later, so it stays a string and is joined as a URI."""
+    override = os.environ.get("MM_LAKEHOUSE")
+    if override:
+        return override if "://" in override else str(Path(override).resolve())
+    return str(data_dir() / "lakehouse")
+
+
+def legacy_warehouse_path() -> Path:
+    """Where the first round kept its single DuckDB file (read by nothing now)."""
+    return data_dir() / "warehouse" / "lakehouse.duckdb"
 
 
 def truth_dir() -> Path:

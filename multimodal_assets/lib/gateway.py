@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import sqlglot
@@ -26,12 +25,6 @@ from .tables import Table
 # sqlglot warns with fragments of the SQL, which may quote identifiers a user typed.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-READ_ONLY_CONFIG = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
 _ALLOWED_ROOTS = (exp.Select, exp.Union, exp.Except, exp.Intersect)
 _FORBIDDEN_NODES = tuple(
     getattr(exp, name)
@@ -191,7 +184,7 @@ def checked_access(conn, policy: Policy, role: str, table: Table | None, fqn: st
     access = policy.table_access(role, table, fqn)
     physical = warehouse.table_columns(conn, fqn)
     if not physical:
-        raise Denied(f"{fqn} does not exist in the warehouse")
+        raise Denied(f"{fqn} does not exist in the lakehouse")
     undeclared = set(physical) - set(access.table.column_names)
     if undeclared:
         raise Denied(f"{fqn} has {len(undeclared)} unclassified column(s)")
@@ -238,9 +231,8 @@ def plan_query(
     return Plan(tree.sql(dialect="duckdb"), tuple(accesses.values()))
 
 
-def _audit(db_path, event: audit.AuditEvent) -> None:
-    with warehouse.connect(db_path) as conn:
-        audit.append(conn, event, db_path)
+def _audit(root: str, event: audit.AuditEvent) -> None:
+    audit.append(root, event)
 
 
 def governed_request(
@@ -250,15 +242,18 @@ def governed_request(
     *,
     user: str,
     role: str,
-    db_path: str | Path | None = None,
+    root: str | None = None,
     policy: Policy | None = None,
+    as_of: dict[str, int] | None = None,
 ):
     """Run `work(policy, conn)` for an authorized user on a locked-down read-only connection.
 
-    `work` returns (result, audit fields). Every request, allowed or denied, leaves one audit
-    row; a denial or engine error is raised as Denied with a reason that holds no values.
+    The connection reads the lakehouse's newest snapshot, or for a role allowed to time-travel
+    the table versions in `as_of`. `work` returns (result, audit fields). Every request,
+    allowed or denied, leaves one audit row; a denial or engine error is raised as Denied with
+    a reason that holds no values.
     """
-    db_path = db_path or config.warehouse_path()
+    root = str(root or config.lakehouse_root())
     fields = {
         "user_name": user,
         "role": role,
@@ -268,21 +263,31 @@ def governed_request(
     try:
         active = policy or load_policy()
         active.authorize(user, role)
-        with warehouse.connect(db_path, READ_ONLY_CONFIG, read_only=True) as conn:
+        if as_of and not active.roles[role].time_travel:
+            raise Denied(f"role {role} may not read earlier table versions")
+        with warehouse.connect(root, read_only=True, as_of=as_of) as conn:
             result, details = work(active, conn)
+            if as_of:
+                details = {**details, "filters": _as_of_note(details.get("filters", ""), as_of)}
     except (Denied, PolicyError) as err:
         reason = err.reason if isinstance(err, Denied) else f"policy unusable: {err}"
-        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        _audit(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
         raise Denied(reason) from None
     except Exception as err:  # noqa: BLE001 - engine errors are audited, then re-raised cleanly
         # DuckDB's messages can quote literals from the query: keep the error type only.
         reason = f"request failed in the engine ({type(err).__name__})"
-        _audit(db_path, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        _audit(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
         raise Denied(reason) from None
     _audit(
-        db_path, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
+        root, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
     )
     return result
+
+
+def _as_of_note(filters: str, as_of: dict[str, int]) -> str:
+    """The versions read, recorded with the filters in the audit row."""
+    versions = ",".join(f"{fqn}@v{v}" for fqn, v in sorted(as_of.items()))
+    return ",".join(x for x in (filters, f"as_of:{versions}") if x)
 
 
 def run_query(
@@ -290,16 +295,20 @@ def run_query(
     *,
     user: str,
     role: str,
-    db_path: str | Path | None = None,
+    root: str | None = None,
     policy: Policy | None = None,
     action: str = "query",
+    as_of: dict[str, int] | None = None,
 ) -> QueryResult:
-    """Run one governed read of the warehouse (`action` names the kind of request in the audit
-    log, e.g. a similarity search built on it)."""
+    """Run one governed read of the lakehouse (`action` names the kind of request in the audit
+    log, e.g. a similarity search built on it; `as_of` pins table versions, for roles allowed to
+    time-travel)."""
 
     def work(active: Policy, conn):
         plan = plan_query(sql, active, user, role, conn)
         table = conn.sql(plan.sql).to_arrow_table()
         return QueryResult(table, plan), {**plan.audit_fields(), "rows_returned": table.num_rows}
 
-    return governed_request(action, sql, work, user=user, role=role, db_path=db_path, policy=policy)
+    return governed_request(
+        action, sql, work, user=user, role=role, root=root, policy=policy, as_of=as_of
+    )

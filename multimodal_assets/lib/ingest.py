@@ -8,14 +8,14 @@ import multiprocessing
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import warehouse
+from . import lakehouse, warehouse
 from .tables import Column, Table
 
 FILE_STATUSES = ("ingested", "quarantined", "duplicate")
@@ -92,9 +92,12 @@ class QuarantineError(Exception):
 class LandedFile:
     path: str  # relative to the landing root, posix separators
     absolute: Path
-    sha256: str
     size: int
     received_at: datetime
+    sha256: str | None = None  # read only for files the registry does not have yet
+
+    def hashed(self) -> LandedFile:
+        return self if self.sha256 else replace(self, sha256=sha256_file(self.absolute))
 
 
 @dataclass
@@ -159,7 +162,8 @@ def scan_landing(
     root: Path, modality: str, batches: Iterable[str] | None = None
 ) -> list[LandedFile]:
     """Every visible regular file under landing/<modality> (only those of `batches` when given),
-    in a stable order."""
+    in a stable order, with its size and modification time; nothing is read (hashes come later,
+    for the files the registry does not have)."""
     folder = root / modality
     if not folder.exists():
         return []
@@ -173,7 +177,6 @@ def scan_landing(
             LandedFile(
                 path=path.relative_to(root).as_posix(),
                 absolute=path,
-                sha256=sha256_file(path),
                 size=stat.st_size,
                 received_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
             )
@@ -181,11 +184,28 @@ def scan_landing(
     return out
 
 
+def registered_paths(root: str, modality: str | None = None) -> set[str]:
+    """Paths (relative to landing) in the newest registry, of one modality or all: one column of
+    one table is read, no landed file."""
+    import duckdb
+
+    snap = lakehouse.snapshot(root, FILES.fqn)
+    if snap is None or not snap.files:
+        return set()
+    where, params = ("WHERE modality = ?", [modality]) if modality else ("", [])
+    with duckdb.connect() as scan:
+        rows = scan.execute(
+            f"SELECT path FROM read_parquet(?, union_by_name = true) {where}",
+            [list(snap.files), *params],
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
-    """Files whose path is not yet in bronze.files: re-running over the same landing is a no-op."""
-    warehouse.ensure_table(conn, FILES)
-    known = {row[0] for row in conn.execute("SELECT path FROM bronze.files").fetchall()}
-    return [f for f in files if f.path not in known]
+    """Files whose path is not yet in bronze.files, hashed: re-running over the same landing is a
+    no-op, and a registered file is not read again."""
+    known = registered_paths(conn.root)
+    return [f.hashed() for f in files if f.path not in known]
 
 
 Parsed = list[dict] | pa.Table
@@ -208,19 +228,66 @@ def ingest(
     any subset of them. `with_path` passes the landed file's path as a second argument, for
     formats that span several files (PLINK's .bed/.bim/.fam). With `workers` > 1 files are
     parsed in that many processes, each writing its rows to staged Parquet that this process,
-    the only writer, appends. Identical bytes are parsed once. Records and registry rows are
-    committed together in chunks, so an interrupted run leaves every registered file fully
-    ingested and every other file still unregistered.
+    the only writer, appends. Identical bytes are parsed once.
+
+    Rows are committed in chunks, one Delta commit per table: the records first, then the
+    quarantine rows, the registry rows last. A crash between two commits leaves records (or
+    quarantine rows) of files the registry does not name; the next run deletes those orphans
+    before it parses the files again, so every registered file is fully ingested exactly once.
+    One run at a time per modality holds the modality's registry lease; other modalities and
+    every reader go on.
     """
     targets = (target,) if isinstance(target, Table) else tuple(target)
-    warehouse.ensure_table(conn, FILES)
-    warehouse.ensure_table(conn, QUARANTINE)
+    with lakehouse.lease(conn.root, f"{FILES.fqn}:{modality}"):
+        for table in (FILES, QUARANTINE, *targets):
+            conn.refresh(table.fqn)  # what other runs committed since this connection opened
+            warehouse.ensure_table(conn, table)
+        files = unregistered(conn, files)
+        _delete_orphans(conn, modality, targets)
+        return _ingest_unregistered(
+            conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers
+        )
+
+
+def _delete_orphans(conn, modality: str, targets: Sequence[Table]) -> None:
+    """Remove rows a crashed run committed for files it never registered."""
+    ingested = f"SELECT sha256 FROM {FILES.fqn} WHERE status = 'ingested'"
     for table in targets:
-        warehouse.ensure_table(conn, table)
+        orphans = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT _source_sha256 FROM {table.fqn} "
+                f"WHERE _source_sha256 NOT IN ({ingested})"
+            ).fetchall()
+        ]
+        if orphans:
+            lakehouse.delete(conn.root, table.fqn, _in_list("_source_sha256", orphans))
+            conn.refresh(table.fqn)
+    stray = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT path FROM {QUARANTINE.fqn} WHERE modality = ? "
+            f"AND path NOT IN (SELECT path FROM {FILES.fqn})",
+            [modality],
+        ).fetchall()
+    ]
+    if stray:
+        lakehouse.delete(conn.root, QUARANTINE.fqn, _in_list("path", stray))
+        conn.refresh(QUARANTINE.fqn)
+
+
+def _in_list(column: str, values: list[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f'"{column}" IN ({quoted})'
+
+
+def _ingest_unregistered(
+    conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers
+) -> IngestSummary:
     ingested_hashes = {
         row[0]
         for row in conn.execute(
-            "SELECT sha256 FROM bronze.files WHERE status = 'ingested'"
+            f"SELECT sha256 FROM {FILES.fqn} WHERE status = 'ingested'"
         ).fetchall()
     }
     summary = IngestSummary(new_files=len(files))
@@ -233,24 +300,18 @@ def ingest(
 
     def flush():
         nonlocal records, rows_by_table, file_rows, quarantine_rows, pending_bytes
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            for table in targets:
-                batches = records[table.fqn]
-                if rows_by_table[table.fqn]:  # per-row dicts become one Arrow batch here
-                    batches.append(_arrow(table, rows_by_table[table.fqn]))
-                if batches:
-                    summary.records += _append(
-                        conn, table, pa.concat_tables(batches, promote_options="permissive")
-                    )
-            if file_rows:
-                _append(conn, FILES, _arrow(FILES, file_rows))
-            if quarantine_rows:
-                _append(conn, QUARANTINE, _arrow(QUARANTINE, quarantine_rows))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        for table in targets:
+            batches = records[table.fqn]
+            if rows_by_table[table.fqn]:  # per-row dicts become one Arrow batch here
+                batches.append(_arrow(table, rows_by_table[table.fqn]))
+            if batches:
+                summary.records += _append(
+                    conn, table, pa.concat_tables(batches, promote_options="permissive")
+                )
+        if quarantine_rows:
+            _append(conn, QUARANTINE, _arrow(QUARANTINE, quarantine_rows))
+        if file_rows:  # last: a file is registered only once its rows are committed
+            _append(conn, FILES, _arrow(FILES, file_rows))
         records = {t.fqn: [] for t in targets}
         rows_by_table = {t.fqn: [] for t in targets}
         file_rows, quarantine_rows, pending_bytes = [], [], 0
@@ -422,24 +483,22 @@ def _with_provenance(parsed: pa.Table, target: Table, landed: LandedFile, run_id
 
 
 def _append(conn, table: Table, arrow: pa.Table) -> int:
-    """Append rows; for append-once tables only keys not seen before. Returns rows added."""
+    """Append rows in one commit; for append-once tables only keys not seen before (the caller
+    holds the modality's lease, the only writer of its tables). Returns rows added."""
     conn.register("_incoming_rows", arrow)
     try:
         if not table.append_once:
-            warehouse.append(conn, table, "_incoming_rows")
-            return arrow.num_rows
-        before = warehouse.row_count(conn, table.fqn)
+            return warehouse.append(conn, table, "_incoming_rows")
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
         # Of several deliveries of one key, the earliest arrival is the one kept.
         first = "ORDER BY received_at" if "received_at" in table.column_names else ""
         match = " AND ".join(f't."{k}" = i."{k}"' for k in table.primary_key)
-        warehouse.append(
+        return warehouse.append(
             conn,
             table,
             f"(SELECT * FROM _incoming_rows i WHERE NOT EXISTS "
             f"(SELECT 1 FROM {table.fqn} t WHERE {match}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} {first}) = 1)",
         )
-        return warehouse.row_count(conn, table.fqn) - before
     finally:
         conn.unregister("_incoming_rows")

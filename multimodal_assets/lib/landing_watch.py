@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ingest import sha256_file, visible_files
+from .ingest import visible_files
 
 
 @dataclass(frozen=True)
 class NewFiles:
     paths: list[Path]
-    batch_key: str  # content hash of the batch: same bytes → same key
+    batch_key: str  # hash of the new files' names, sizes and modification times
     cursor: str
 
 
@@ -24,34 +25,40 @@ def _load(cursor: str | None) -> tuple[int, set[str]]:
     return int(state["ctime_ns"]), set(state["paths_at_watermark"])
 
 
-def new_files(folder: Path, cursor: str | None) -> NewFiles | None:
-    """Files that appeared after the cursor, or None.
+def new_files(folder: Path, cursor: str | None, registered: Container[str] = ()) -> NewFiles | None:
+    """Files that appeared after the cursor and that the registry does not hold, or None.
 
-    The watermark is the inode change time (ctime), which the kernel sets when a file is
-    written or moved into place; unlike mtime it cannot be back-dated by `cp -p` or a delivery
-    tool that preserves timestamps, so late files are not skipped.
+    Only names and `stat` are read: no file is opened, so a tick costs the same whatever the
+    files weigh. `registered` holds paths relative to `folder` (from bronze.files), so a sensor
+    that starts with no cursor after the main job finds nothing to do. The watermark is the
+    inode change time (ctime), which the kernel sets when a file is written or moved into place;
+    unlike mtime it cannot be back-dated by `cp -p` or a delivery tool that preserves
+    timestamps, so late files are not skipped.
     """
     watermark, seen_at_watermark = _load(cursor)
     if not folder.exists():
         return None
     candidates = []
+    top, at_top = watermark, set(seen_at_watermark)
     for path, relative in visible_files(folder):
-        ctime = path.stat().st_ctime_ns
-        rel = relative.as_posix()
-        if ctime > watermark or (ctime == watermark and rel not in seen_at_watermark):
-            candidates.append((ctime, rel, path))
+        stat = path.stat()
+        ctime, rel = stat.st_ctime_ns, relative.as_posix()
+        if ctime < watermark or (ctime == watermark and rel in seen_at_watermark):
+            continue
+        # The watermark moves past registered files too, so they are not looked at again.
+        if ctime > top:
+            top, at_top = ctime, {rel}
+        elif ctime == top:
+            at_top.add(rel)
+        if rel not in registered:
+            candidates.append((ctime, rel, path, stat.st_size, stat.st_mtime_ns))
+    cursor_out = json.dumps({"ctime_ns": top, "paths_at_watermark": sorted(at_top)})
     if not candidates:
-        return None
+        return NewFiles([], "", cursor_out) if top != watermark else None
     candidates.sort()
-    top = max(c[0] for c in candidates)
-    at_top = {rel for ctime, rel, _ in candidates if ctime == top}
-    if top == watermark:
-        at_top |= seen_at_watermark
     digest = hashlib.sha256()
-    for sha in sorted(sha256_file(path) for _, _, path in candidates):
-        digest.update(sha.encode())
+    for _, rel, _, size, mtime in sorted(candidates, key=lambda c: c[1]):
+        digest.update(f"{rel}\0{size}\0{mtime}\n".encode())
     return NewFiles(
-        paths=[path for _, _, path in candidates],
-        batch_key=digest.hexdigest(),
-        cursor=json.dumps({"ctime_ns": top, "paths_at_watermark": sorted(at_top)}),
+        paths=[c[2] for c in candidates], batch_key=digest.hexdigest(), cursor=cursor_out
     )

@@ -61,12 +61,7 @@ def explain_value(conn, table_fqn: str, column: str, research_key: str) -> Value
 def dependents_of_file(conn, sha256: str) -> dict[str, int]:
     """Rows of every silver and gold table that depend on one landed file (by content hash)."""
     silver = [t for t in catalog.ALL_TABLES if t.layer == "silver" and _has_provenance(t.fqn)]
-    existing = {
-        r[0]
-        for r in conn.execute(
-            "SELECT schema_name || '.' || table_name FROM duckdb_tables()"
-        ).fetchall()
-    }
+    existing = set(conn.versions)
     silver = [t for t in silver if t.fqn in existing]
     if not silver:
         return {}
@@ -101,7 +96,7 @@ def governed_lineage(
     *,
     user: str,
     role: str,
-    db_path=None,
+    root=None,
     research_key: str | None = None,
     policy: Policy | None = None,
 ):
@@ -131,6 +126,6 @@ def governed_lineage(
         work,
         user=user,
         role=role,
-        db_path=db_path,
+        root=root,
         policy=policy,
     )

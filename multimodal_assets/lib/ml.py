@@ -88,11 +88,14 @@ def build_training_set(conn, root: Path, code_version: str, seed: int) -> Traini
         "SELECT count(*), sha256(string_agg(sha256, ',' ORDER BY sha256)) FROM bronze.files "
         "WHERE status = 'ingested'"
     ).fetchall()[0]
+    inputs = ("gold.patient_features", "gold.clinical_outcomes", "bronze.files")
     manifest = {
         "version": version,
         "rows_sha256": hashlib.sha256(data).hexdigest(),
         "source": {
             "tables": ["gold.patient_features", "gold.clinical_outcomes"],
+            # The Delta version of every table read: the same rows can be rebuilt from them.
+            "table_versions": {t: conn.versions[t] for t in inputs if t in conn.versions},
             "ingested_files": sources[0],
             "ingested_files_digest": sources[1],
         },

@@ -118,3 +118,18 @@ def compare_on_frozen_cohort(
     old = score(incumbent) if incumbent is not None else None
     passed = old is None or (new is not None and new >= old - NOT_WORSE_TOLERANCE)
     return {"patients": len(cohort), "candidate_auroc": new, "current_auroc": old, "passed": passed}
+
+
+def pinned_table_versions() -> dict[str, set[int]]:
+    """Delta versions of the input tables named by the training set of every saved model: the
+    versions lakehouse maintenance must keep readable (time travel rebuilds those sets)."""
+    pinned: dict[str, set[int]] = {}
+    for model_manifest in sorted((ml_dir() / "models").glob("*/manifest.json")):
+        training_set = json.loads(model_manifest.read_text()).get("training_set")
+        path = training_sets_dir() / str(training_set) / "manifest.json"
+        if not path.exists():
+            continue
+        versions = json.loads(path.read_text())["source"].get("table_versions", {})
+        for fqn, version in versions.items():
+            pinned.setdefault(fqn, set()).add(int(version))
+    return pinned

@@ -54,6 +54,8 @@ class Role:
     mask_profile: str
     row_filters: tuple[str, ...] = ()
     serving: bool = False
+    # May read earlier Delta versions of tables (AS OF), e.g. to rebuild a training set.
+    time_travel: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def parse_policy(document, source: str = "") -> Policy:
                 spec["masks"],
                 _tuple(spec.get("row_filters"), "row_filters"),
                 bool(spec.get("serving", False)),
+                bool(spec.get("time_travel", False)),
             )
             if role.mask_profile not in profiles:
                 raise PolicyError(f"role {name}: unknown mask profile {role.mask_profile!r}")

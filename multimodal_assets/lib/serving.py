@@ -16,7 +16,7 @@ def serving_path(data_dir: Path, role: str) -> Path:
 
 
 def write_serving_file(
-    conn, policy: Policy, role: str, out_path: Path, run_id: str, db_path: str
+    conn, policy: Policy, role: str, out_path: Path, run_id: str
 ) -> dict[str, int]:
     """Write every table the role may read, governed, to `out_path` atomically; audit each."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,11 +26,10 @@ def write_serving_file(
 
     def export(**fields) -> None:
         audit.append(
-            conn,
+            conn.root,
             audit.AuditEvent(
                 action="export", user_name="dagster", role=role, run_id=run_id, **fields
             ),
-            db_path,
         )
 
     conn.execute(f"ATTACH '{partial}' AS serving_out")

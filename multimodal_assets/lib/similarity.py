@@ -11,7 +11,6 @@ fraction of a second in DuckDB, and exact results need no recall caveat.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -60,7 +59,7 @@ def similar_cases(
     series_uid: str | None = None,
     research_key: str | None = None,
     k: int = 10,
-    db_path: str | Path | None = None,
+    root: str | None = None,
     policy: Policy | None = None,
 ) -> pa.Table:
     """The k series most similar to a series (or to a patient's latest one) that `role` may
@@ -81,9 +80,9 @@ def similar_cases(
             refuse,
             user=user,
             role=role,
-            db_path=db_path,
+            root=root,
             policy=policy,
         )
     return run_query(
-        sql, user=user, role=role, db_path=db_path, policy=policy, action="similarity_search"
+        sql, user=user, role=role, root=root, policy=policy, action="similarity_search"
     ).table

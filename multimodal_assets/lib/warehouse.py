@@ -1,59 +1,221 @@
-"""DuckDB warehouse primitives: serialized connections, staging and transactional publish."""
+"""DuckDB over the lakehouse: snapshot connections, staging and write-audit-publish commits.
+
+A connection is an in-memory DuckDB database in which every Delta table of the lakehouse is a
+view `schema.table` over the Parquet files of the version resolved when the connection opened,
+so the SQL in `lib/` reads tables as before and sees one consistent snapshot. Nothing is locked
+for reading: writers commit new Delta versions beside the files readers are scanning. Staging
+tables live in the connection (in memory, spilling to a temporary folder).
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from . import lakehouse
 from .tables import Table
 
 SCHEMAS = ("bronze", "silver", "gold", "governance", "audit", "ml", "staging")
+# Rows per Arrow batch streamed from DuckDB into a Delta commit: bounded memory per commit.
+_BATCH_ROWS = 256_000
 
 
-@contextmanager
-def _exclusive_lock(db_path: Path) -> Iterator[None]:
-    # DuckDB allows one process per file (even read-only opens conflict with a writer), so
-    # every process that opens the warehouse queues on this OS lock instead of failing with
-    # "Could not set lock on file". The kernel releases it if the process dies.
-    lock_path = db_path.with_name(db_path.name + ".lock")
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+class PublishError(Exception):
+    """Rows that could not be written (the message names the table and the kind of error,
+    never a value); the table keeps its previous version."""
+
+
+class LakehouseConnection:
+    """A DuckDB connection whose `schema.table` views read one snapshot of the lakehouse.
+
+    Every DuckDB method is available on it (`execute`, `sql`, `register`, …); `versions` records
+    the Delta version of each table it resolved, and writes through `commit` refresh the view.
+    """
+
+    def __init__(self, root: str, duck: duckdb.DuckDBPyConnection, as_of: dict[str, int]):
+        self.root = root
+        self.duckdb = duck
+        self.versions: dict[str, int] = {}
+        self._as_of = dict(as_of)
+
+    def __getattr__(self, name):
+        return getattr(self.duckdb, name)
+
+    def open_views(self) -> None:
+        for schema in SCHEMAS:
+            self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for fqn in sorted(set(lakehouse.list_tables(self.root)) | set(self._as_of)):
+            self.refresh(fqn, self._as_of.get(fqn))
+
+    def refresh(self, fqn: str, version: int | None = None) -> None:
+        """Point the view of `fqn` at its newest version (or the given one)."""
+        snap = lakehouse.snapshot(self.root, fqn, version)
+        if snap is None:
+            return
+        self.duckdb.execute(f"CREATE OR REPLACE VIEW {fqn} AS {_scan_sql(snap)}")
+        self.versions[fqn] = snap.version
+
+    def has_table(self, fqn: str) -> bool:
+        return fqn in self.versions
+
+    def commit(
+        self,
+        table: Table,
+        select_sql: str,
+        *,
+        mode: str,
+        predicate: str | None = None,
+        params=None,
+        commit_metadata: dict[str, str] | None = None,
+    ) -> int:
+        """Commit the rows of `select_sql` (declared columns) to the table; returns rows written."""
+        relation = self.duckdb.sql(_storage_select(table, select_sql), params=params)
+        reader = relation.to_arrow_reader(_BATCH_ROWS)
+        schema = _storage_schema(table, reader.schema)
+        written, failure = 0, None
+
+        def batches():
+            nonlocal written, failure
+            try:
+                for batch in reader:
+                    written += batch.num_rows
+                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            except Exception as err:
+                failure = err  # e.g. a value that does not cast to its declared type
+                raise
+
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            lakehouse.write(
+                self.root,
+                table.fqn,
+                pa.RecordBatchReader.from_batches(schema, batches()),
+                mode=mode,
+                predicate=predicate,
+                commit_metadata=commit_metadata,
+            )
+        except Exception:
+            if failure is not None:
+                # DuckDB's message quotes the offending value: name the kind of error only.
+                kind = str(failure).split(":", 1)[0].strip()[:60]
+                raise PublishError(f"{table.fqn} was not written: {kind} in its rows") from None
+            raise
+        self.refresh(table.fqn)
+        return written
+
+
+def _scan_sql(snap: lakehouse.Snapshot) -> str:
+    """The SELECT that reads a snapshot with its declared column types."""
+    if not snap.files:
+        columns = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in snap.columns)
+        return f"SELECT {columns} WHERE false"
+    columns = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in snap.columns)
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in snap.files)
+    return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
+
+
+def _storage_type(declared: str) -> str:
+    """What a declared DuckDB type is stored as in Delta (which has no JSON or fixed-size array)."""
+    if declared == "JSON":
+        return "VARCHAR"
+    if declared.endswith("]") and not declared.endswith("[]"):
+        return declared[: declared.rindex("[")] + "[]"
+    return declared
+
+
+def _storage_select(table: Table, source_sql: str) -> str:
+    casts = ", ".join(
+        f'CAST("{c.name}" AS {_storage_type(c.type)}) AS "{c.name}"' for c in table.columns
+    )
+    return f"SELECT {casts} FROM ({source_sql}) _rows"
+
+
+def _column_metadata(column) -> dict[str, str]:
+    # Kept as Delta field metadata: the table itself says what every column is (declared type,
+    # classification) to any engine that reads it.
+    return {
+        "duckdb_type": column.type,
+        "classification": column.classification,
+        "regulatory": column.regulatory,
+        "description": column.description,
+    }
+
+
+def _storage_schema(table: Table, schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema with each column's declaration as field metadata."""
+    return pa.schema(
+        [field.with_metadata(_column_metadata(table.column(field.name))) for field in schema]
+    )
+
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "BLOB": pa.binary(),
+}
+
+
+def append_rows(root: str, table: Table, rows: list[dict], **commit) -> int:
+    """Append Python rows straight to the Delta table, without a DuckDB connection (for small
+    writes such as one audit row); only scalar column types."""
+    schema = pa.schema(
+        [
+            pa.field(c.name, _ARROW_TYPES[c.type], metadata=_column_metadata(c))
+            for c in table.columns
+        ]
+    )
+    data = pa.Table.from_pylist([{c: r.get(c) for c in table.column_names} for r in rows], schema)
+    return lakehouse.write(root, table.fqn, data, mode="append", **commit)
 
 
 @contextmanager
 def connect(
-    db_path: str | os.PathLike, config: dict | None = None, read_only: bool = False
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse under the cross-process lock; always closes, also when the body raises."""
-    path = Path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(path):
-        conn = duckdb.connect(str(path), read_only=read_only, config=config or {})
-        try:
-            if not read_only:
-                ensure_schemas(conn)
-            yield conn
-        finally:
-            conn.close()
+    root: str | os.PathLike, read_only: bool = False, as_of: dict[str, int] | None = None
+) -> Iterator[LakehouseConnection]:
+    """A connection over the lakehouse's newest snapshot (or the versions in `as_of`).
+
+    With `read_only`, once the views exist, file access is limited to the lakehouse's own files
+    and the configuration is locked. Nothing waits for a writer."""
+    root = str(root)
+    scratch = tempfile.mkdtemp(prefix="mm-duckdb-")
+    settings = {
+        "temp_directory": scratch,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    duck = duckdb.connect(":memory:", config=settings)
+    conn = LakehouseConnection(root, duck, as_of or {})
+    try:
+        conn.open_views()
+        if read_only:
+            path = lakehouse.local_path(root)
+            if path is not None:
+                allowed = os.path.abspath(path).rstrip("/") + "/"
+                duck.execute(
+                    f"SET allowed_directories = ['{allowed.replace(chr(39), chr(39) * 2)}']"
+                )
+            duck.execute("SET enable_external_access = false")
+            duck.execute("SET lock_configuration = true")
+        yield conn
+    finally:
+        duck.close()
+        _remove_tree(scratch)
 
 
-def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
-    for schema in SCHEMAS:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+def _remove_tree(folder: str) -> None:
+    import shutil
 
-
-def ensure_table(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
-    conn.execute(table.ddl())
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def staging_name(table: Table) -> str:
@@ -61,7 +223,7 @@ def staging_name(table: Table) -> str:
 
 
 def stage(
-    conn: duckdb.DuckDBPyConnection,
+    conn: LakehouseConnection,
     table: Table,
     select_sql: str,
     params: list | dict | None = None,
@@ -72,7 +234,7 @@ def stage(
     return name
 
 
-def table_columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
+def table_columns(conn, qualified: str) -> list[str]:
     schema, name = qualified.split(".", 1)
     rows = conn.execute(
         "SELECT column_name FROM information_schema.columns "
@@ -82,44 +244,32 @@ def table_columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _insert_select(table: Table, source: str) -> str:
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
-    casts = ", ".join(f'CAST("{c.name}" AS {c.type})' for c in table.columns)
-    return f"INSERT INTO {table.fqn} ({cols}) SELECT {casts} FROM {source}"
+def _declared_select(table: Table, source: str) -> str:
+    casts = ", ".join(f'CAST("{c.name}" AS {c.type}) AS "{c.name}"' for c in table.columns)
+    return f"SELECT {casts} FROM {source}"
 
 
-def publish(
-    conn: duckdb.DuckDBPyConnection,
-    table: Table,
-    source: str,
-    slice_predicate: str | None = None,
-    slice_params: list | None = None,
-) -> int:
-    """Replace the table (or one slice of it) with the staged rows in a single transaction.
+def publish(conn: LakehouseConnection, table: Table, source: str) -> int:
+    """Replace the table with the staged rows in one Delta commit; returns the rows published.
 
-    A failure anywhere rolls back, so readers see either the old or the new table, never a mix.
-    """
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        if slice_predicate is None:
-            # A full replace also picks up declaration changes (new columns, types).
-            conn.execute(f"DROP TABLE IF EXISTS {table.fqn}")
-            conn.execute(table.ddl())
-        else:
-            conn.execute(table.ddl())
-            conn.execute(f"DELETE FROM {table.fqn} WHERE {slice_predicate}", slice_params or [])
-        conn.execute(_insert_select(table, source))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return row_count(conn, table.fqn, slice_predicate, slice_params)
+    The rows are cast to the declared types before anything is written: a value that does not
+    fit fails the publish, and readers keep seeing the previous version."""
+    return conn.commit(table, _declared_select(table, source), mode="overwrite")
 
 
-def append(conn: duckdb.DuckDBPyConnection, table: Table, source: str) -> None:
-    """Append staged rows (bronze is append-only); the caller owns the transaction."""
-    conn.execute(table.ddl())
-    conn.execute(_insert_select(table, source))
+def append(conn: LakehouseConnection, table: Table, source: str, **commit) -> int:
+    """Append rows to the table in one commit (bronze is append-only); returns rows added."""
+    return conn.commit(table, _declared_select(table, source), mode="append", **commit)
+
+
+def ensure_table(conn: LakehouseConnection, table: Table) -> None:
+    """Create the table, empty, if the lakehouse does not have it yet."""
+    if conn.has_table(table.fqn):
+        return
+    conn.refresh(table.fqn)  # another process may have created it since this one opened
+    if not conn.has_table(table.fqn):
+        empty = ", ".join(f'CAST(NULL AS {c.type}) AS "{c.name}"' for c in table.columns)
+        conn.commit(table, f"SELECT {empty} WHERE false", mode="append")
 
 
 def row_count(conn, qualified: str, predicate: str | None = None, params=None) -> int:
@@ -127,7 +277,7 @@ def row_count(conn, qualified: str, predicate: str | None = None, params=None) -
     return conn.execute(f"SELECT count(*) FROM {qualified}{where}", params or []).fetchall()[0][0]
 
 
-def stage_rows(conn: duckdb.DuckDBPyConnection, table: Table, rows: list[dict]) -> str:
+def stage_rows(conn: LakehouseConnection, table: Table, rows: list[dict]) -> str:
     """Stage Python rows; columns are the declared ones plus any extra key the rows carry."""
     name = staging_name(table)
     if not rows:
@@ -145,13 +295,24 @@ def stage_rows(conn: duckdb.DuckDBPyConnection, table: Table, rows: list[dict]) 
     return name
 
 
-def publish_changed_slices(conn: duckdb.DuckDBPyConnection, table: Table, source: str) -> int:
+def _sql_literal(value) -> str:
+    """A literal of a slice value for a delta-rs predicate (dates and strings quoted)."""
+    if value is None:
+        raise ValueError("a slice value cannot be NULL")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def publish_changed_slices(conn: LakehouseConnection, table: Table, source: str) -> int:
     """Replace only the slices (values of the partition column) whose content changed.
 
     A slice's fingerprint is its row count and the sum of row hashes over every column but
-    `_run_id` (doubles rounded to 9 decimals), so re-running over the same data rewrites nothing, and a late event rewrites
-    exactly the slices it changes. All replaced slices are published in one transaction.
-    Returns the number of slices replaced.
+    `_run_id` (doubles rounded to 9 decimals), so re-running over the same data rewrites nothing,
+    and a late event rewrites exactly the slices it changes. All replaced slices are published
+    in one Delta commit (a predicate overwrite). Returns the number of slices replaced.
     """
     part = f'"{table.partition_column}"'
     # Parallel float aggregation can differ in the last bits between runs; rounding the
@@ -165,7 +326,7 @@ def publish_changed_slices(conn: duckdb.DuckDBPyConnection, table: Table, source
         for c in table.columns
         if c.name != "_run_id"
     )
-    conn.execute(table.ddl())
+    ensure_table(conn, table)
 
     def fingerprints(relation: str) -> str:
         return (
@@ -173,29 +334,27 @@ def publish_changed_slices(conn: duckdb.DuckDBPyConnection, table: Table, source
             f"FROM {relation} GROUP BY ALL"
         )
 
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _changed_slices AS
-            SELECT coalesce(a.slice, b.slice) AS slice
-            FROM ({fingerprints(source)}) a FULL OUTER JOIN ({fingerprints(table.fqn)}) b
-              ON a.slice = b.slice
-            WHERE a.n IS DISTINCT FROM b.n OR a.h IS DISTINCT FROM b.h"""
-    )
-    changed = conn.execute("SELECT count(*) FROM _changed_slices").fetchone()[0]
+    changed = [
+        row[0]
+        for row in conn.execute(
+            f"""SELECT coalesce(a.slice, b.slice) AS slice
+                FROM ({fingerprints(source)}) a FULL OUTER JOIN ({fingerprints(table.fqn)}) b
+                  ON a.slice = b.slice
+                WHERE a.n IS DISTINCT FROM b.n OR a.h IS DISTINCT FROM b.h
+                ORDER BY 1"""
+        ).fetchall()
+    ]
     if changed:
-        conn.execute("BEGIN TRANSACTION")
+        conn.register("_changed_slices", pa.table({"slice": changed}))
         try:
-            conn.execute(
-                f"DELETE FROM {table.fqn} WHERE {part} IN (SELECT slice FROM _changed_slices)"
+            conn.commit(
+                table,
+                _declared_select(
+                    table, f"{source} WHERE {part} IN (SELECT slice FROM _changed_slices)"
+                ),
+                mode="overwrite",
+                predicate=f"{part} IN ({', '.join(_sql_literal(v) for v in changed)})",
             )
-            conn.execute(
-                _insert_select(
-                    table,
-                    f"(SELECT * FROM {source} WHERE {part} IN (SELECT slice FROM _changed_slices))",
-                )
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    conn.execute("DROP TABLE _changed_slices")
-    return changed
+        finally:
+            conn.unregister("_changed_slices")
+    return len(changed)

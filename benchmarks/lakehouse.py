@@ -1,0 +1,253 @@
+"""Lakehouse storage: readers during a run, sensor and ingest overhead, files per table.
+
+Usage:
+  python benchmarks/lakehouse.py sensor [--files 2500 250000]
+  python benchmarks/lakehouse.py gateway [--patients 2000] [--queries 50] [--every 2]
+  python benchmarks/lakehouse.py files [--runs 20]
+
+`sensor`: a landing of N registered files plus 10 new ones; a landing sensor tick and an ingest
+run's overhead (list, registry diff, hash of the new files, the registry commit), next to hashing
+every landed file as the first round's sensor and ingest did, in the same run (best of 3).
+`gateway`: governed query latency p50/p95 with nothing running, then every `--every` seconds while
+the main job materializes a cohort of `--patients` in another process.
+`files`: active and on-disk Parquet files per table after `--runs` incremental wearables runs,
+before and after lakehouse maintenance.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _best(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def sensor(counts: list[int]) -> None:
+    for count in counts:
+        _sensor_at(count)
+
+
+def _sensor_at(count: int) -> None:
+    from multimodal_assets.lib import ingest, landing_watch, notes, warehouse
+
+    data = Path(tempfile.mkdtemp(prefix="mm-sensor-bench-"))
+    root, landing = str(data / "lakehouse"), data / "landing"
+    folder = landing / "notes"
+    rows = []
+    for i in range(count):
+        path = folder / f"batch-{i // 1000:04d}" / f"note-{i:07d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"note {i}\n")
+        rows.append(
+            {
+                "path": path.relative_to(landing).as_posix(),
+                "sha256": f"{i:064x}",
+                "bytes": path.stat().st_size,
+                "modality": "notes",
+                "status": "ingested",
+                "records": 1,
+            }
+        )
+    warehouse.append_rows(root, ingest.FILES, rows)
+    for i in range(10):
+        (folder / "new" / f"n{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (folder / "new" / f"n{i}.txt").write_text(f"new {i}\n")
+
+    def tick():
+        registered = {p.split("/", 1)[1] for p in ingest.registered_paths(root, "notes")}
+        found = landing_watch.new_files(folder, None, registered)
+        assert len(found.paths) == 10
+
+    def ingest_overhead() -> float:
+        # On a copy, so every repeat finds the same 10 new files; the copy is not timed.
+        scratch = Path(tempfile.mkdtemp(prefix="mm-ingest-bench-"))
+        shutil.copytree(root, scratch / "lakehouse")
+        started = time.perf_counter()
+        with warehouse.connect(scratch / "lakehouse") as conn:
+            files = ingest.scan_landing(landing, "notes")
+            summary = ingest.ingest(conn, "notes", files, lambda d: [], notes.NOTE_TEXTS, "b")
+        seconds = time.perf_counter() - started
+        assert summary.new_files == 10
+        shutil.rmtree(scratch)
+        return seconds
+
+    def hash_everything():
+        for path, _ in ingest.visible_files(folder):
+            ingest.sha256_file(path)
+
+    tick_s, hash_s = _best(tick), _best(hash_everything)
+    ingest_s = min(ingest_overhead() for _ in range(3))
+    print(
+        f"{count:>8,} landed files + 10 new: sensor tick {tick_s * 1000:8.1f} ms, "
+        f"ingest-run overhead {ingest_s * 1000:8.1f} ms; hashing every file (first round) "
+        f"{hash_s * 1000:8.1f} ms"
+    )
+    shutil.rmtree(data)
+
+
+def _main_job(data: Path, patients: int) -> subprocess.Popen:
+    env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "multimodal_assets.main", "--patients", str(patients)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _query(root: str) -> float:
+    from multimodal_assets.lib.gateway import run_query
+
+    started = time.perf_counter()
+    run_query(
+        "SELECT status, count(*) FROM bronze.files GROUP BY 1",
+        user="carol",
+        role="data_engineer",
+        root=root,
+    )
+    return time.perf_counter() - started
+
+
+def _percentiles(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * len(ordered))) - 1)]
+    return f"p50 {statistics.median(ordered) * 1000:7.1f} ms, p95 {p95 * 1000:7.1f} ms"
+
+
+def gateway(patients: int, queries: int, every: float) -> None:
+    from multimodal_assets.lib.policy import Denied
+
+    data = Path(tempfile.mkdtemp(prefix="mm-gateway-bench-"))
+    root = str(data / "lakehouse")
+    run = _main_job(data, patients)
+    while not (data / "lakehouse" / "bronze" / "files" / "_delta_log").exists():
+        assert run.poll() is None, "the main job ended before registering a file"
+        time.sleep(0.5)
+    busy, refused = [], 0
+    for _ in range(queries):
+        started = time.perf_counter()
+        try:
+            busy.append(_query(root))
+        except Denied:
+            refused += 1
+        time.sleep(max(0.0, every - (time.perf_counter() - started)))
+    still_running = run.poll() is None
+    run.wait()
+    idle = [_query(root) for _ in range(queries)]
+    print(f"cohort {patients} patients; {queries} governed queries each")
+    print(f"idle                         {_percentiles(idle)}")
+    print(
+        f"during the main job          {_percentiles(busy)}  "
+        f"({len(busy)} answered, {refused} refused; main job still running at the last: "
+        f"{still_running})"
+    )
+    shutil.rmtree(data)
+
+
+def files(runs: int) -> None:
+    import json
+
+    import dagster as dg
+
+    data = Path(tempfile.mkdtemp(prefix="mm-files-bench-"))
+    os.environ["MM_DATA_DIR"] = str(data)
+    from multimodal_assets.definitions import defs
+    from multimodal_assets.lib import config, lakehouse
+    from multimodal_assets.lib.synthetic.writer import generate
+
+    generate(20, 3, data / "landing", progress=False)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_implicit_global_asset_job_def()
+    from multimodal_assets.defs.genomics import register_delivery_batches
+
+    job.execute_in_process(
+        instance=instance, tags=register_delivery_batches(instance), raise_on_error=False
+    )
+    wearables = [
+        k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "wearables"
+    ]
+    for run in range(runs):
+        late = config.landing_dir("wearables") / f"late-{run:02d}" / "export.jsonl"
+        late.parent.mkdir(parents=True)
+        event = {
+            "device": "bench",
+            "id": f"late-{run}",
+            "type": "steps",
+            "ts": "2021-06-01T10:00:00Z",
+            "end": "2021-06-01T10:01:00Z",
+            "count": run,
+        }
+        late.write_text(json.dumps(event) + "\n")
+        dg.materialize(
+            list(defs.assets), instance=instance, selection=wearables, resources=defs.resources
+        )
+    root = config.lakehouse_root()
+
+    def counts():
+        out = {}
+        for fqn in lakehouse.list_tables(root):
+            active = len(lakehouse.snapshot(root, fqn).files)
+            on_disk = len(list(Path(lakehouse.table_uri(root, fqn)).glob("*.parquet")))
+            out[fqn] = (active, on_disk)
+        return out
+
+    before = counts()
+    for fqn in before:
+        lakehouse.maintain(root, fqn)
+    after = counts()
+    print(f"after {runs} incremental wearables runs (active files / files on disk)")
+    for fqn in sorted(before):
+        if fqn.startswith(
+            (
+                "bronze.files",
+                "bronze.wearable",
+                "silver.wearable",
+                "gold.wearable",
+                "audit.",
+                "bronze.quarantine",
+            )
+        ):
+            print(
+                f"  {fqn:<30} before {before[fqn][0]:>4} / {before[fqn][1]:>4}   "
+                f"after maintenance {after[fqn][0]:>4} / {after[fqn][1]:>4}"
+            )
+    print(
+        f"  largest active file count: before {max(a for a, _ in before.values())}, "
+        f"after {max(a for a, _ in after.values())}"
+    )
+    shutil.rmtree(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["sensor", "gateway", "files"])
+    parser.add_argument("--files", type=int, nargs="+", default=[2_500, 250_000])
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--every", type=float, default=2.0)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    if args.what == "sensor":
+        sensor(args.files)
+    elif args.what == "gateway":
+        gateway(args.patients, args.queries, args.every)
+    else:
+        files(args.runs)
+
+
+if __name__ == "__main__":
+    main()
