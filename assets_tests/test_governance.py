@@ -389,3 +389,33 @@ def test_lineage_of_a_gold_feature_reaches_source_files_and_resources(pipeline, 
         lineage.governed_lineage(
             "file", result.files[0], user="alice", role="researcher", root=warehouse_copy
         )
+
+
+def test_the_data_engineer_reads_an_earlier_version_and_others_may_not(warehouse_copy):
+    from multimodal_assets.lib import lakehouse
+
+    root = str(warehouse_copy)
+    before = lakehouse.snapshot(root, "gold.clinical_features")
+    overwrite_table(
+        warehouse_copy,
+        "gold.clinical_features",
+        "SELECT * FROM gold.clinical_features LIMIT 3",
+    )
+    sql = "SELECT count(*) AS n FROM gold.clinical_features"
+    now = run_query(sql, user="carol", role="data_engineer", root=root)
+    assert now.table.column("n")[0].as_py() == 3
+    old = run_query(
+        sql,
+        user="carol",
+        role="data_engineer",
+        root=root,
+        as_of={"gold.clinical_features": before.version},
+    )
+    assert old.table.column("n")[0].as_py() > 3
+    rows = _audit_rows(warehouse_copy)
+    assert f"gold.clinical_features@v{before.version}" in rows.iloc[-1].filters
+    with pytest.raises(Denied, match="may not read earlier table versions"):
+        run_query(
+            sql, user="alice", role="researcher", root=root, as_of={"gold.clinical_features": 0}
+        )
+    assert _audit_rows(warehouse_copy).iloc[-1].decision == "deny"

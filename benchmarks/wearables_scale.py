@@ -216,7 +216,12 @@ def main() -> None:
         print(
             f"{stage:10s} "
             + ", ".join(
-                f"{k}={v:,.2f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in result.items()
+                f"{k}={v:,.2f}"
+                if isinstance(v, float)
+                else f"{k}={v:,}"
+                if isinstance(v, int)
+                else f"{k}={v}"
+                for k, v in result.items()
             )
         )
 

@@ -247,7 +247,10 @@ def _ingest_landing(
 ):
     """Ingest new files of landing/<modality> (of the given delivery batches, or all) into
     `tables`; (summary, row totals per table, observed metadata, check results)."""
-    landed = ingest.scan_landing(config.landing_dir(), modality, batches)
+    # Registered files are left out here (cheaply, by path); the ingest checks again under the
+    # modality's lease.
+    registered = ingest.registered_paths(lakehouse.root, modality)
+    landed = ingest.scan_landing(config.landing_dir(), modality, batches, registered)
     with lakehouse.get_connection() as conn:
         summary = ingest.ingest(
             conn,
@@ -274,7 +277,8 @@ def _ingest_landing(
         f"{modality} landing: {summary.new_files} new files, {summary.ingested} "
         f"ingested, {summary.quarantined} quarantined, {summary.duplicates} duplicates"
     )
-    return {"landed_files": len(landed), **summary.as_metadata()}, totals, observed, check_results
+    metadata = {"unregistered_landed_files": len(landed), **summary.as_metadata()}
+    return metadata, totals, observed, check_results
 
 
 def bronze_ingest_multi_asset(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import multiprocessing
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,19 +136,30 @@ def sha256_file(path: Path) -> str:
 UNBATCHED = "unbatched"  # the delivery batch of files put directly in landing/<modality>
 
 
-def delivery_batch(relative: Path) -> str:
+def delivery_batch(relative: str | Path) -> str:
     """The delivery batch of a file (path relative to landing/<modality>): its top folder, as
     deliveries arrive one folder each (e.g. `2019-01-21/`)."""
-    return relative.parts[0] if len(relative.parts) > 1 else UNBATCHED
+    parts = PurePosixPath(relative).parts
+    return parts[0] if len(parts) > 1 else UNBATCHED
 
 
-def visible_files(folder: Path):
-    """(path, path relative to folder) of each regular file, sorted; hidden files and folders
-    (e.g. `.DS_Store`, `.partial/`) are skipped."""
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder)
-        if not any(part.startswith(".") for part in relative.parts):
-            yield path, relative
+def visible_files(folder: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """(path relative to folder, posix; directory entry) of each regular file, in path order;
+    hidden files and folders (e.g. `.DS_Store`, `.partial/`) are skipped. One `scandir` per
+    folder and no `Path` per file: a sensor lists a landing of 250k files in about a second."""
+
+    def walk(directory: str, prefix: str):
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                yield from walk(entry.path, f"{prefix}{entry.name}/")
+            elif entry.is_file():
+                yield prefix + entry.name, entry
+
+    yield from walk(str(folder), "")
 
 
 def landed_batches(root: Path, modality: str) -> list[str]:
@@ -155,28 +167,33 @@ def landed_batches(root: Path, modality: str) -> list[str]:
     folder = root / modality
     if not folder.exists():
         return []
-    return sorted({delivery_batch(relative) for _, relative in visible_files(folder)})
+    return sorted({delivery_batch(relative) for relative, _ in visible_files(folder)})
 
 
 def scan_landing(
-    root: Path, modality: str, batches: Iterable[str] | None = None
+    root: Path,
+    modality: str,
+    batches: Iterable[str] | None = None,
+    registered: Container[str] = (),
 ) -> list[LandedFile]:
-    """Every visible regular file under landing/<modality> (only those of `batches` when given),
-    in a stable order, with its size and modification time; nothing is read (hashes come later,
-    for the files the registry does not have)."""
+    """Every visible regular file under landing/<modality> (only those of `batches` when given,
+    none of the `registered` paths), in a stable order, with its size and modification time;
+    nothing is read (hashes come later, for the files the registry does not have)."""
     folder = root / modality
     if not folder.exists():
         return []
     wanted = None if batches is None else set(batches)
     out = []
-    for path, relative in visible_files(folder):
+    for relative, entry in visible_files(folder):
         if wanted is not None and delivery_batch(relative) not in wanted:
             continue
-        stat = path.stat()
+        if f"{modality}/{relative}" in registered:
+            continue
+        stat = entry.stat()
         out.append(
             LandedFile(
-                path=path.relative_to(root).as_posix(),
-                absolute=path,
+                path=f"{modality}/{relative}",
+                absolute=Path(entry.path),
                 size=stat.st_size,
                 received_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
             )
@@ -284,12 +301,19 @@ def _in_list(column: str, values: list[str]) -> str:
 def _ingest_unregistered(
     conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers
 ) -> IngestSummary:
-    ingested_hashes = {
-        row[0]
-        for row in conn.execute(
-            f"SELECT sha256 FROM {FILES.fqn} WHERE status = 'ingested'"
-        ).fetchall()
-    }
+    # Only the new files' hashes are looked up: the registry may hold millions.
+    hashes = pa.array(sorted({f.sha256 for f in files}), pa.string())
+    conn.register("_new_hashes", pa.table({"sha256": hashes}))
+    try:
+        ingested_hashes = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT sha256 FROM {FILES.fqn} WHERE status = 'ingested' "
+                "AND sha256 IN (SELECT sha256 FROM _new_hashes)"
+            ).fetchall()
+        }
+    finally:
+        conn.unregister("_new_hashes")
     summary = IngestSummary(new_files=len(files))
     now = datetime.now(UTC).replace(tzinfo=None)
     records: dict[str, list[pa.Table]] = {t.fqn: [] for t in targets}

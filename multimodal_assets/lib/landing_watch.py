@@ -40,9 +40,9 @@ def new_files(folder: Path, cursor: str | None, registered: Container[str] = ())
         return None
     candidates = []
     top, at_top = watermark, set(seen_at_watermark)
-    for path, relative in visible_files(folder):
-        stat = path.stat()
-        ctime, rel = stat.st_ctime_ns, relative.as_posix()
+    for rel, entry in visible_files(folder):
+        stat = entry.stat()
+        ctime = stat.st_ctime_ns
         if ctime < watermark or (ctime == watermark and rel in seen_at_watermark):
             continue
         # The watermark moves past registered files too, so they are not looked at again.
@@ -51,7 +51,7 @@ def new_files(folder: Path, cursor: str | None, registered: Container[str] = ())
         elif ctime == top:
             at_top.add(rel)
         if rel not in registered:
-            candidates.append((ctime, rel, path, stat.st_size, stat.st_mtime_ns))
+            candidates.append((ctime, rel, Path(entry.path), stat.st_size, stat.st_mtime_ns))
     cursor_out = json.dumps({"ctime_ns": top, "paths_at_watermark": sorted(at_top)})
     if not candidates:
         return NewFiles([], "", cursor_out) if top != watermark else None
