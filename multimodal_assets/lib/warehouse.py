@@ -1,10 +1,10 @@
 """DuckDB over the lakehouse: snapshot connections, staging and write-audit-publish commits.
 
-A connection is an in-memory DuckDB database in which every Delta table of the lakehouse is a
+A connection is a scratch DuckDB database in which every Delta table of the lakehouse is a
 view `schema.table` over the Parquet files of the version resolved when the connection opened,
 so the SQL in `lib/` reads tables as before and sees one consistent snapshot. Nothing is locked
 for reading: writers commit new Delta versions beside the files readers are scanning. Staging
-tables live in the connection (in memory, spilling to a temporary folder).
+tables live in the connection's scratch database, removed when it closes.
 """
 
 from __future__ import annotations
@@ -193,7 +193,11 @@ def connect(
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     }
-    duck = duckdb.connect(":memory:", config=settings)
+    # Writers stage in a scratch database file, which DuckDB's buffer manager can page out (in
+    # memory, staging 10M wearable events peaked at 5.2 GiB, in a file at 2.0 GiB); readers
+    # stage nothing and keep the faster in-memory catalog.
+    database = ":memory:" if read_only else os.path.join(scratch, "session.duckdb")
+    duck = duckdb.connect(database, config=settings)
     conn = LakehouseConnection(root, duck, as_of or {})
     try:
         conn.open_views()
