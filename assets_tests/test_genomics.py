@@ -435,3 +435,57 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
             dg.DynamicPartitionsDefinition(name="genomics_delivery_batch"),
         )
         assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+
+
+EDGE = Path(__file__).parent / "fixtures" / "genomics_edge"
+
+
+def _text_positions(path: Path) -> list[int]:
+    """POS as written, read without htslib."""
+    return [
+        int(line.split("\t")[1])
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("name", ["longrefs-index.vcf", "large_chr.vcf"])
+def test_positions_are_stored_as_written_past_32_bits(name):
+    # cyvcf2's POS is 32-bit and wrapped htslib's 10 Gb longrefs test file modulo 2^32.
+    sites = genomics.parse_vcf((EDGE / name).read_bytes())[genomics.VARIANT_SITES.fqn]
+    first_alt = [
+        p
+        for p, k in zip(
+            sites.column("pos").to_pylist(), sites.column("alt_index").to_pylist(), strict=True
+        )
+        if k in (1, None)
+    ]
+    assert first_alt == _text_positions(EDGE / name)
+    assert max(first_alt) > (2**32 if name.startswith("longrefs") else 2**31 - 2)
+
+
+def test_an_info_end_htslib_drops_is_read_from_the_text():
+    # htslib keeps INFO integers in 32 bits and sets END=10010001000 to missing.
+    sites = genomics.parse_vcf((EDGE / "longrefs-index.vcf").read_bytes())[
+        genomics.VARIANT_SITES.fqn
+    ]
+    ends = {
+        (p, a): e
+        for p, a, e in zip(
+            *(sites.column(c).to_pylist() for c in ("pos", "alt", "end_pos")), strict=True
+        )
+        if e is not None
+    }
+    assert ends == {(10010000110, "<DEL>"): 10010001000}
+
+
+def test_a_genotype_naming_a_missing_allele_quarantines_the_file():
+    vcf = (
+        "##fileformat=VCFv4.2\n##contig=<ID=1,length=1000>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "1\t10\t.\tA\tG\t50\tPASS\t.\tGT\t0/3\n"
+    )
+    with pytest.raises(QuarantineError) as raised:
+        genomics.parse_vcf(vcf.encode())
+    assert raised.value.code == "genotype_allele_out_of_range"

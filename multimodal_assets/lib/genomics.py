@@ -524,7 +524,7 @@ def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
         samples = list(vcf.samples)
         if any(not s for s in samples):
             raise QuarantineError("invalid_header", "the #CHROM line declares an empty sample name")
-        sites, calls, records = _read_records(vcf, samples)
+        sites, calls, records = _read_records(vcf, samples, _RecordText(data))
         vcf.close()
     finally:
         os.unlink(path)
@@ -575,7 +575,7 @@ CHUNK_SITES = 50_000
 CHUNK_GENOTYPES = 2_000_000  # records × samples decoded before their calls are extracted
 
 
-def _read_records(vcf, samples: list[str]) -> tuple[pa.Table, pa.Table, int]:
+def _read_records(vcf, samples: list[str], text: _RecordText) -> tuple[pa.Table, pa.Table, int]:
     """(sites, calls, records): sites row by row; the genotypes of a chunk of records are
     stacked and their calls extracted with whole-array operations, since per-record numpy work
     is what made genotype ingest slow."""
@@ -603,13 +603,17 @@ def _read_records(vcf, samples: list[str]) -> tuple[pa.Table, pa.Table, int]:
             raise QuarantineError(
                 "malformed_record", f"record {records} is empty or lacks REF (blank or cut line)"
             )
-        # Fixed fields read once per record: each access is a call into cyvcf2.
-        chrom, pos, ref, variant_id = v.CHROM, v.POS, v.REF, v.ID
+        # Fixed fields read once per record: each access is a call into cyvcf2. POS comes from
+        # the 0-based start, which is 64-bit: cyvcf2's POS is 32-bit and wraps past 2^32 (long
+        # plant and assembly contigs; htslib's own longrefs test file).
+        chrom, pos, ref, variant_id = v.CHROM, v.start + 1, v.REF, v.ID
         alts = v.ALT or [None]
         qual = v.QUAL
         filt = v.FILTER or "PASS"
         end = v.INFO.get("END")
         types = [variant_type(ref, a) for a in alts]
+        if end is None and any(t in _END_TYPES for t in types):
+            end = text.info_end(v)
         if "reference_block" in types and set(types) != {"reference_block"}:
             # <NON_REF> beside real ALTs is gVCF's "any other allele", not a block.
             types = ["symbolic" if t == "reference_block" else t for t in types]
@@ -643,6 +647,41 @@ def _read_records(vcf, samples: list[str]) -> tuple[pa.Table, pa.Table, int]:
         else pa.Table.from_pydict({k: [] for k in _CALL_COLUMNS})
     )
     return pa.concat_tables(site_tables, promote_options="default"), calls, records
+
+
+# Records whose extent INFO/END gives. htslib keeps INFO integers in 32 bits and turns a larger
+# END into a missing value (only a warning on stderr): such an END is read from the file's text.
+_END_TYPES = {"symbolic", "reference_block", "breakend", "spanning_deletion"}
+
+
+class _RecordText:
+    """The file's own text, decompressed on first need, to read what htslib could not keep."""
+
+    def __init__(self, data: bytes):
+        self.data, self.text = data, None
+
+    def info_end(self, v) -> int | None:
+        """INFO/END of a record whose parsed END is missing: None when the record has none, the
+        written value when htslib dropped it, a quarantine when it cannot be read at all."""
+        if "END=" not in str(v).split("\t", 8)[7]:
+            return None
+        unreadable = QuarantineError(
+            "info_end_unreadable",
+            f"INFO/END of a {v.CHROM} record is not an integer htslib or its text can give",
+        )
+        if _decompressed_head(self.data).startswith(b"BCF"):
+            raise unreadable  # BCF stores INFO integers in 32 bits: there is no text to read
+        if self.text is None:
+            self.text = gzip.decompress(self.data) if self.data[:2] == b"\x1f\x8b" else self.data
+        start = f"\n{v.CHROM}\t{v.start + 1}\t".encode()
+        at = self.text.find(start)
+        line = self.text[at + 1 : self.text.find(b"\n", at + 1)] if at >= 0 else b""
+        fields = line.split(b"\t")
+        for item in fields[7].split(b";") if len(fields) > 7 else ():
+            key, _, value = item.partition(b"=")
+            if key == b"END" and value.isdigit():
+                return int(value)
+        raise unreadable
 
 
 def _records(vcf):
@@ -702,8 +741,15 @@ def _chunk_calls(pending: list, samples: list[str]) -> pa.Table:
         stacked[i, :, -1] = p[4][:, -1]
     alleles, phase = stacked[:, :, :-1], stacked[:, :, -1].astype(bool)
     alt_counts = np.array([len(p[3]) for p in pending])
-    # (record, ALT, sample) for each declared ALT a sample carries (an allele index beyond
-    # ALT is malformed, not a call): one pass per ALT index, usually just one.
+    if (alleles > alt_counts[:, None, None]).any():
+        # A genotype that names an allele the record does not have is malformed: dropping it
+        # would lose a call silently, so the file is quarantined.
+        raise QuarantineError(
+            "genotype_allele_out_of_range",
+            "a GT allele index is beyond the record's ALT alleles",
+        )
+    # (record, ALT, sample) for each declared ALT a sample carries: one pass per ALT index,
+    # usually just one.
     found = []
     for k in range(1, int(alt_counts.max()) + 1):
         hit = (alleles == k).any(axis=2) & (alt_counts >= k)[:, None]
