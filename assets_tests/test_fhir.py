@@ -142,3 +142,32 @@ def test_every_shared_fhir_file_ingests_or_is_quarantined_with_a_reason():
             outcomes[path.name] = err.code
     assert outcomes["patients.ndjson"] == "invalid_r4"
     assert sum(isinstance(v, int) for v in outcomes.values()) >= 9
+
+
+RELEASES = Path(__file__).parent / "fixtures" / "fhir_releases"
+
+
+@pytest.mark.parametrize(
+    "name, release",
+    [
+        ("stu3_Fannie_Waelchi.json", "STU3"),
+        ("dstu2_Fannie_Waelchi.json", "DSTU2"),
+        ("dstu2_practitionerInformation.json", "DSTU2"),
+    ],
+)
+def test_other_fhir_releases_are_quarantined_with_the_release_named(name, release):
+    with pytest.raises(QuarantineError) as raised:
+        fhir.parse_fhir_file((RELEASES / name).read_bytes())
+    assert raised.value.code == "fhir_version"
+    assert raised.value.message.startswith(f"FHIR {release} content, not R4")
+
+
+def test_declared_versions_decide_and_r4b_reads_as_r4():
+    from multimodal_assets.lib.fhir_version import release_of
+
+    assert release_of({"resourceType": "CapabilityStatement", "fhirVersion": "5.0.0"})[0] == "R5"
+    assert release_of({"resourceType": "CapabilityStatement", "fhirVersion": "4.3.0"}) is None
+    stu3_profile = {"meta": {"profile": ["http://hl7.org/fhir/STU3/StructureDefinition/Patient"]}}
+    assert release_of({"resourceType": "Patient", **stu3_profile})[0] == "STU3"
+    r5_encounter = {"resourceType": "Encounter", "status": "completed", "class": [{"text": "x"}]}
+    assert release_of(r5_encounter)[0] == "R5"

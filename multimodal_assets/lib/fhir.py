@@ -256,6 +256,25 @@ def _patient_of(resource: dict, full_urls) -> str | None:
     return None
 
 
+def _require_r4(resources: list[dict]) -> None:
+    """Quarantine content of another FHIR release, naming it and the first sign of it."""
+    from .fhir_version import release_of
+
+    found: dict[str, tuple[str, int]] = {}
+    for resource in resources:
+        release = release_of(resource)
+        if release:
+            name, why = release
+            found[name] = (found.get(name, (why, 0))[0], found.get(name, (why, 0))[1] + 1)
+    if found:
+        name, (why, count) = max(found.items(), key=lambda item: item[1][1])
+        raise QuarantineError(
+            "fhir_version",
+            f"FHIR {name} content, not R4 ({why}; {count} resource(s)); convert it to R4 "
+            "before delivery",
+        )
+
+
 def parse_fhir_file(data: bytes) -> list[dict]:
     """Bronze records (one per resource) from a FHIR R4 JSON/NDJSON file, or QuarantineError."""
     text = _decode(data)
@@ -268,6 +287,7 @@ def parse_fhir_file(data: bytes) -> list[dict]:
             else None
         )
         resources.extend((res, url, bundle_type) for res, url in _resources(doc))
+    _require_r4([doc for doc in docs if isinstance(doc, dict)] + [res for res, _, _ in resources])
     problems = []
     for res, _, _ in resources:
         problems.extend(validate(res))
