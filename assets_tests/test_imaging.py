@@ -30,7 +30,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "dicom"
 EXPECTED_QUARANTINE = {
     "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated",
     "MR_truncated.dcm": "truncated",
-    "no_meta.dcm": "not_dicom",  # a bare dataset fragment without SOP UIDs
+    # CT_small.dcm without its File Meta, cut one byte early: the dataset starts at byte 1.
+    "no_meta.dcm": "not_dicom",
 }
 # pydicom's bundled test files (get_testdata_file would try to download the others).
 PYDICOM_DIR = Path(pydicom.data.__file__).parent / "test_files"
@@ -409,3 +410,56 @@ def test_a_header_that_cannot_be_deidentified_is_left_out_not_fatal(rendered):
     assert out[0] is None and out[1]["instance_uid"] == dicom_deid.new_uid(
         good["sop_instance_uid"], b"test-key"
     )
+
+
+def _without_transfer_syntax(data: bytes) -> bytes:
+    """A Part 10 file with the Transfer Syntax UID element cut out of its File Meta (explicit VR
+    little endian, as the standard writes it) and the group length corrected."""
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    at = data.index(b"\x02\x00\x10\x00UI", 144, meta_end)
+    length = 8 + int.from_bytes(data[at + 6 : at + 8], "little")
+    shorter = (meta_end - 144 - length).to_bytes(4, "little")
+    return data[:140] + shorter + data[144:at] + data[at + length :]
+
+
+def test_a_file_meta_without_transfer_syntax_is_read_with_the_encoding_that_fits():
+    original = (PYDICOM_DIR / "CT_small.dcm").read_bytes()
+    (expected,) = imaging.parse_dicom_file(original)
+    (row,) = imaging.parse_dicom_file(_without_transfer_syntax(original))
+    assert row["transfer_syntax_uid"] == "1.2.840.10008.1.2.1"  # inferred: explicit VR LE
+    for key in ("sop_instance_uid", "sop_class_uid", "patient_id", "rows", "has_pixel_data"):
+        assert row[key] == expected[key], key
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("meta_missing_tsyntax.dcm", "lacks its Transfer Syntax UID (0002,0010)"),
+        ("no_meta.dcm", "does not start at byte 0: a group 0008 data element starts at byte 1"),
+    ],
+)
+def test_quarantine_reasons_say_what_is_missing(name, reason):
+    with pytest.raises(QuarantineError) as raised:
+        imaging.parse_dicom_file((PYDICOM_DIR / name).read_bytes())
+    assert raised.value.code == "not_dicom" and reason in raised.value.message
+
+
+CHARSET_DIR = Path(pydicom.data.__file__).parent / "charset_files"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CHARSET_DIR.glob("chr*.dcm")), ids=lambda n: n
+)
+def test_names_in_every_character_set_are_decoded_for_the_phi_gate(name):
+    # pydicom's character-set files: ISO 2022 escapes (Japanese, Korean), UTF-8, GB18030,
+    # Latin-1, Cyrillic, Greek, Arabic, Hebrew. Each group of a person name (alphabetic,
+    # ideographic, phonetic) is decoded and counted as an identifier, 2-character CJK names too.
+    ds = pydicom.dcmread(CHARSET_DIR / name)
+    originals = dicom_deid.identifying_values(ds)
+    names = [c for c in (ds.PatientName.components if "PatientName" in ds else ()) if c]
+    assert all(c in originals for c in names), name
+    if names:  # the original header itself, as DICOM JSON, is flagged
+        leaked = dicom_deid.phi_left(json.loads(dicom_deid.to_json(ds)), originals)
+        assert any("identifying value" in p for p in leaked)
+    clean = dicom_deid.deidentify(ds, "rk_test", 10, b"test-key")
+    assert dicom_deid.phi_left(json.loads(dicom_deid.to_json(clean)), originals) == []

@@ -219,10 +219,20 @@ def identifying_values(ds) -> set[str]:
                     continue
                 target.add(text)
                 if element.VR == "PN":
-                    target.update(p for p in text.replace("^", " ").split())
+                    # A person name has up to three component groups (alphabetic, ideographic,
+                    # phonetic: 'Yamada^Tarou=山田^太郎=やまだ^たろう'), each a name of its own.
+                    for group in text.split("="):
+                        target.add(group)
+                        target.update(group.replace("^", " ").split())
 
     visit(ds)
-    return {v for v in acted_values - kept_values if len(v) >= 4}
+    return {v for v in acted_values - kept_values if _long_enough(v)}
+
+
+def _long_enough(value: str) -> bool:
+    """Long enough to be an identifier rather than a coincidence: 4 characters in ASCII, 2 in
+    scripts where a family or given name is often 2 or 3 characters (CJK, Hangul, kana)."""
+    return len(value) >= 4 or (not value.isascii() and len(value) >= 2)
 
 
 def _strings(element) -> list[str]:

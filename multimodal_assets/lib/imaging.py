@@ -113,24 +113,104 @@ def read_dicom(data: bytes, headers_only: bool = True):
             raise QuarantineError(
                 "unreadable_header", f"the DICOM header does not parse ({type(err).__name__})"
             ) from None
-    if len(ds) > 0 and not _raw_text(ds.file_meta, 0x00020010):
-        # No file meta (preamble-less files): record the encoding pydicom found, which the
-        # pixel decoders need.
-        from pydicom import uid
+    header_end = buffer.tell()
+    if not _raw_text(ds.file_meta, 0x00020010):
+        # No transfer syntax in the file meta (or no file meta at all): pydicom guesses one
+        # encoding, and a wrong guess reads the dataset as noise. Try the three uncompressed
+        # encodings and keep the one under which the dataset is a composite instance.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inferred = _infer_encoding(data, ds)
+        if inferred is not None:
+            ds, header_end = inferred
+        elif not all(_raw_text(ds, tag) for tag in _SOP_TAGS):
+            raise QuarantineError("not_dicom", _missing_identity_reason(ds, data))
+        elif len(ds) > 0:
+            from pydicom import uid
 
-        implicit, little = ds.original_encoding
-        ds.file_meta.TransferSyntaxUID = (
-            uid.ImplicitVRLittleEndian
-            if implicit
-            else (uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
-        )
+            implicit, little = ds.original_encoding
+            ds.file_meta.TransferSyntaxUID = (
+                uid.ImplicitVRLittleEndian
+                if implicit
+                else (uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
+            )
     if len(ds) == 0:
         if ds.file_meta:
             raise QuarantineError(
                 "truncated", "file meta information but no dataset after it: the file is cut short"
             )
         raise QuarantineError("not_dicom", "no DICOM elements found")
-    return ds, data, buffer.tell()
+    return ds, data, header_end
+
+
+_SOP_TAGS = (0x00080016, 0x00080018)  # SOP Class UID, SOP Instance UID
+_PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+
+
+def _dataset_offset(data: bytes) -> int:
+    """Where the dataset starts: after the preamble and the file meta group, or at byte 0."""
+    if data[128:132] != b"DICM":
+        return 0
+    if data[132:136] == b"\x02\x00\x00\x00" and data[136:138] == b"UL":
+        return 144 + int.from_bytes(data[140:144], "little")
+    return 132
+
+
+def _infer_encoding(data: bytes, guessed):
+    """(dataset, offset where its header ends) under the first uncompressed transfer syntax
+    that makes it a composite instance (both SOP UIDs), or None."""
+    from pydicom import uid
+    from pydicom.dataset import FileDataset
+    from pydicom.filereader import read_dataset
+
+    if all(_raw_text(guessed, tag) for tag in _SOP_TAGS):
+        return None  # pydicom's guess reads it
+    start = _dataset_offset(data)
+    for implicit, little, syntax in (
+        (False, True, uid.ExplicitVRLittleEndian),
+        (True, True, uid.ImplicitVRLittleEndian),
+        (False, False, uid.ExplicitVRBigEndian),
+    ):
+        fp = io.BytesIO(data)
+        fp.seek(start)
+        try:
+            candidate = read_dataset(
+                fp, implicit, little, stop_when=lambda tag, vr, length: tag in _PIXEL_DATA_TAGS
+            )
+            complete = all(_raw_text(candidate, tag) for tag in _SOP_TAGS)
+        except Exception:  # noqa: BLE001 - the wrong encoding reads noise that fails to parse
+            continue
+        if complete:
+            meta = guessed.file_meta
+            meta.TransferSyntaxUID = syntax
+            return FileDataset(None, candidate, file_meta=meta, preamble=None), fp.tell()
+    return None
+
+
+def _missing_identity_reason(ds, data: bytes) -> str:
+    """What exactly makes a parsed file not a composite instance (names tags, never values)."""
+    missing = [
+        name
+        for tag, name in zip(
+            _SOP_TAGS, ("SOP Class UID (0008,0016)", "SOP Instance UID (0008,0018)"), strict=True
+        )
+        if not _raw_text(ds, tag)
+    ]
+    lacks = " and ".join(missing) or "SOP UIDs"
+    if not _raw_text(ds.file_meta, 0x00020010):
+        if data[128:132] == b"DICM":
+            return (
+                "the File Meta lacks its Transfer Syntax UID (0002,0010), and in no uncompressed "
+                f"encoding does the dataset carry a {lacks}"
+            )
+        for offset in range(1, 16):  # a dataset cut from a file a few bytes off its start
+            if data[offset : offset + 2] == b"\x08\x00" and data[offset + 4 : offset + 6].isalpha():
+                return (
+                    "no File Meta, and the dataset does not start at byte 0: a group 0008 data "
+                    f"element starts at byte {offset}"
+                )
+        return f"no File Meta, and in no uncompressed encoding does the dataset carry a {lacks}"
+    return f"the dataset has no {lacks}: not a DICOM composite instance"
 
 
 def _raw_text(ds, tag: int) -> str | None:
@@ -213,9 +293,7 @@ def parse_dicom_file(data: bytes) -> list[dict]:
         sop_class = sop_class or meta.get("MediaStorageSOPClassUID")
         transfer_syntax = _raw_text(meta, 0x00020010)
         if not sop_instance or not sop_class:
-            raise QuarantineError(
-                "not_dicom", "no SOP Class or Instance UID: not a DICOM composite instance"
-            )
+            raise QuarantineError("not_dicom", _missing_identity_reason(ds, data))
         if transfer_syntax == DEFLATED_TS:
             # The whole dataset is deflated: the header offset is not one into the file.
             header, has_pixels = parsed, None
