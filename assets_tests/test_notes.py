@@ -1,6 +1,7 @@
 """Notes: robust reading of real and generated notes, assertion rules that follow ConText,
 de-identification that leaves no identifier, and gold features against the generator's truth."""
 
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -296,3 +297,79 @@ def test_a_note_the_pipeline_cannot_read_is_counted_not_fatal():
     broken = {**good, "note_id": "b-0", "text": 12345}  # not text: analysis raises
     rows, failed = _entity_batch([broken, good], {})
     assert failed == 1 and [r["note_id"] for r in rows] == ["a-0"]
+
+
+CDA = Path(__file__).parent / "fixtures" / "notes_cda"
+# The C-CDA sample's header: patient, guardian, author and custodian identifiers.
+CCD_HEADER_IDENTIFIERS = [
+    "Isabella",
+    "Jones",
+    "1357 Amber Drive",
+    "Beaverton",
+    "97867",
+    "(816)276-6909",
+    "998991",
+    "111-00-2330",
+    "Ralph",
+    "Henry",
+]
+
+
+@pytest.mark.parametrize("name", ["CCD_1.xml", "CCDA_Functional_Status_v1.xml"])
+def test_a_cda_header_is_identity_and_never_note_text(name):
+    (row,) = notes.parse_note_file((CDA / name).read_bytes())
+    assert row["source_format"] == "cda" and row["mrn"] == "998991"
+    assert row["note_date"] == date(2012, 9, 15)
+    assert not [v for v in CCD_HEADER_IDENTIFIERS if v in row["text"]]
+    identity = json.loads(row["document_identity"])
+    assert (identity["family_name"], identity["birth_date"]) == ("Jones", "1975-05-01")
+    others = {value for _, value in identity["others"]}
+    assert {"Ralph", "Henry", "Seven", "111-00-2330"} <= others
+    if name == "CCD_1.xml":  # sections keep their titles as headers
+        assert "ALLERGIES, ADVERSE REACTIONS, ALERTS" in row["text"]
+        assert "Penicillin" in row["text"] or "PENICILLIN" in row["text"]
+
+
+def test_the_cda_identity_is_removed_wherever_the_body_mentions_it():
+    (row,) = notes.parse_note_file((CDA / "CCD_1.xml").read_bytes())
+    identity = notes_deid.merged_identity(None, row["document_identity"])
+    mention = row["text"] + "\nMs. Isabella Jones of Beaverton, phone (816)276-6909, MRN 998991."
+    clean, _ = notes_deid.deidentify(mention, identity, None)
+    assert not [v for v in CCD_HEADER_IDENTIFIERS if v in clean]
+    assert notes_deid.find_identifiers(re.sub(r"\[[A-Z ]+[\d-]*\]", " ", clean), identity) == []
+
+
+def test_a_release_1_cda_header_gives_its_attribute_values_as_identity():
+    (row,) = notes.parse_note_file((FIXTURES / "testpatient_cn_2.xml").read_bytes())
+    others = {value for _, value in json.loads(row["document_identity"])["others"]}
+    assert {"Julie", "Tester", "Terri", "Testing", "100 Quality Control Avenue"} <= others
+    assert "Testing" not in row["text"] and row["mrn"] == "3-303-925"
+
+
+def _non_xml_cda(media_type: str, payload: str, representation: str = "B64") -> bytes:
+    # No public sample with a non-XML body under a permissive licence was found: constructed.
+    return (
+        '<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3">'
+        '<effectiveTime value="20240102"/><recordTarget><patientRole><id extension="MRN77"/>'
+        "<patient><name><given>Ada</given><family>Quill</family></name></patient>"
+        "</patientRole></recordTarget><component><nonXMLBody>"
+        f'<text mediaType="{media_type}" representation="{representation}">{payload}</text>'
+        "</nonXMLBody></component></ClinicalDocument>"
+    ).encode()
+
+
+def test_a_non_xml_body_is_read_as_text_or_quarantined_with_its_media_type():
+    import base64
+
+    note = base64.b64encode(b"Follow-up visit.\nNo new complaints.").decode()
+    (row,) = notes.parse_note_file(_non_xml_cda("text/plain", note))
+    assert row["text"] == "Follow-up visit.\nNo new complaints." and row["mrn"] == "MRN77"
+    with pytest.raises(QuarantineError) as raised:
+        notes.parse_note_file(_non_xml_cda("application/pdf", "JVBERi0xLjQK"))
+    assert raised.value.code == "cda_non_text_body" and "application/pdf" in raised.value.message
+
+
+def test_addresses_written_one_field_per_line_are_found():
+    text = "Lives at:\n1357 Amber Drive\nBeaverton\nOR\n97867\nNo new complaints."
+    clean, _ = notes_deid.deidentify(text, None, None)
+    assert clean == "Lives at:\n[ADDRESS]\n[CITY]\nOR\n[ZIP]\nNo new complaints."

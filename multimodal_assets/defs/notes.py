@@ -35,8 +35,8 @@ _IDENTITY = ("mrn", "family_name", "given_name", "phone", "address_line", "city"
 def _bronze_notes(conn) -> list[dict]:
     return (
         conn.sql(
-            "SELECT note_id, mrn, note_date, note_type, text, _source_sha256 "
-            "FROM bronze.note_texts ORDER BY note_id"
+            "SELECT note_id, mrn, note_date, note_type, text, document_identity::VARCHAR AS "
+            "document_identity, _source_sha256 FROM bronze.note_texts ORDER BY note_id"
         )
         .to_arrow_table()
         .to_pylist()
@@ -89,12 +89,13 @@ note_entities = governed_table_asset(
 
 
 def _deidentify_batch(batch: list[dict], identities: dict[str, dict]) -> list[dict]:
-    from multimodal_assets.lib.notes_deid import deidentify
+    from multimodal_assets.lib.notes_deid import deidentify, merged_identity
 
     out = []
     for note in batch:
-        identity = identities.get(note["mrn"])
-        key = identity["research_key"] if identity else None
+        ehr = identities.get(note["mrn"])
+        key = ehr["research_key"] if ehr else None
+        identity = merged_identity(ehr, note["document_identity"])
         text, spans = deidentify(
             note["text"] or "", identity, date_shift_days(key) if key else None
         )
@@ -134,13 +135,17 @@ _PLACEHOLDER = re.compile(r"\[(?:DATE \d{4}-\d{2}-\d{2}|[A-Z]+)\]")
 def _no_identifier_left(conn, staged: str) -> dg.AssetCheckResult:
     """Re-scan the staged text (placeholders removed) with the detector and the patient's own
     identifiers: any hit means an identifier survived."""
-    from multimodal_assets.lib.notes_deid import find_identifiers
+    from multimodal_assets.lib.notes_deid import find_identifiers, merged_identity
 
-    identities = {row["research_key"]: row for row in _identities(conn).values()}
-    texts = conn.execute(f"SELECT research_key, deidentified_text FROM {staged}").fetchall()
+    identities = _identities(conn)
+    texts = conn.execute(
+        f"SELECT s.deidentified_text, b.mrn, b.document_identity::VARCHAR FROM {staged} s "
+        "JOIN bronze.note_texts b USING (note_id)"
+    ).fetchall()
     left: dict[str, int] = {}
-    for key, text in texts:
-        for span in find_identifiers(_PLACEHOLDER.sub(" ", text or ""), identities.get(key)):
+    for text, mrn, document in texts:
+        identity = merged_identity(identities.get(mrn), document)
+        for span in find_identifiers(_PLACEHOLDER.sub(" ", text or ""), identity):
             left[span.category] = left.get(span.category, 0) + 1
     return dg.AssetCheckResult(
         asset_key=asset_key(NOTES_DEIDENTIFIED),
@@ -160,8 +165,9 @@ notes_deidentified = governed_table_asset(
                 "no_identifier_left",
                 asset=asset_key(NOTES_DEIDENTIFIED),
                 blocking=True,
-                description="No identifier the detector or the patient's EHR identity finds is "
-                "left in the de-identified text (categories and counts only).",
+                description="No identifier the detector, the patient's EHR identity or the "
+                "note's document header finds is left in the de-identified text (categories and "
+                "counts only).",
             ),
             _no_identifier_left,
         )

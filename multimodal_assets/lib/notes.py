@@ -3,17 +3,16 @@ and de-identified text, gold patient timelines and per-patient note features as 
 date.
 
 Bronze reads plain text in any common encoding and line ending (normalized to LF, so character
-offsets are stable), HL7 CDA XML (the text content), and backtick-delimited exports (one note per
-row). A labelled header block (MRN, date of service, note type) links a note to its patient.
+offsets are stable), HL7 CDA documents (the body's sections as text, the header as the
+document's identity: `notes_cda`), and backtick-delimited exports (one note per row). A labelled header block (MRN, date of service, note type) links a note to its patient.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-import html
+import json
 import re
-import xml.etree.ElementTree as ET
 from datetime import date
 
 from .ingest import QuarantineError
@@ -49,6 +48,15 @@ NOTE_TEXTS = Table(
         Column("note_date", "DATE", "Date of service from the header.", "phi", "hipaa"),
         Column("note_type", "VARCHAR", "Note type from the header (consult, pathology…).", "none"),
         Column("text", "VARCHAR", "The note text, LF line endings.", "phi", "hipaa"),
+        Column(
+            "document_identity",
+            "JSON",
+            "Who a structured document (CDA) says it is about and by: the patient's name, "
+            "birth date, address, phone, ids, and every other person, address and telecom in "
+            "its header; the de-identifier removes them (NULL for plain text).",
+            "phi",
+            "hipaa",
+        ),
         Column("source_format", "VARCHAR", "text, cda or export.", "none", allowed=NOTE_FORMATS),
         Column("encoding", "VARCHAR", "Character encoding the bytes were read with.", "none"),
         Column("line_endings", "VARCHAR", "LF, CRLF, CR or none, as delivered.", "none"),
@@ -96,19 +104,6 @@ def _header(text: str) -> dict:
     }
 
 
-def _cda_text(text: str) -> str:
-    """The human-readable content of a CDA document (elements' text, in order)."""
-    try:
-        root = ET.fromstring(text.encode("utf-8"))
-        body = "\n".join(t.strip() for t in root.itertext() if t.strip())
-    except ET.ParseError:
-        # DTDs with external entities: drop the DOCTYPE and tags, resolve what HTML knows.
-        stripped = re.sub(r"<!DOCTYPE[^\[>]*(\[[^\]]*\])?>", "", text, flags=re.S)
-        body = html.unescape(re.sub(r"<[^>]+>", "\n", stripped))
-        body = "\n".join(line.strip() for line in body.split("\n") if line.strip())
-    return body
-
-
 def _export_rows(text: str) -> list[tuple[str, date | None]]:
     """(text, date) per row of a backtick-delimited export with a header line."""
     lines = [line for line in text.split("\n") if line.strip()]
@@ -149,7 +144,12 @@ def parse_note_file(data: bytes) -> list[dict]:
         or stripped.startswith("<levelone")
         or "<ClinicalDocument" in stripped[:500]
     ):
-        notes = [(_cda_text(text), None, "cda")]
+        from .notes_cda import parse_cda
+
+        document = parse_cda(text)
+        if not document.text:
+            raise QuarantineError("no_notes", "the CDA document has no body text")
+        notes = [(document.text, document.note_date, "cda")]
     elif text.split("\n", 1)[0].count("`") >= 3:
         notes = [(body, when, "export") for body, when in _export_rows(text)]
     else:
@@ -162,6 +162,9 @@ def parse_note_file(data: bytes) -> list[dict]:
             if source_format == "text"
             else {"mrn": None, "note_date": when, "note_type": source_format}
         )
+        if source_format == "cda":
+            header["mrn"] = document.mrn
+            header["document_identity"] = json.dumps(document.identity)
         rows.append(
             {
                 "note_id": f"{digest}-{i}",

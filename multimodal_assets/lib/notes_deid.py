@@ -111,8 +111,39 @@ class Found:
     category: str
 
 
+def merged_identity(ehr: dict | None, document: str | dict | None) -> dict | None:
+    """The EHR identity of a note's patient plus what the note's own document says (a CDA
+    header: its patient and every other person, address and telecom), all to be removed."""
+    import json
+
+    if isinstance(document, str):
+        document = json.loads(document)
+    if not document:
+        return ehr
+    merged = dict(ehr or {})
+    others = list(document.get("others") or [])
+    for field_name, category in (
+        ("family_name", "NAME"),
+        ("given_name", "NAME"),
+        ("phone", "PHONE"),
+        ("address_line", "ADDRESS"),
+        ("city", "CITY"),
+        ("postal_code", "ZIP"),
+    ):
+        for word in (
+            (document.get(field_name) or "").split()
+            if category == "NAME"
+            else [document.get(field_name)]
+        ):
+            if word:
+                others.append([category, word])
+    merged["others"] = [*(merged.get("others") or []), *others]
+    return merged
+
+
 def _known(text: str, identity: dict) -> list[Found]:
-    """Mentions of the patient's own identifiers from the EHR (whole words, any case)."""
+    """Mentions of the patient's own identifiers from the EHR and from the note's own document
+    header (whole words, any case)."""
     found = []
     values = {
         "NAME": [identity.get("family_name"), *(identity.get("given_name") or "").split()],
@@ -122,6 +153,8 @@ def _known(text: str, identity: dict) -> list[Found]:
         "CITY": [identity.get("city")],
         "ZIP": [identity.get("postal_code")],
     }
+    for category, value in identity.get("others") or ():
+        values.setdefault(category, []).append(value)
     for category, candidates in values.items():
         for value in candidates:
             value = (value or "").strip(" .")
@@ -129,6 +162,36 @@ def _known(text: str, identity: dict) -> list[Found]:
                 continue
             for m in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I):
                 found.append(Found(m.start(), m.end(), category))
+    return found
+
+
+_STATE = "|".join(_STATES)
+# The lines after a street address, one field per line as address blocks and documents write
+# them: "Springfield", "Springfield, IL", "IL", "62704", "Springfield IL 62704".
+_ADDRESS_LINE = re.compile(
+    rf"^[ \t]*(?P<city>{_NAME_WORD}(?: {_NAME_WORD}){{0,2}})?(?:,?[ \t]*(?:{_STATE})\b)?"
+    rf"(?:[ \t]*(?P<zip>\d{{5}}(?:-\d{{4}})?))?[ \t]*$"
+)
+
+
+def _address_blocks(text: str, streets: list[Found]) -> list[Found]:
+    """City and ZIP lines that follow a street address line (up to three lines after it)."""
+    found = []
+    for street in streets:
+        line_end = text.find("\n", street.end)
+        for _ in range(3):
+            if line_end < 0:
+                break
+            start, line_end = line_end + 1, text.find("\n", line_end + 1)
+            line = text[start : line_end if line_end >= 0 else len(text)]
+            match = _ADDRESS_LINE.match(line) if line.strip() else None
+            if not match:
+                break
+            for group, category in (("city", "CITY"), ("zip", "ZIP")):
+                if match.group(group):
+                    found.append(
+                        Found(start + match.start(group), start + match.end(group), category)
+                    )
     return found
 
 
@@ -144,6 +207,7 @@ def find_identifiers(text: str, identity: dict | None = None) -> list[Found]:
         Found(s, e, "DATE") for s, e, _, kind in date_mentions(text, None) if kind == "absolute"
     ]
     spans += _known(text, identity or {})
+    spans += _address_blocks(text, [f for f in spans if f.category == "ADDRESS"])
     merged: list[Found] = []
     for span in sorted(spans, key=lambda f: (f.start, -(f.end - f.start))):
         if merged and span.start < merged[-1].end:
