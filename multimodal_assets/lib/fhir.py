@@ -277,6 +277,16 @@ def _require_r4(resources: list[dict]) -> None:
 
 def parse_fhir_file(data: bytes) -> list[dict]:
     """Bronze records (one per resource) from a FHIR R4 JSON/NDJSON file, or QuarantineError."""
+    try:
+        return _parse_fhir(data)
+    except RecursionError:
+        # No FHIR resource nests anywhere near this deep; a file that does is damaged or hostile.
+        raise QuarantineError(
+            "invalid_json", "JSON nested deeper than the parser's limit (about 1,000 levels)"
+        ) from None
+
+
+def _parse_fhir(data: bytes) -> list[dict]:
     text = _decode(data)
     docs = _documents(text)
     resources: list[tuple[dict, str | None, str | None]] = []

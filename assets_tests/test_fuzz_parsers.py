@@ -1,0 +1,97 @@
+"""Property-based fuzzing of the parsers that run inside the ingest process (FHIR, notes and
+CDA, DICOM headers): real files mutated (cut short, bytes flipped, headers spliced from another
+file, NUL bytes, huge declared lengths, deep nesting, another encoding) give rows or a
+QuarantineError with a code and a reason, never another exception and never a hang.
+
+The native readers (htslib for VCF/BCF, pyarrow's JSON reader for wearables) can take the
+process down rather than raise; they are fuzzed behind the isolation boundary of the faults
+issue, not here. `MM_FUZZ_EXAMPLES` raises the number of examples for a longer run.
+"""
+
+import os
+import signal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from multimodal_assets.lib import fhir, imaging, notes
+from multimodal_assets.lib.ingest import QuarantineError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = int(os.environ.get("MM_FUZZ_EXAMPLES", "40"))
+SECONDS_PER_FILE = 10
+
+
+def _seeds(*patterns: str, limit: int = 200_000) -> list[bytes]:
+    files = sorted(p for pattern in patterns for p in FIXTURES.glob(pattern))
+    return [p.read_bytes() for p in files if p.stat().st_size <= limit]
+
+
+PARSERS = {
+    "fhir": (fhir.parse_fhir_file, _seeds("fhir/*.json", "fhir_releases/stu3*.json")),
+    "notes": (notes.parse_note_file, _seeds("notes/*.txt", "notes/*.xml", "notes_cda/*.xml")),
+    "dicom": (imaging.parse_dicom_file, _seeds("dicom/*.dcm")),
+}
+
+
+@st.composite
+def mutated(draw, seeds: list[bytes]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    kind = draw(
+        st.sampled_from(["cut", "flip", "splice", "nul", "huge_length", "nest", "encoding"])
+    )
+    at = draw(st.integers(0, max(len(data) - 1, 0)))
+    if kind == "cut":
+        del data[at:]
+    elif kind == "flip":
+        for offset in draw(st.lists(st.integers(0, max(len(data) - 1, 0)), max_size=16)):
+            if data:
+                data[offset] ^= draw(st.integers(1, 255))
+    elif kind == "splice":  # the head of another file on this one's tail
+        other = draw(st.sampled_from(seeds))
+        data = bytearray(other[: draw(st.integers(0, len(other)))]) + data[at:]
+    elif kind == "nul":
+        data[at:at] = b"\x00" * draw(st.integers(1, 64))
+    elif kind == "huge_length":  # a 4-byte length field (DICOM, or any binary) set near 2^32
+        data[at : at + 4] = draw(st.sampled_from([b"\xf0\xff\xff\xff", b"\xff\xff\xff\x7f"]))
+    elif kind == "nest":
+        depth = draw(st.integers(100, 20_000))
+        data[at:at] = b"[" * depth + b"{" * 3 + b"<a>" * min(depth, 3000)
+    else:
+        data = bytearray(bytes(data).decode("latin-1").encode("utf-16"))
+    return bytes(data)
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("the parser hung")
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+def test_mutated_real_files_give_rows_or_a_reason(fmt):
+    parse, seeds = PARSERS[fmt]
+    assert seeds, f"no {fmt} fixtures to mutate"
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,  # the alarm below bounds each file; hypothesis would only report late
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(data=mutated(seeds))
+    def check(data: bytes) -> None:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(SECONDS_PER_FILE)
+        try:
+            rows = parse(data)
+        except QuarantineError as err:
+            assert err.code and err.message
+        else:
+            assert isinstance(rows, list | pa.Table)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    check()
