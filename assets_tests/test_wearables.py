@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -272,3 +274,180 @@ def test_a_batch_seen_again_by_a_restarted_sensor_starts_one_run(data_dir):
     )
     keys = [sensor(dg.build_sensor_context(cursor=None)).run_requests[0].run_key for _ in "ab"]
     assert keys[0] == keys[1]
+
+
+def _resaved(original: bytes, column: str, written: str, *, split: bool, id_format: str) -> bytes:
+    """The file as a day-first spreadsheet writes it back: day-first 24-hour dates, the user id
+    as a number in scientific notation, optionally the time in a column of its own. (No public
+    re-saved Fitbit file was found; this re-saves a real one the way spreadsheets do.)"""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(original.decode())))
+    fields = list(rows[0])
+    if split:
+        fields = ["Date" if f == column else f for f in fields] + [column]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        when = datetime.strptime(row[column], written)
+        row["Id"] = format(int(row["Id"]), id_format)
+        if split:
+            row["Date"], row[column] = when.strftime("%d/%m/%Y"), when.strftime("%H:%M:%S")
+        else:
+            row[column] = when.strftime("%d/%m/%Y %H:%M:%S" if "%I" in written else "%d/%m/%Y")
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+HEART_RATE = "fitabase-hr-vikramtheboss/heartrate_seconds_merged.csv"
+DAILY = "fitabase-daily-sergeibogdanov/dailyActivity_merged.csv"
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/realdata is not present on this machine")
+def test_a_spreadsheet_resaved_fitbit_file_gives_the_same_events_or_says_why_not():
+    daily = (SHARED / DAILY).read_bytes()
+    expected = parse_wearables_file(daily)
+    resaved = parse_wearables_file(
+        _resaved(daily, "ActivityDate", "%m/%d/%y", split=False, id_format=".9E")
+    )
+    key = ("device_id", "event_time", "value")
+    assert [tuple(e[k] for k in key) for e in resaved] == [
+        tuple(e[k] for k in key) for e in expected
+    ]
+    assert {json.loads(e["extra"])["date_order"] for e in resaved} == {"day-first"}
+    with pytest.raises(QuarantineError, match="scientific notation with digits lost"):
+        parse_wearables_file(
+            _resaved(daily, "ActivityDate", "%m/%d/%y", split=False, id_format=".5E")
+        )
+    # The heart-rate slice spans 10-12 May: re-saved day-first without AM/PM, its dates read
+    # both ways, so it is quarantined instead of read with months and days swapped.
+    heart = (SHARED / HEART_RATE).read_bytes()
+    for split in (False, True):
+        with pytest.raises(QuarantineError) as raised:
+            parse_wearables_file(
+                _resaved(heart, "Time", "%m/%d/%Y %I:%M:%S %p", split=split, id_format=".9E")
+            )
+        assert raised.value.code == "ambiguous_dates"
+
+
+def test_date_order_is_decided_per_file():
+    def times(*stamps):
+        body = "".join(f"42,{s},70\n" for s in stamps)
+        events = parse_wearables_file(f"Id,Time,Value\n{body}".encode())
+        return [e["event_time"].date() for e in events]
+
+    assert times("3/4/2016 10:00:00", "25/4/2016 10:00:00") == [date(2016, 4, 3), date(2016, 4, 25)]
+    assert times("3/4/2016 10:00:00", "4/25/2016 10:00:00") == [date(2016, 3, 4), date(2016, 4, 25)]
+    assert times("3/4/2016 10:00:00 AM") == [date(2016, 3, 4)]  # Fitbit's own 12-hour times
+    split = parse_wearables_file(b"Id,Date,Time,Value\n42,25/4/2016,10:00:00,70\n")
+    assert split[0]["event_time"] == datetime(2016, 4, 25, 10, 0)
+    with pytest.raises(QuarantineError, match="day-first in some rows"):
+        times("25/4/2016 10:00:00", "4/25/2016 10:00:00")
+
+
+# The start of the DTD every export.xml since HealthKit Export Version 3 carries (as published
+# with real exports); the whole block runs to several kilobytes before <HealthData>.
+_APPLE_DTD = (
+    """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE HealthData [
+<!-- HealthKit Export Version: 3 -->
+<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary)*)>
+<!ATTLIST HealthData
+  locale CDATA #REQUIRED
+>
+<!ELEMENT ExportDate EMPTY>
+<!ATTLIST ExportDate
+  value CDATA #REQUIRED
+>
+<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>
+<!ATTLIST Record
+  type          CDATA #REQUIRED
+  unit          CDATA #IMPLIED
+  value         CDATA #IMPLIED
+  sourceName    CDATA #REQUIRED
+  sourceVersion CDATA #IMPLIED
+  device        CDATA #IMPLIED
+  creationDate  CDATA #IMPLIED
+  startDate     CDATA #REQUIRED
+  endDate       CDATA #REQUIRED
+>
+"""
+    + "".join(f"<!-- padding of the real DTD's {n} further declarations -->\n" for n in range(60))
+    + "]>\n"
+)
+
+
+def test_an_export_with_its_inline_dtd_a_comma_locale_and_vertical_tabs_is_read():
+    real = (REAL_WEARABLES / "apple-alxdrcirilo-export.xml").read_text()
+    expected = parse_wearables_file(real.encode())
+    body = real.split("?>", 1)[1]
+    first = body.index('value="', body.index("HKQuantityTypeIdentifierHeartRate"))
+    # A decimal comma (non-US locale) and a vertical tab (early exports) in values.
+    older = _APPLE_DTD + body.replace('sourceVersion="10.2"', 'sourceVersion="10\x0b2"', 1)
+    number = re.match(r'value="(\d+)"', body[first:])
+    if number:
+        older = older.replace(number.group(0), f'value="{number.group(1)},0"', 1)
+    assert len(_APPLE_DTD) > 2000
+    events = parse_wearables_file(older.encode())
+    key = ("event_type", "event_time", "value")
+    assert [tuple(e[k] for k in key) for e in events] == [
+        tuple(e[k] for k in key) for e in expected
+    ]
+
+
+def test_ios8_export_dates_are_read():
+    record = (
+        '<HealthData locale="de_DE"><Record type="HKQuantityTypeIdentifierStepCount" '
+        'sourceName="Phone" unit="count" value="12" startDate="20150301100000+0100" '
+        'endDate="20150301101000+0100"/></HealthData>'
+    )
+    (event,) = parse_wearables_file(record.encode())
+    assert event["event_time"] == datetime(2015, 3, 1, 9, 0) and event["value"] == 12.0
+
+
+DEVICES = Path(__file__).parent / "fixtures" / "wearables_devices"
+
+
+def test_tcx_gives_heart_rate_and_a_workout_and_keeps_no_position():
+    data = (DEVICES / "sup_activity_1.tcx").read_bytes()
+    events = parse_wearables_file(data)
+    # Independent count: trackpoints that carry a heart rate, read with a regular expression.
+    points = re.findall(rb"<Trackpoint>.*?</Trackpoint>", data, re.S)
+    with_hr = [p for p in points if b"<HeartRateBpm>" in p]
+    assert [e["event_type"] for e in events].count("heart_rate") == len(with_hr) > 100
+    assert [e["event_type"] for e in events].count("workout") == 1
+    assert not any("Latitude" in (e["extra"] or "") for e in events)
+    assert [
+        e["event_type"] for e in parse_wearables_file((DEVICES / "no_hr.tcx").read_bytes())
+    ] == ["workout"]
+
+
+def test_fit_heart_rate_matches_an_independent_reader():
+    import fitparse
+
+    path = DEVICES / "garmin-fenix-5-walk.fit"
+    events = parse_wearables_file(path.read_bytes())
+    records = fitparse.FitFile(str(path)).get_messages("record")
+    independent = sorted(m.get_value("timestamp") for m in records if m.get_value("heart_rate"))
+    assert sorted(e["event_time"] for e in events if e["event_type"] == "heart_rate") == independent
+    assert all(e["device_id"].startswith("fit:") for e in events)  # the serial is hashed
+
+
+@pytest.mark.parametrize(
+    "name, code, reason",
+    [
+        ("activity-unexpected-eof.fit", "truncated", "Garmin FIT, truncated"),
+        ("activity-filecrc.fit", "invalid_fit", "CRC does not match"),
+        # Timestamps counted from power-on (below 0x10000000): samples that cannot be dated.
+        ("compressed-speed-distance.fit", "undatable_events", "without an absolute time"),
+        ("DeveloperData.fit", "undatable_events", "without an absolute time"),
+    ],
+)
+def test_fit_files_that_cannot_give_dated_events_are_quarantined_with_the_format_named(
+    name, code, reason
+):
+    with pytest.raises(QuarantineError) as raised:
+        parse_wearables_file((DEVICES / name).read_bytes())
+    assert raised.value.code == code and reason in raised.value.message

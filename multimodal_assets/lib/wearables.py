@@ -208,17 +208,64 @@ def _jsonl(data: bytes) -> pa.Table:
 
 
 # ---- Fitbit / Fitabase CSV --------------------------------------------------------------------
-_FITBIT_TIME_FORMATS = (
-    "%m/%d/%Y %I:%M:%S %p",
-    "%m/%d/%Y",
-    "%m/%d/%y",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d",
-)
+# Fitbit writes month-first US dates ("4/12/2016 7:21:00 AM"); a spreadsheet that re-saved the
+# file writes its own locale's (day-first "12/04/2016 07:21", dotted "12.04.2016"), so the order
+# is decided per file from the values and kept in each event's provenance.
+_TIME_FORMATS = {
+    "month-first": (
+        "%m/%d/%Y %I:%M:%S %p",
+        "%m/%d/%Y %I:%M %p",
+        "%m/%d/%Y %H:%M:%S",
+        "%m/%d/%Y %H:%M",
+        "%m/%d/%Y",
+        "%m/%d/%y",
+    ),
+    "day-first": (
+        "%d/%m/%Y %H:%M:%S",
+        "%d/%m/%Y %H:%M",
+        "%d/%m/%Y %I:%M:%S %p",
+        "%d/%m/%Y",
+        "%d.%m.%Y %H:%M:%S",
+        "%d.%m.%Y %H:%M",
+        "%d.%m.%Y",
+        "%d/%m/%y",
+    ),
+}
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.](\d{1,2})[/.]\d{2,4}")
 
 
-def _fitbit_time(text: str) -> datetime:
-    for fmt in _FITBIT_TIME_FORMATS:
+def _date_order(values) -> str:
+    """month-first or day-first, from the file's own dates: a first field above 12 can only be
+    a day, and so can a second one. When every field is 12 or less, Fitbit's own 12-hour times
+    (AM/PM) say month-first; without them the order is unknowable and the file is quarantined
+    rather than read with days and months possibly swapped."""
+    first_day = second_day = twelve_hour = False
+    for value in values:
+        match = _DAY_MONTH.match(value or "")
+        if match:
+            first_day |= int(match.group(1)) > 12
+            second_day |= int(match.group(2)) > 12
+        twelve_hour |= (value or "").rstrip().upper().endswith(("AM", "PM"))
+    if first_day and second_day:
+        raise QuarantineError(
+            "invalid_event", "the file's dates are day-first in some rows and month-first in others"
+        )
+    if first_day:
+        return "day-first"
+    if second_day or twelve_hour:
+        return "month-first"
+    if not any(_DAY_MONTH.match(v or "") for v in values):
+        return "month-first"  # ISO dates only: no order to decide
+    raise QuarantineError(
+        "ambiguous_dates",
+        "every date has day and month of 12 or less and no AM/PM: day-first and month-first "
+        "cannot be told apart",
+    )
+
+
+def _fitbit_time(text: str, order: str = "month-first") -> datetime:
+    for fmt in (*_ISO_FORMATS, *_TIME_FORMATS[order.split(" ")[0]]):
         try:
             return datetime.strptime(text.strip(), fmt)
         except ValueError:
@@ -226,18 +273,39 @@ def _fitbit_time(text: str) -> datetime:
     raise QuarantineError("invalid_event", "a date/time is in no known Fitbit format")
 
 
-def _fitbit_rows(kind_name, device, stamp, kind, value, unit, minutes=None) -> dict:
-    start = _fitbit_time(stamp)
+_SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?[eE]\+?(\d+)$")
+
+
+def _fitbit_id(text: str) -> str:
+    """The user id as written, or as a spreadsheet wrote it in scientific notation (1.503960366E+09)
+    when every digit survived; a rounded one (1.50396E+09) cannot be recovered."""
+    match = _SCIENTIFIC.match(text.strip())
+    if not match:
+        return text.strip()
+    lead, fraction, exponent = match.group(1), match.group(2) or "", int(match.group(3))
+    if len(fraction) > exponent:
+        return text.strip()  # not an integer id: keep what was written
+    if len(fraction) < exponent:  # the missing digits may have been anything
+        raise QuarantineError(
+            "invalid_event",
+            "a user Id is in scientific notation with digits lost (a spreadsheet rounded it)",
+        )
+    return lead + fraction + "0" * (exponent - len(fraction))
+
+
+def _fitbit_rows(kind_name, device, stamp, kind, value, unit, minutes=None, order=None) -> dict:
+    start = _fitbit_time(stamp, order or "month-first")
     end = start + timedelta(minutes=minutes) if minutes else None
     return _event(
         device,
         f"{kind_name}:{start.isoformat()}",
         kind,
         start,
-        None if value in ("", None) else float(value),
+        None if value in ("", None) else _number(value),
         unit,
         f"fitbit_{kind_name}",
         end,
+        {"date_order": order} if order else None,
     )
 
 
@@ -287,13 +355,19 @@ def _fitbit_csv(text: str) -> list[dict]:
             "unsupported_format",
             "CSV layout not recognised (columns: " + ", ".join(sorted(header)[:12]) + ")",
         )
+    rows = [row for row in reader if any((v or "").strip() for v in row.values())]
+    time_column = "ActivityHour" if wide else layout[2]
+    split = "Date" in header and time_column != "Date"  # a spreadsheet split the date off
+    if split:
+        for row in rows:
+            if not _DAY_MONTH.match(row[time_column] or "") and row.get("Date"):
+                row[time_column] = f"{row['Date']} {row[time_column]}"
+    order = _date_order([row[time_column] for row in rows])
     events = []
-    for row in reader:
-        if not any((v or "").strip() for v in row.values()):
-            continue
-        device = f"fitbit:{row['Id']}"
+    for row in rows:
+        device = f"fitbit:{_fitbit_id(row['Id'])}"
         if wide:
-            hour = _fitbit_time(row["ActivityHour"])
+            hour = _fitbit_time(row["ActivityHour"], order)
             for minute in range(60):
                 stamp = (hour + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
                 events.append(
@@ -305,13 +379,21 @@ def _fitbit_csv(text: str) -> list[dict]:
                         row[f"Steps{minute:02d}"],
                         "count",
                         minutes=1,
+                        order=order,
                     )
                 )
             continue
         _, name, time_column, kind, value_column, unit, minutes = layout
         events.append(
             _fitbit_rows(
-                name, device, row[time_column], kind, row[value_column], unit, minutes=minutes
+                name,
+                device,
+                row[time_column],
+                kind,
+                row[value_column],
+                unit,
+                minutes=minutes,
+                order=order,
             )
         )
     return events
@@ -324,11 +406,31 @@ _APPLE_TYPES = {
     "HKQuantityTypeIdentifierActiveEnergyBurned": ("active_energy", {"kcal": 1.0, "kJ": 1 / 4.184}),
     "HKQuantityTypeIdentifierBodyMass": ("weight", {"kg": 1.0, "lb": 0.45359237}),
 }
-_APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
+# Every export version since iOS 9 writes "2016-03-01 10:00:00 +0100"; iOS 8's first exports
+# wrote "20150301100000+0100".
+_APPLE_TIMES = ("%Y-%m-%d %H:%M:%S %z", "%Y%m%d%H%M%S%z")
+# C0 control characters are not allowed in XML 1.0; early exports carry vertical tabs (\x0b)
+# in free-text values, which stop any XML parser. They are dropped before parsing.
+_XML_INVALID = bytes(range(0, 9)) + b"\x0b\x0c" + bytes(range(14, 32))
 
 
 def _apple_time(text: str) -> datetime:
-    return datetime.strptime(text, _APPLE_TIME).astimezone(UTC).replace(tzinfo=None)
+    for fmt in _APPLE_TIMES:
+        try:
+            return datetime.strptime(text, fmt).astimezone(UTC).replace(tzinfo=None)
+        except ValueError:
+            continue
+    raise ValueError("not an Apple Health date")
+
+
+def _number(value: str) -> float:
+    """A value as exported: a decimal point, or a decimal comma from a non-US locale."""
+    try:
+        return float(value)
+    except ValueError:
+        if re.fullmatch(r"-?\d+,\d+", value):
+            return float(value.replace(",", "."))
+        raise
 
 
 def _apple_event(element) -> dict:
@@ -359,7 +461,7 @@ def _apple_event(element) -> dict:
     value = attrs.get("value")
     numeric = None
     try:
-        numeric = float(value) if value is not None else None
+        numeric = _number(value) if value is not None else None
     except ValueError:
         extra["value"] = value
     if unit in factors and numeric is not None:
@@ -369,6 +471,7 @@ def _apple_event(element) -> dict:
 
 def _apple_xml(data: bytes) -> list[dict]:
     events = []
+    data = data.translate(None, delete=_XML_INVALID)
     try:
         for _, element in ElementTree.iterparse(io.BytesIO(data), events=("end",)):
             if element.tag in ("Record", "Workout"):
@@ -377,6 +480,10 @@ def _apple_xml(data: bytes) -> list[dict]:
     except ElementTree.ParseError as err:
         raise QuarantineError(
             "invalid_xml", f"Apple Health XML is malformed ({err.code})"
+        ) from None
+    except LookupError:
+        raise QuarantineError(
+            "invalid_xml", "the XML declaration names an unknown character encoding"
         ) from None
     except (KeyError, ValueError):
         raise QuarantineError(
@@ -400,10 +507,193 @@ def _apple_zip(data: bytes) -> list[dict]:
     return _apple_xml(archive.read(members[0]))
 
 
+# ---- Garmin Training Center (TCX) -------------------------------------------------------------
+def _tcx_time(text: str) -> datetime:
+    return (
+        datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        .astimezone(UTC)
+        .replace(tzinfo=None)
+    )
+
+
+def _tcx(data: bytes) -> list[dict]:
+    """Heart rate per trackpoint and one workout per activity from a TCX file. Positions are
+    locations, not events: they are not kept."""
+    try:
+        root = ElementTree.fromstring(data.translate(None, delete=_XML_INVALID))
+    except ElementTree.ParseError as err:
+        raise QuarantineError("invalid_xml", f"TCX XML is malformed ({err.code})") from None
+    except LookupError:
+        raise QuarantineError(
+            "invalid_xml", "the XML declaration names an unknown character encoding"
+        ) from None
+
+    def local(element) -> str:
+        return element.tag.rsplit("}", 1)[-1]
+
+    def child(element, name):
+        return next((c for c in element if local(c) == name), None)
+
+    events = []
+    try:
+        for activity in (e for e in root.iter() if local(e) == "Activity"):
+            creator = child(activity, "Creator")
+            unit = "|".join(
+                (c.text or "").strip()
+                for c in (creator if creator is not None else [])
+                if local(c) in ("Name", "UnitId", "ProductID")
+            )
+            # The unit id is a device serial: hashed, like Apple's source names.
+            device = "tcx:" + hashlib.sha256(unit.encode()).hexdigest()[:16]
+            laps = [c for c in activity if local(c) == "Lap"]
+            seconds = sum(float(child(lap, "TotalTimeSeconds").text) for lap in laps)
+            start = _tcx_time(laps[0].get("StartTime") if laps else child(activity, "Id").text)
+            sport = {"sport": activity.get("Sport")} if activity.get("Sport") else None
+            events.append(
+                _event(
+                    device,
+                    f"workout:{start.isoformat()}",
+                    "workout",
+                    start,
+                    seconds / 60,
+                    "min",
+                    "garmin_tcx",
+                    start + timedelta(seconds=seconds),
+                    sport,
+                )
+            )
+            for point in (e for e in activity.iter() if local(e) == "Trackpoint"):
+                heart = child(point, "HeartRateBpm")
+                value = child(heart, "Value") if heart is not None else None
+                if value is None or child(point, "Time") is None:
+                    continue
+                when = _tcx_time(child(point, "Time").text)
+                events.append(
+                    _event(
+                        device,
+                        f"hr:{when.isoformat()}",
+                        "heart_rate",
+                        when,
+                        _number(value.text.strip()),
+                        "count/min",
+                        "garmin_tcx",
+                    )
+                )
+    except (AttributeError, TypeError, ValueError):
+        raise QuarantineError(
+            "invalid_event", "a TCX activity lacks or garbles a time or a number"
+        ) from None
+    return events
+
+
+# ---- Garmin FIT --------------------------------------------------------------------------------
+_FIT_SIGNATURE = b".FIT"
+
+
+def _is_fit(data: bytes) -> bool:
+    return len(data) >= 12 and data[0] in (12, 14) and data[8:12] == _FIT_SIGNATURE
+
+
+def _fit_time(value) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else None
+
+
+def _fit(data: bytes) -> list[dict]:
+    """Heart rate from activity records and monitoring messages, one workout per session, from a
+    Garmin FIT file (fitdecode: compressed timestamps and developer fields read; the CRC is
+    checked). Positions are locations, not events: they are not kept. Monitoring step counts
+    (cumulative per activity type) are not mapped yet."""
+    import fitdecode
+
+    device, events, undated = "fit:unknown", [], 0
+    last_time: datetime | None = None
+    try:
+        with fitdecode.FitReader(io.BytesIO(data), check_crc=fitdecode.CrcCheck.RAISE) as fit:
+            for frame in fit:
+                if frame.frame_type != fitdecode.FIT_FRAME_DATA:
+                    continue
+                values = {f.name: f.value for f in frame.fields}
+                if frame.name == "file_id":
+                    # The serial number identifies the watch, and so its wearer: hashed.
+                    unit = "|".join(
+                        str(values.get(k))
+                        for k in ("manufacturer", "garmin_product", "serial_number")
+                    )
+                    device = "fit:" + hashlib.sha256(unit.encode()).hexdigest()[:16]
+                when = _fit_time(values.get("timestamp"))
+                if when is None and isinstance(values.get("timestamp_16"), int) and last_time:
+                    # 16-bit timestamps count seconds on from the last full one, modulo 2^16.
+                    base = int(last_time.replace(tzinfo=UTC).timestamp()) - _FIT_EPOCH
+                    delta = (values["timestamp_16"] - (base & 0xFFFF)) & 0xFFFF
+                    when = last_time + timedelta(seconds=delta)
+                if when is not None:
+                    last_time = when
+                heart = values.get("heart_rate")
+                if frame.name in ("record", "monitoring") and isinstance(heart, int | float):
+                    if when is None:  # no time, or a relative one (seconds since power-on)
+                        undated += heart > 0
+                    elif heart > 0:
+                        events.append(
+                            _event(
+                                device,
+                                f"hr:{when.isoformat()}",
+                                "heart_rate",
+                                when,
+                                float(heart),
+                                "count/min",
+                                "garmin_fit",
+                            )
+                        )
+                elif frame.name == "session":
+                    start = _fit_time(values.get("start_time"))
+                    seconds = values.get("total_elapsed_time")
+                    if start is not None and isinstance(seconds, int | float):
+                        sport = values.get("sport")
+                        events.append(
+                            _event(
+                                device,
+                                f"workout:{start.isoformat()}",
+                                "workout",
+                                start,
+                                seconds / 60,
+                                "min",
+                                "garmin_fit",
+                                start + timedelta(seconds=seconds),
+                                {"sport": str(sport)} if sport is not None else None,
+                            )
+                        )
+    except fitdecode.FitEOFError:
+        raise QuarantineError(
+            "truncated", "Garmin FIT, truncated: the file ends inside a message"
+        ) from None
+    except fitdecode.FitCRCError:
+        raise QuarantineError(
+            "invalid_fit", "Garmin FIT whose CRC does not match its content (corrupt)"
+        ) from None
+    except (fitdecode.FitError, ValueError, OverflowError) as err:
+        raise QuarantineError(
+            "invalid_fit", f"Garmin FIT that does not decode ({type(err).__name__})"
+        ) from None
+    if undated:
+        # FIT timestamps below 0x10000000 count from the device's power-on, not a date: the
+        # samples cannot be placed in time, and dropping them would lose them silently.
+        raise QuarantineError(
+            "undatable_events",
+            f"Garmin FIT with {undated} heart-rate sample(s) without an absolute time "
+            "(no timestamp, or a relative one)",
+        )
+    return events
+
+
+_FIT_EPOCH = 631065600  # 1989-12-31T00:00:00Z, where FIT timestamps count from
+
+
 def parse_wearables_file(data: bytes) -> list[dict] | pa.Table:
     """Canonical events from one delivered file of any supported layout, or QuarantineError."""
     if data.startswith(b"PK\x03\x04"):
         return _apple_zip(data)
+    if _is_fit(data):
+        return _fit(data)
     if not data.strip():
         raise QuarantineError("empty_file", "the file is empty")
     try:
@@ -414,8 +704,11 @@ def parse_wearables_file(data: bytes) -> list[dict] | pa.Table:
         ) from None
     head = text.lstrip()[:2000]
     if head.startswith("<"):
-        if "<HealthData" in head:
+        # Exports carry an inline DTD of several kilobytes before the root element.
+        if re.search(r"<!DOCTYPE\s+HealthData\b|<HealthData[\s>]", text[:200_000]):
             return _apple_xml(data)
+        if "<TrainingCenterDatabase" in head:
+            return _tcx(data)
         if "<gpx" in head:
             raise QuarantineError(
                 "unsupported_format",
