@@ -95,3 +95,45 @@ def test_mutated_real_files_give_rows_or_a_reason(fmt):
             signal.signal(signal.SIGALRM, previous)
 
     check()
+
+
+def test_a_batch_of_mutated_files_is_registered_whole_and_changes_nothing_ingested(tmp_path):
+    from multimodal_assets.lib import ingest, warehouse
+
+    parse, seeds = PARSERS["notes"]
+    landing = tmp_path / "landing"
+    good = landing / "notes" / "good"
+    good.mkdir(parents=True)
+    for i, seed in enumerate(seeds):
+        (good / f"seed-{i}.txt").write_bytes(seed)
+    root = tmp_path / "lakehouse"
+
+    def run(run_id: str):
+        with warehouse.connect(root) as conn:
+            files = ingest.scan_landing(landing, "notes")
+            ingest.ingest(conn, "notes", files, parse, notes.NOTE_TEXTS, run_id)
+            return (
+                conn.execute("SELECT path, status FROM bronze.files ORDER BY 1").fetchall(),
+                conn.execute(
+                    "SELECT * EXCLUDE (_run_id) FROM bronze.note_texts ORDER BY note_id"
+                ).fetchall(),
+            )
+
+    _, before = run("first")
+    counter = iter(range(1_000_000))
+
+    @settings(max_examples=max(5, EXAMPLES // 4), deadline=None, derandomize=True)
+    @given(batch=st.lists(mutated(seeds), min_size=1, max_size=4))
+    def check(batch: list[bytes]) -> None:
+        folder = landing / "notes" / f"batch-{next(counter)}"
+        folder.mkdir()
+        for i, data in enumerate(batch):
+            (folder / f"file-{i}.txt").write_bytes(data)
+        registry, rows = run(folder.name)
+        registered = {path for path, _ in registry}
+        assert {f"notes/{folder.name}/file-{i}.txt" for i in range(len(batch))} <= registered
+        assert {status for _, status in registry} <= {"ingested", "quarantined", "duplicate"}
+        kept = {row[0] for row in before}
+        assert [row for row in rows if row[0] in kept] == before
+
+    check()

@@ -8,6 +8,7 @@ de-identify every element without touching landing again; pixels are decoded onc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import struct
@@ -118,7 +119,7 @@ def read_dicom(data: bytes, headers_only: bool = True):
         # No transfer syntax in the file meta (or no file meta at all): pydicom guesses one
         # encoding, and a wrong guess reads the dataset as noise. Try the three uncompressed
         # encodings and keep the one under which the dataset is a composite instance.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_pydicom():
             warnings.simplefilter("ignore")
             inferred = _infer_encoding(data, ds)
         if inferred is not None:
@@ -141,6 +142,20 @@ def read_dicom(data: bytes, headers_only: bool = True):
             )
         raise QuarantineError("not_dicom", "no DICOM elements found")
     return ds, data, header_end
+
+
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """pydicom logs every encoding mismatch it meets while a wrong encoding is tried."""
+    import logging
+
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _SOP_TAGS = (0x00080016, 0x00080018)  # SOP Class UID, SOP Instance UID
