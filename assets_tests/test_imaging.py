@@ -463,3 +463,49 @@ def test_names_in_every_character_set_are_decoded_for_the_phi_gate(name):
         assert any("identifying value" in p for p in leaked)
     clean = dicom_deid.deidentify(ds, "rk_test", 10, b"test-key")
     assert dicom_deid.phi_left(json.loads(dicom_deid.to_json(clean)), originals) == []
+
+
+def _corrupt_rle_variants(count: int = 40) -> list[bytes]:
+    """pydicom's MR_small_RLE.dcm with a few bytes of its first RLE fragment changed (seeded)."""
+    import random
+
+    data = (PYDICOM_DIR / "MR_small_RLE.dcm").read_bytes()
+    first_item = data.find(b"\xfe\xff\x00\xe0", data.find(b"\xe0\x7f\x10\x00"))
+    fragment = data.find(b"\xfe\xff\x00\xe0", first_item + 8) + 8
+    rng, out = random.Random(1), []
+    for _ in range(count):
+        bad = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            bad[fragment + rng.randint(0, 200)] = rng.randint(0, 255)
+        out.append(bytes(bad))
+    return out
+
+
+def test_a_codec_panic_on_corrupt_rle_pixels_costs_that_instance_only():
+    import io
+
+    variants = _corrupt_rle_variants()
+    panics = 0
+    for data in variants:  # the poison is real: the codec itself panics on some of them
+        try:
+            assert pydicom.dcmread(io.BytesIO(data)).pixel_array is not None
+        except Exception:  # noqa: BLE001
+            pass
+        except BaseException as err:  # noqa: BLE001
+            assert type(err).__name__ == "PanicException"
+            panics += 1
+    assert panics > 0
+    for data in variants:
+        try:
+            imaging.decode_instance(data)
+        except imaging.PixelError as err:
+            assert "not decodable" in str(err)
+
+
+def test_an_element_declaring_2_gb_is_quarantined_not_cut_short():
+    data = bytearray((PYDICOM_DIR / "MR_small_implicit.dcm").read_bytes())  # implicit VR
+    at = data.find(b"\x10\x00\x10\x00")  # (0010,0010) Patient's Name: tag, then 4-byte length
+    data[at + 4 : at + 8] = (0x7FFFFFF0).to_bytes(4, "little")
+    with pytest.raises(QuarantineError) as raised:
+        imaging.parse_dicom_file(bytes(data))
+    assert raised.value.code == "truncated" and "(0010,0010) declares" in raised.value.message

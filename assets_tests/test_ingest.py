@@ -82,3 +82,30 @@ def test_unexpected_parser_errors_quarantine_without_quoting_content(tmp_path):
         message = conn.execute("SELECT message FROM bronze.quarantine").fetchone()[0]
     assert summary.error_codes == {"parser_error": 1}
     assert "secret-value" not in message and "ValueError" in message
+
+
+def test_landing_rules_symlinks_and_delivery_folder_names(tmp_path):
+    landing = tmp_path / "landing"
+    inbox = landing / "clinical" / "2024-01-01"
+    inbox.mkdir(parents=True)
+    shutil.copy(REAL / "bundle_urn_ref.json", inbox / "a.json")
+    outside = tmp_path / "secret.json"
+    shutil.copy(REAL / "observation_decimal_bundle.json", outside)
+    (inbox / "outside.json").symlink_to(outside)  # e.g. a system file linked into landing
+    (inbox / "inside.json").symlink_to(inbox / "a.json")
+    bad = landing / "clinical" / "week\nof March"
+    bad.mkdir()
+    shutil.copy(REAL / "bundle_relative_ref.json", bad / "b.json")
+    summary = _ingest(landing, tmp_path / "lakehouse", "run-1")
+    rows = dict(
+        (path, (status, code))
+        for path, status, code in _rows(
+            tmp_path / "lakehouse", "SELECT path, status, error_code FROM bronze.files"
+        )
+    )
+    assert rows["clinical/2024-01-01/a.json"] == ("ingested", None)
+    assert rows["clinical/2024-01-01/inside.json"] == ("duplicate", None)  # same bytes
+    assert rows["clinical/2024-01-01/outside.json"] == ("quarantined", "symlink_not_followed")
+    assert rows["clinical/week\nof March/b.json"] == ("quarantined", "invalid_delivery_folder")
+    assert summary.records == 2  # only a.json's resources: nothing was read through the link
+    assert ingest.landed_batches(landing, "clinical") == ["2024-01-01", ingest.UNBATCHED]

@@ -373,3 +373,11 @@ def test_addresses_written_one_field_per_line_are_found():
     text = "Lives at:\n1357 Amber Drive\nBeaverton\nOR\n97867\nNo new complaints."
     clean, _ = notes_deid.deidentify(text, None, None)
     assert clean == "Lives at:\n[ADDRESS]\n[CITY]\nOR\n[ZIP]\nNo new complaints."
+
+
+def test_nul_bytes_anywhere_make_a_note_binary():
+    text = (FIXTURES / "ID000_clinic_demo.txt").read_bytes()
+    assert len(text) > 4096
+    with pytest.raises(QuarantineError) as raised:
+        notes.parse_note_file(text + b"\x00\x01\x02binary tail")
+    assert raised.value.code == "not_text"

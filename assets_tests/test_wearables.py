@@ -451,3 +451,27 @@ def test_fit_files_that_cannot_give_dated_events_are_quarantined_with_the_format
     with pytest.raises(QuarantineError) as raised:
         parse_wearables_file((DEVICES / name).read_bytes())
     assert raised.value.code == code and reason in raised.value.message
+
+
+def test_a_deeply_nested_jsonl_line_is_quarantined_instead_of_crashing_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    good = '{"device": "D", "id": "1", "ts": "2021-01-01T00:00:00Z", "type": "hr", "bpm": 60}\n'
+    poison = tmp_path / "poison.jsonl"
+    nested = '{"a": ' * 10_000 + "1" + "}" * 10_000
+    poison.write_text(
+        good + '{"device": "D", "id": "2", "ts": "2021-01-01T00:01:00Z", "type": "hr", '
+        f'"extra": {nested}}}\n'
+    )
+    # In a child process: before the nesting bound, this line took the whole process down
+    # (SIGSEGV in the native readers), so the main job exited 139 on every run.
+    code = (
+        "import sys; from multimodal_assets.lib.wearables import parse_wearables_file\n"
+        "from multimodal_assets.lib.ingest import QuarantineError\n"
+        f"try: parse_wearables_file(open({str(poison)!r}, 'rb').read())\n"
+        "except QuarantineError as err: print(err.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "json_too_deep"

@@ -135,6 +135,7 @@ def read_dicom(data: bytes, headers_only: bool = True):
                 if implicit
                 else (uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
             )
+    _refuse_overlong_elements(ds)
     if len(ds) == 0:
         if ds.file_meta:
             raise QuarantineError(
@@ -142,6 +143,26 @@ def read_dicom(data: bytes, headers_only: bool = True):
             )
         raise QuarantineError("not_dicom", "no DICOM elements found")
     return ds, data, header_end
+
+
+def _refuse_overlong_elements(ds) -> None:
+    """An element that declares more bytes than the file holds: pydicom reads what is there and
+    the dataset silently ends inside it (a declared length of 2 GB swallows the rest)."""
+    from pydicom.dataelem import RawDataElement
+
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.length != 0xFFFFFFFF
+            and raw.value is not None
+            and len(raw.value) < raw.length
+        ):
+            raise QuarantineError(
+                "truncated",
+                f"element ({raw.tag.group:04X},{raw.tag.element:04X}) declares {raw.length} bytes, "
+                "past the end of the file: the dataset is cut short",
+            )
 
 
 @contextlib.contextmanager
@@ -686,7 +707,11 @@ def decode_instance(data: bytes) -> tuple[np.ndarray, float | None, int | None, 
                 values = values.mean(axis=-1)
             elif ds.get("PhotometricInterpretation") != "PALETTE COLOR":
                 values = apply_modality_lut(values, ds)
-        except Exception as err:  # noqa: BLE001 - codecs raise many types
+        except BaseException as err:  # noqa: BLE001 - codecs raise many types, panics included
+            # A Rust codec (pylibjpeg-rle) panics on corrupt data with pyo3's PanicException,
+            # which is a BaseException: it would pass `except Exception` and stop the worker.
+            if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+                raise
             raise PixelError(
                 f"pixels not decodable ({_syntax_name(syntax)}): {type(err).__name__}"
             ) from None

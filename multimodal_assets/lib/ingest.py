@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import multiprocessing
 import os
+import re
 import tempfile
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -96,9 +97,15 @@ class LandedFile:
     size: int
     received_at: datetime
     sha256: str | None = None  # read only for files the registry does not have yet
+    # (code, reason) when landing rules refuse the file before it is read.
+    refusal: tuple[str, str] | None = None
 
     def hashed(self) -> LandedFile:
-        return self if self.sha256 else replace(self, sha256=sha256_file(self.absolute))
+        if self.sha256:
+            return self
+        if self.refusal:  # never opened: the hash is the link's or the name's, not content
+            return replace(self, sha256=hashlib.sha256(self.path.encode()).hexdigest())
+        return replace(self, sha256=sha256_file(self.absolute))
 
 
 @dataclass
@@ -136,11 +143,35 @@ def sha256_file(path: Path) -> str:
 UNBATCHED = "unbatched"  # the delivery batch of files put directly in landing/<modality>
 
 
+# A delivery folder becomes a Dagster partition key shown in the UI: letters, digits, - _ . only.
+_BATCH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 def delivery_batch(relative: str | Path) -> str:
     """The delivery batch of a file (path relative to landing/<modality>): its top folder, as
-    deliveries arrive one folder each (e.g. `2019-01-21/`)."""
+    deliveries arrive one folder each (e.g. `2019-01-21/`). A folder whose name cannot be a
+    partition key belongs to `unbatched`, whose run quarantines its files."""
     parts = PurePosixPath(relative).parts
-    return parts[0] if len(parts) > 1 else UNBATCHED
+    return parts[0] if len(parts) > 1 and _BATCH_NAME.match(parts[0]) else UNBATCHED
+
+
+def _landing_refusal(relative: str, entry: os.DirEntry, root: Path):
+    """Why landing rules refuse a file before it is read, or None."""
+    parts = PurePosixPath(relative).parts
+    if len(parts) > 1 and not _BATCH_NAME.match(parts[0]):
+        return (
+            "invalid_delivery_folder",
+            "the delivery folder's name is not a valid batch name (letters, digits, - _ . only)",
+        )
+    if entry.is_symlink():
+        target = os.path.realpath(entry.path)
+        inside = target.startswith(os.path.realpath(root) + os.sep)
+        if not inside or not os.path.isfile(target):
+            return (
+                "symlink_not_followed",
+                "a symbolic link to something outside landing (or not a file) is not followed",
+            )
+    return None
 
 
 def visible_files(folder: Path) -> Iterator[tuple[str, os.DirEntry]]:
@@ -154,9 +185,11 @@ def visible_files(folder: Path) -> Iterator[tuple[str, os.DirEntry]]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            if entry.is_symlink():  # yielded, never descended: scan_landing decides
+                yield prefix + entry.name, entry
+            elif entry.is_dir(follow_symlinks=False):
                 yield from walk(entry.path, f"{prefix}{entry.name}/")
-            elif entry.is_file():
+            elif entry.is_file(follow_symlinks=False):
                 yield prefix + entry.name, entry
 
     yield from walk(str(folder), "")
@@ -189,13 +222,15 @@ def scan_landing(
             continue
         if f"{modality}/{relative}" in registered:
             continue
-        stat = entry.stat()
+        refusal = _landing_refusal(relative, entry, root)
+        stat = entry.stat(follow_symlinks=refusal is None)
         out.append(
             LandedFile(
                 path=f"{modality}/{relative}",
                 absolute=Path(entry.path),
                 size=stat.st_size,
                 received_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
+                refusal=refusal,
             )
         )
     return out
@@ -341,7 +376,7 @@ def _ingest_unregistered(
         file_rows, quarantine_rows, pending_bytes = [], [], 0
 
     with _Parser(parse, with_path, workers) as parser:
-        parser.submit([f for f in files if f.sha256 not in ingested_hashes])
+        parser.submit([f for f in files if f.sha256 not in ingested_hashes and not f.refusal])
         for landed in files:
             row = {
                 "path": landed.path,
@@ -356,7 +391,9 @@ def _ingest_unregistered(
                 "run_id": run_id,
                 "registered_at": now,
             }
-            if landed.sha256 in ingested_hashes:
+            if landed.refusal:
+                _quarantine(row, quarantine_rows, summary, *landed.refusal)
+            elif landed.sha256 in ingested_hashes:
                 row["status"] = "duplicate"
                 summary.duplicates += 1
             else:

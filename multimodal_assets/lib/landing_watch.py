@@ -41,7 +41,7 @@ def new_files(folder: Path, cursor: str | None, registered: Container[str] = ())
     candidates = []
     top, at_top = watermark, set(seen_at_watermark)
     for rel, entry in visible_files(folder):
-        stat = entry.stat()
+        stat = entry.stat(follow_symlinks=False)  # a link is looked at, not followed
         ctime = stat.st_ctime_ns
         if ctime < watermark or (ctime == watermark and rel in seen_at_watermark):
             continue

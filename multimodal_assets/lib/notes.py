@@ -127,7 +127,8 @@ def parse_note_file(data: bytes) -> list[dict]:
     """Bronze rows (one per note) of a note file, or QuarantineError."""
     if not data.strip():
         raise QuarantineError("empty_file", "the file is empty")
-    if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    # Anywhere in the file, not only its head: binary appended to a note must not pass as text.
+    if b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise QuarantineError("not_text", "binary content (NUL bytes): not a text note")
     raw, encoding = decode(data)
     text, endings = _line_endings(raw)

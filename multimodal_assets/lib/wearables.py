@@ -163,7 +163,35 @@ def _mapper() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
+# pyarrow's JSON reader recurses without a limit: a line nested ~10,000 deep crashes the
+# process (SIGSEGV), taking the run with it. Vendor exports nest 2 or 3 levels.
+MAX_JSON_NESTING = 64
+
+
+def _max_nesting(data: bytes, chunk: int = 1 << 22) -> int:
+    """An upper bound on the bracket nesting of JSON text (brackets inside strings count too),
+    with whole-array operations, chunk by chunk."""
+    import numpy as np
+
+    depth = deepest = 0
+    for start in range(0, len(data), chunk):
+        codes = np.frombuffer(
+            data, dtype=np.uint8, count=min(chunk, len(data) - start), offset=start
+        )
+        steps = np.isin(codes, (0x5B, 0x7B)).astype(np.int32) - np.isin(codes, (0x5D, 0x7D))
+        running = depth + np.cumsum(steps)
+        if running.size:
+            deepest, depth = max(deepest, int(running.max())), int(running[-1])
+    return deepest
+
+
 def _jsonl(data: bytes) -> pa.Table:
+    if _max_nesting(data) > MAX_JSON_NESTING:
+        raise QuarantineError(
+            "json_too_deep",
+            f"JSON nested deeper than {MAX_JSON_NESTING} levels: refused before the native "
+            "reader, which crashes on deep nesting",
+        )
     try:
         raw = pa_json.read_json(
             io.BytesIO(data),
