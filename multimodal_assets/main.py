@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     data = config.data_dir()
     # Runs land in a persistent instance so `dagster dev` shows them afterwards.
     os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-    instance_config = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
-    if not os.path.exists(instance_config):
-        with open(instance_config, "w") as handle:
-            handle.write("telemetry:\n  enabled: false\n")
+    from pathlib import Path
+
+    from multimodal_assets.instance_setup import prepare
+
+    prepare(Path(os.environ["DAGSTER_HOME"]))
 
     legacy = config.legacy_warehouse_path()
     if legacy.exists():
