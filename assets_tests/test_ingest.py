@@ -109,3 +109,43 @@ def test_landing_rules_symlinks_and_delivery_folder_names(tmp_path):
     assert rows["clinical/week\nof March/b.json"] == ("quarantined", "invalid_delivery_folder")
     assert summary.records == 2  # only a.json's resources: nothing was read through the link
     assert ingest.landed_batches(landing, "clinical") == ["2024-01-01", ingest.UNBATCHED]
+
+
+def _native_like_parse(data: bytes) -> list[dict]:
+    """A parser that dies like a native reader on one file and hangs on another."""
+    import os
+    import signal
+    import time
+
+    if b"CRASH" in data:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if b"HANG" in data:
+        time.sleep(60)
+    return fhir.parse_fhir_file(data)
+
+
+def test_an_isolated_parser_that_crashes_or_hangs_costs_its_file_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "PARSE_SECONDS", 5)
+    batch = tmp_path / "landing" / "clinical" / "2024-01-01"
+    batch.mkdir(parents=True)
+    shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
+    (batch / "b.json").write_bytes(b"CRASH")
+    (batch / "c.json").write_bytes(b"HANG")
+    shutil.copy(REAL / "observation_decimal_bundle.json", batch / "d.json")
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        files = ingest.scan_landing(tmp_path / "landing", "clinical")
+        summary = ingest.ingest(
+            conn,
+            "clinical",
+            files,
+            _native_like_parse,
+            clinical.FHIR_RESOURCES,
+            "r",
+            isolated=True,
+        )
+        rows = dict(conn.execute("SELECT path, error_code FROM bronze.files").fetchall())
+        messages = [r[0] for r in conn.execute("SELECT message FROM bronze.quarantine").fetchall()]
+    assert (summary.ingested, summary.quarantined, summary.records) == (2, 2, 6)
+    assert rows["clinical/2024-01-01/b.json"] == "parser_crashed"
+    assert rows["clinical/2024-01-01/c.json"] == "parser_timeout"
+    assert any("SIGSEGV" in m for m in messages)

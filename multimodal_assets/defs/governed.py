@@ -244,6 +244,7 @@ def _ingest_landing(
     with_path=False,
     workers=1,
     batches=None,
+    isolated=False,
 ):
     """Ingest new files of landing/<modality> (of the given delivery batches, or all) into
     `tables`; (summary, row totals per table, observed metadata, check results)."""
@@ -261,6 +262,7 @@ def _ingest_landing(
             context.run_id,
             with_path=with_path,
             workers=workers,
+            isolated=isolated,
         )
         totals = {t.fqn: warehouse.row_count(conn, t.fqn) for t in tables}
         for table in tables:
@@ -292,7 +294,8 @@ def bronze_ingest_multi_asset(
     """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls),
     partitioned by delivery batch (the top folder under landing/<modality>); `parse(bytes,
     path)` also sees the path, for formats that span files of one batch (PLINK). Files are
-    parsed in `config.ingest_workers()` processes; a run over several batches is one run."""
+    parsed in `config.ingest_workers()` worker processes (at least one: the native readers run
+    isolated from the run's process); a run over several batches is one run."""
     specs = [
         dg.AssetSpec(**asset_spec_kwargs(table, kinds), metadata=table_metadata(table))
         for table in tables
@@ -316,6 +319,8 @@ def bronze_ingest_multi_asset(
             with_path=True,
             workers=config.ingest_workers(),
             batches=context.partition_keys,
+            # htslib, bed-reader and bgen are native: a crash must cost one file, not the run.
+            isolated=True,
         )
         for table in tables:
             yield dg.MaterializeResult(

@@ -9,7 +9,8 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, TimeoutError
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -273,13 +274,15 @@ def ingest(
     commit_every_bytes: int = 32 << 20,
     with_path: bool = False,
     workers: int = 1,
+    isolated: bool = False,
 ) -> IngestSummary:
     """Parse new files into `target`, registering each in bronze.files; bad files are quarantined.
 
     With several targets, `parse` returns their rows keyed by table name (fqn); a file may fill
     any subset of them. `with_path` passes the landed file's path as a second argument, for
-    formats that span several files (PLINK's .bed/.bim/.fam). With `workers` > 1 files are
-    parsed in that many processes, each writing its rows to staged Parquet that this process,
+    formats that span several files (PLINK's .bed/.bim/.fam). `isolated` parses in worker
+    processes, so that a parser that crashes or hangs costs its file only. With `workers` > 1
+    files are parsed in that many processes, each writing its rows to staged Parquet that this process,
     the only writer, appends. Identical bytes are parsed once.
 
     Rows are committed in chunks, one Delta commit per table: the records first, then the
@@ -297,7 +300,16 @@ def ingest(
         files = unregistered(conn, files)
         _delete_orphans(conn, modality, targets)
         return _ingest_unregistered(
-            conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers
+            conn,
+            modality,
+            files,
+            parse,
+            targets,
+            run_id,
+            commit_every_bytes,
+            with_path,
+            workers,
+            isolated,
         )
 
 
@@ -334,7 +346,7 @@ def _in_list(column: str, values: list[str]) -> str:
 
 
 def _ingest_unregistered(
-    conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers
+    conn, modality, files, parse, targets, run_id, commit_every_bytes, with_path, workers, isolated
 ) -> IngestSummary:
     # Only the new files' hashes are looked up: the registry may hold millions.
     hashes = pa.array(sorted({f.sha256 for f in files}), pa.string())
@@ -375,7 +387,7 @@ def _ingest_unregistered(
         rows_by_table = {t.fqn: [] for t in targets}
         file_rows, quarantine_rows, pending_bytes = [], [], 0
 
-    with _Parser(parse, with_path, workers) as parser:
+    with _Parser(parse, with_path, workers, isolated) as parser:
         parser.submit([f for f in files if f.sha256 not in ingested_hashes and not f.refusal])
         for landed in files:
             row = {
@@ -454,29 +466,37 @@ def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: st
     return staged
 
 
-class _Parser:
-    """Parses files in order in this process, or ahead of time in a process pool."""
+PARSE_SECONDS = 600  # per-file budget of an isolated parser (a 1 GB VCF parses in ~2 minutes)
 
-    def __init__(self, parse, with_path: bool, workers: int):
-        self.parse, self.with_path, self.workers = parse, with_path, workers
+
+class _Parser:
+    """Parses files in order in this process, or ahead of time in a process pool.
+
+    `isolated` parsers (native readers that can take the process down: htslib, PLINK and BGEN
+    readers) always run in pool workers. A worker that dies or overruns its time costs only
+    its file: the file is parsed again alone in a process of its own, and if that one dies too
+    (or hangs) the file is quarantined as parser_crashed (with the signal) or parser_timeout.
+    """
+
+    def __init__(self, parse, with_path: bool, workers: int, isolated: bool = False):
+        self.parse, self.with_path, self.workers = parse, with_path, max(workers, 1)
+        self.pooled = workers > 1 or isolated
         self.futures: dict[str, Future] = {}
         self.stack = contextlib.ExitStack()
+        self.context = multiprocessing.get_context("forkserver")
 
     def __enter__(self):
-        if self.workers > 1:
+        if self.pooled:
             self.staging = Path(self.stack.enter_context(tempfile.TemporaryDirectory()))
-            self.pool = self.stack.enter_context(
-                ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("forkserver")
-                )
-            )
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=self.context)
+            self.stack.callback(lambda: self.pool.shutdown(wait=True, cancel_futures=True))
         return self
 
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
 
     def submit(self, files: list[LandedFile]) -> None:
-        if self.workers <= 1:
+        if not self.pooled:
             return
         for landed in files:  # identical bytes are parsed once, from their first path
             if landed.sha256 not in self.futures:
@@ -490,13 +510,51 @@ class _Parser:
                 )
 
     def result(self, landed: LandedFile):
-        if self.workers <= 1:
+        if not self.pooled:
             return _parse_file(self.parse, self.with_path, landed.absolute)
-        staged = self.futures[landed.sha256].result()
+        try:
+            staged = self.futures[landed.sha256].result(timeout=PARSE_SECONDS)
+        except TimeoutError:
+            self._stop_pool()  # its worker is stuck: the files still queued run alone below
+            staged = self._alone(landed)
+        except (BrokenProcessPool, CancelledError):
+            staged = self._alone(landed)
         if isinstance(staged, tuple):
             return QuarantineError(*staged)
         tables = {name: pq.read_table(path) for name, path in staged.items()}
         return tables[None] if None in tables else tables
+
+    def _stop_pool(self) -> None:
+        for process in list(getattr(self.pool, "_processes", {}).values()):
+            process.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _alone(self, landed: LandedFile):
+        """Parse one file in a process of its own: its result, or why it has none."""
+        receive, send = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=_parse_into_pipe,
+            args=(send, self.parse, self.with_path, landed.absolute, self.staging, landed.sha256),
+        )
+        process.start()
+        send.close()
+        process.join(PARSE_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            return ("parser_timeout", f"the parser ran past {PARSE_SECONDS} s on this file")
+        if process.exitcode != 0:
+            import signal
+
+            code = -process.exitcode if process.exitcode < 0 else None
+            how = f"signal {signal.Signals(code).name}" if code else f"exit {process.exitcode}"
+            return ("parser_crashed", f"the parser's process died on this file ({how})")
+        return receive.recv()
+
+
+def _parse_into_pipe(send, parse, with_path, path, staging, key) -> None:
+    send.send(_parse_to_parquet(parse, with_path, path, staging, key))
+    send.close()
 
 
 def _quarantine(row, quarantine_rows, summary, code, message):
