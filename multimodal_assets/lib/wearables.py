@@ -535,6 +535,21 @@ def _apple_zip(data: bytes) -> list[dict]:
     return _apple_xml(archive.read(members[0]))
 
 
+def _workout(device: str, start: datetime, seconds: float, schema: str, sport) -> dict:
+    """One workout event: its duration in minutes, from a device's session or activity."""
+    return _event(
+        device,
+        f"workout:{start.isoformat()}",
+        "workout",
+        start,
+        seconds / 60,
+        "min",
+        schema,
+        start + timedelta(seconds=seconds),
+        {"sport": sport} if sport else None,
+    )
+
+
 # ---- Garmin Training Center (TCX) -------------------------------------------------------------
 def _tcx_time(text: str) -> datetime:
     return (
@@ -576,20 +591,7 @@ def _tcx(data: bytes) -> list[dict]:
             laps = [c for c in activity if local(c) == "Lap"]
             seconds = sum(float(child(lap, "TotalTimeSeconds").text) for lap in laps)
             start = _tcx_time(laps[0].get("StartTime") if laps else child(activity, "Id").text)
-            sport = {"sport": activity.get("Sport")} if activity.get("Sport") else None
-            events.append(
-                _event(
-                    device,
-                    f"workout:{start.isoformat()}",
-                    "workout",
-                    start,
-                    seconds / 60,
-                    "min",
-                    "garmin_tcx",
-                    start + timedelta(seconds=seconds),
-                    sport,
-                )
-            )
+            events.append(_workout(device, start, seconds, "garmin_tcx", activity.get("Sport")))
             for point in (e for e in activity.iter() if local(e) == "Trackpoint"):
                 heart = child(point, "HeartRateBpm")
                 value = child(heart, "Value") if heart is not None else None
@@ -678,17 +680,7 @@ def _fit(data: bytes) -> list[dict]:
                     if start is not None and isinstance(seconds, int | float):
                         sport = values.get("sport")
                         events.append(
-                            _event(
-                                device,
-                                f"workout:{start.isoformat()}",
-                                "workout",
-                                start,
-                                seconds / 60,
-                                "min",
-                                "garmin_fit",
-                                start + timedelta(seconds=seconds),
-                                {"sport": str(sport)} if sport is not None else None,
-                            )
+                            _workout(device, start, seconds, "garmin_fit", sport and str(sport))
                         )
     except fitdecode.FitEOFError:
         raise QuarantineError(
