@@ -212,3 +212,14 @@ def test_maintenance_compacts_and_keeps_pinned_versions_readable(tmp_path):
     assert report.files_after == 1
     with warehouse.connect(root, as_of={DEMO.fqn: pinned}) as old:
         assert old.execute("SELECT count(*) FROM silver.demo").fetchone() == (pinned + 1,)
+
+
+def test_the_audit_chain_compacts_itself_and_stays_verifiable(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "COMPACT_EVERY", 10)
+    root = str(tmp_path / "lakehouse")
+    for i in range(35):
+        audit.append(root, audit.AuditEvent(action="query", decision="allow", reason=str(i)))
+    assert len(lakehouse.snapshot(root, audit.ACCESS_LOG.fqn).files) < 10
+    with warehouse.connect(root) as conn:
+        report = audit.verify_audit_chain(conn, root)
+    assert report.ok and report.rows == 35, report.problems

@@ -105,6 +105,9 @@ def head_path(root: str) -> Path:
 
 
 _HEAD_KEY = "audit_head"  # commit metadata of every audit append: "<event_seq>:<row_hash>"
+# Every append is one small file; readers open the table's every file, so the chain is compacted
+# in place every this many appends (a gateway writes one per request, thousands a day).
+COMPACT_EVERY = 500
 
 
 def _chain_head(root: str) -> tuple[int, str]:
@@ -141,7 +144,9 @@ def append(root: str, event: AuditEvent) -> dict:
         }
         row["row_hash"] = _row_hash(row)
         head = f"{row['event_seq']}:{row['row_hash']}"
-        warehouse.append_rows(root, ACCESS_LOG, [row], commit_metadata={_HEAD_KEY: head})
+        version = warehouse.append_rows(root, ACCESS_LOG, [row], commit_metadata={_HEAD_KEY: head})
+        if version % COMPACT_EVERY == 0:
+            lakehouse.compact(root, ACCESS_LOG.fqn)
         head_path(root).write_text(
             json.dumps({"event_seq": row["event_seq"], "row_hash": row["row_hash"]})
         )

@@ -251,6 +251,13 @@ def lease(root: str, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def compact(root: str, fqn: str) -> None:
+    """Rewrite the table's small files into few (the rows and their versions stay the same)."""
+    table = _latest(table_uri(root, fqn))
+    if table is not None:
+        table.optimize.compact()
+
+
 @dataclass(frozen=True)
 class MaintenanceReport:
     fqn: str
