@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from assets_tests.conftest import materialize
@@ -43,6 +44,7 @@ def _materialize_all(data: Path, genomics_batch: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_cli_materializes_the_whole_graph_with_parallel_steps(tmp_path, monkeypatch):
     monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
     generate(8, 2, tmp_path / "landing", progress=False)
