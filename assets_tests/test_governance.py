@@ -419,3 +419,14 @@ def test_the_data_engineer_reads_an_earlier_version_and_others_may_not(warehouse
             sql, user="alice", role="researcher", root=root, as_of={"gold.clinical_features": 0}
         )
     assert _audit_rows(warehouse_copy).iloc[-1].decision == "deny"
+
+
+def test_only_declared_tables_can_be_pinned_to_a_version(warehouse_copy):
+    with pytest.raises(Denied, match="not a declared table"):
+        run_query(
+            "SELECT count(*) FROM gold.clinical_features",
+            user="carol",
+            role="data_engineer",
+            root=str(warehouse_copy),
+            as_of={"../../outside.table": 0},
+        )

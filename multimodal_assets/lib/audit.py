@@ -113,7 +113,8 @@ COMPACT_EVERY = 500
 def _chain_head(root: str) -> tuple[int, str]:
     """(sequence, hash) of the newest event; read from the newest commit when it is an audit
     append, else (after compaction) from the table."""
-    commit = lakehouse.last_commit_metadata(root, ACCESS_LOG.fqn)
+    newest = lakehouse.history(root, ACCESS_LOG.fqn, 1)
+    commit = newest[0] if newest else {}
     if _HEAD_KEY in commit:
         seq, row_hash = commit[_HEAD_KEY].split(":", 1)
         return int(seq), row_hash
@@ -167,13 +168,8 @@ _KEEPING_OPERATIONS = {"CREATE TABLE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
 def _rewrites(root: str) -> list[str]:
     """Commits of the audit table that could have changed or removed rows (the Delta log keeps
     every commit, so a DELETE, UPDATE, MERGE or overwrite stays visible)."""
-    from deltalake import DeltaTable
-
-    uri = lakehouse.table_uri(root, ACCESS_LOG.fqn)
-    if not DeltaTable.is_deltatable(uri):
-        return []
     found = []
-    for commit in DeltaTable(uri).history():
+    for commit in lakehouse.history(root, ACCESS_LOG.fqn):
         operation = commit.get("operation", "")
         mode = (commit.get("operationParameters") or {}).get("mode", "")
         if operation in _KEEPING_OPERATIONS or (operation == "WRITE" and mode == "Append"):

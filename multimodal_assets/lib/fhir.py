@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from decimal import Decimal
 
 from .ingest import QuarantineError
@@ -260,14 +261,16 @@ def _require_r4(resources: list[dict]) -> None:
     """Quarantine content of another FHIR release, naming it and the first sign of it."""
     from .fhir_version import release_of
 
-    found: dict[str, tuple[str, int]] = {}
+    counts: Counter = Counter()
+    first_sign: dict[str, str] = {}
     for resource in resources:
         release = release_of(resource)
         if release:
-            name, why = release
-            found[name] = (found.get(name, (why, 0))[0], found.get(name, (why, 0))[1] + 1)
-    if found:
-        name, (why, count) = max(found.items(), key=lambda item: item[1][1])
+            counts[release[0]] += 1
+            first_sign.setdefault(*release)
+    if counts:
+        name, count = counts.most_common(1)[0]
+        why = first_sign[name]
         raise QuarantineError(
             "fhir_version",
             f"FHIR {name} content, not R4 ({why}; {count} resource(s)); convert it to R4 "

@@ -231,10 +231,6 @@ def plan_query(
     return Plan(tree.sql(dialect="duckdb"), tuple(accesses.values()))
 
 
-def _audit(root: str, event: audit.AuditEvent) -> None:
-    audit.append(root, event)
-
-
 def governed_request(
     action: str,
     text: str,
@@ -265,20 +261,23 @@ def governed_request(
         active.authorize(user, role)
         if as_of and not active.roles[role].time_travel:
             raise Denied(f"role {role} may not read earlier table versions")
+        if as_of and not set(as_of) <= {t.fqn for t in catalog.ALL_TABLES}:
+            # Only declared tables: a pinned name is also a path under the lakehouse root.
+            raise Denied("a table pinned to a version is not a declared table")
         with warehouse.connect(root, read_only=True, as_of=as_of) as conn:
             result, details = work(active, conn)
             if as_of:
                 details = {**details, "filters": _as_of_note(details.get("filters", ""), as_of)}
     except (Denied, PolicyError) as err:
         reason = err.reason if isinstance(err, Denied) else f"policy unusable: {err}"
-        _audit(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        audit.append(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
         raise Denied(reason) from None
     except Exception as err:  # noqa: BLE001 - engine errors are audited, then re-raised cleanly
         # DuckDB's messages can quote literals from the query: keep the error type only.
         reason = f"request failed in the engine ({type(err).__name__})"
-        _audit(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
+        audit.append(root, audit.AuditEvent(decision="deny", reason=reason, **fields))
         raise Denied(reason) from None
-    _audit(
+    audit.append(
         root, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
     )
     return result

@@ -214,13 +214,10 @@ def delete(root: str, fqn: str, predicate: str) -> int:
     return int(metrics.get("num_deleted_rows", 0))
 
 
-def last_commit_metadata(root: str, fqn: str) -> dict:
-    """The newest commit's information (operation and custom metadata), or {} for no table."""
+def history(root: str, fqn: str, limit: int | None = None) -> list[dict]:
+    """The table's commits, newest first (operation, parameters, custom metadata); [] if none."""
     table = _latest(table_uri(root, fqn))
-    if table is None:
-        return {}
-    history = table.history(1)
-    return history[0] if history else {}
+    return table.history(limit) if table is not None else []
 
 
 def lease_dir(root: str) -> Path:
@@ -268,9 +265,7 @@ class MaintenanceReport:
     retention_hours: int
 
 
-def maintain(
-    root: str, fqn: str, keep_versions: set[int] = frozenset(), now: datetime | None = None
-) -> MaintenanceReport:
+def maintain(root: str, fqn: str, keep_versions: set[int] = frozenset()) -> MaintenanceReport:
     """Compact small files, write a checkpoint and vacuum files no kept version needs.
 
     Vacuum keeps every file removed within the retention; the retention is stretched to reach
@@ -285,8 +280,7 @@ def maintain(
         oldest = min(keep_versions)
         commit = next((c for c in table.history() if c.get("version") == oldest), None)
         if commit is not None:
-            now = now or datetime.now(UTC)
-            age_hours = (now.timestamp() * 1000 - commit["timestamp"]) / 3_600_000
+            age_hours = (datetime.now(UTC).timestamp() * 1000 - commit["timestamp"]) / 3_600_000
             retention = max(retention, int(age_hours) + 1)
     vacuumed = table.vacuum(
         retention_hours=retention, dry_run=False, enforce_retention_duration=False

@@ -10,6 +10,8 @@ tables live in the connection's scratch database, removed when it closes.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,8 +102,10 @@ class LakehouseConnection:
             )
         except Exception:
             if failure is not None:
-                # DuckDB's message quotes the offending value: name the kind of error only.
-                kind = str(failure).split(":", 1)[0].strip()[:60]
+                # DuckDB's message quotes the offending value: name the kind of error only
+                # ("Conversion Error"), or the exception type when there is no such prefix.
+                prefix = re.match(r"([A-Z][A-Za-z ]{0,40} Error):", str(failure))
+                kind = prefix.group(1) if prefix else type(failure).__name__
                 raise PublishError(f"{table.fqn} was not written: {kind} in its rows") from None
             raise
         self.refresh(table.fqn)
@@ -213,13 +217,7 @@ def connect(
         yield conn
     finally:
         duck.close()
-        _remove_tree(scratch)
-
-
-def _remove_tree(folder: str) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def staging_name(table: Table) -> str:
@@ -261,9 +259,9 @@ def publish(conn: LakehouseConnection, table: Table, source: str) -> int:
     return conn.commit(table, _declared_select(table, source), mode="overwrite")
 
 
-def append(conn: LakehouseConnection, table: Table, source: str, **commit) -> int:
+def append(conn: LakehouseConnection, table: Table, source: str) -> int:
     """Append rows to the table in one commit (bronze is append-only); returns rows added."""
-    return conn.commit(table, _declared_select(table, source), mode="append", **commit)
+    return conn.commit(table, _declared_select(table, source), mode="append")
 
 
 def ensure_table(conn: LakehouseConnection, table: Table) -> None:
@@ -273,7 +271,17 @@ def ensure_table(conn: LakehouseConnection, table: Table) -> None:
     conn.refresh(table.fqn)  # another process may have created it since this one opened
     if not conn.has_table(table.fqn):
         empty = ", ".join(f'CAST(NULL AS {c.type}) AS "{c.name}"' for c in table.columns)
-        conn.commit(table, f"SELECT {empty} WHERE false", mode="append")
+        rows = conn.duckdb.sql(_storage_select(table, f"SELECT {empty} WHERE false"))
+        arrow = rows.to_arrow_table()
+        # A table, not a stream: when two processes create it at once, the commit that loses
+        # is retried as an (empty) append, which a consumed stream could not be.
+        lakehouse.write(
+            conn.root,
+            table.fqn,
+            pa.Table.from_batches([], _storage_schema(table, arrow.schema)),
+            mode="append",
+        )
+        conn.refresh(table.fqn)
 
 
 def row_count(conn, qualified: str, predicate: str | None = None, params=None) -> int:

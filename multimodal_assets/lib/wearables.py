@@ -550,6 +550,11 @@ def _workout(device: str, start: datetime, seconds: float, schema: str, sport) -
     )
 
 
+def _heart_rate(device: str, when: datetime, bpm: float, schema: str) -> dict:
+    """One heart-rate sample of a device's recording (its id: the time, unique per device)."""
+    return _event(device, f"hr:{when.isoformat()}", "heart_rate", when, bpm, "count/min", schema)
+
+
 # ---- Garmin Training Center (TCX) -------------------------------------------------------------
 def _tcx_time(text: str) -> datetime:
     return (
@@ -598,17 +603,7 @@ def _tcx(data: bytes) -> list[dict]:
                 if value is None or child(point, "Time") is None:
                     continue
                 when = _tcx_time(child(point, "Time").text)
-                events.append(
-                    _event(
-                        device,
-                        f"hr:{when.isoformat()}",
-                        "heart_rate",
-                        when,
-                        _number(value.text.strip()),
-                        "count/min",
-                        "garmin_tcx",
-                    )
-                )
+                events.append(_heart_rate(device, when, _number(value.text.strip()), "garmin_tcx"))
     except (AttributeError, TypeError, ValueError):
         raise QuarantineError(
             "invalid_event", "a TCX activity lacks or garbles a time or a number"
@@ -663,17 +658,7 @@ def _fit(data: bytes) -> list[dict]:
                     if when is None:  # no time, or a relative one (seconds since power-on)
                         undated += heart > 0
                     elif heart > 0:
-                        events.append(
-                            _event(
-                                device,
-                                f"hr:{when.isoformat()}",
-                                "heart_rate",
-                                when,
-                                float(heart),
-                                "count/min",
-                                "garmin_fit",
-                            )
-                        )
+                        events.append(_heart_rate(device, when, float(heart), "garmin_fit"))
                 elif frame.name == "session":
                     start = _fit_time(values.get("start_time"))
                     seconds = values.get("total_elapsed_time")
