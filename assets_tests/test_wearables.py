@@ -453,6 +453,58 @@ def test_fit_files_that_cannot_give_dated_events_are_quarantined_with_the_format
     assert raised.value.code == code and reason in raised.value.message
 
 
+FIT_QUARANTINE = {
+    "activity-unexpected-eof.fit": "truncated",
+    "activity-settings-nodata.fit": "truncated",
+    "activity-filecrc.fit": "invalid_fit",
+    "activity-settings-corruptheader.fit": "invalid_fit",
+    "compressed-speed-distance.fit": "undatable_events",
+    "DeveloperData.fit": "undatable_events",
+    "antfs-dump.63.fit": "undatable_events",
+    "Settings.fit": "no_measurements",
+    "WeightScaleSingleUser.fit": "no_measurements",
+    "WorkoutRepeatSteps.fit": "no_measurements",
+}
+
+
+def _fitparse_counts(path: Path) -> tuple[int, int, int]:
+    """Heart-rate samples, sessions and monitoring steps read with fitparse, another reader."""
+    import fitparse
+
+    heart = sessions = steps = 0
+    day_totals: dict[str, int] = {}
+    for message in fitparse.FitFile(str(path)).get_messages():
+        if message.name in ("record", "monitoring") and (message.get_value("heart_rate") or 0) > 0:
+            heart += 1
+        sessions += message.name == "session"
+        if message.name == "monitoring_info":  # counts accumulate per type from here
+            steps += sum(day_totals.values())
+            day_totals = {}
+        kind = message.get_value("activity_type")
+        if message.name == "monitoring" and kind in ("walking", "running"):
+            cycles = message.get("cycles")
+            if cycles is not None and cycles.raw_value is not None:
+                day_totals[kind] = cycles.raw_value  # the unscaled value is the step count
+    return heart, sessions, steps + sum(day_totals.values())
+
+
+def test_every_bundled_fit_file_matches_another_reader_or_is_quarantined_with_its_reason():
+    for path in sorted(DEVICES.glob("*.fit")):
+        try:
+            events = parse_wearables_file(path.read_bytes())
+        except QuarantineError as err:
+            assert FIT_QUARANTINE.get(path.name) == err.code, (path.name, err.code)
+            continue
+        assert path.name not in FIT_QUARANTINE, path.name
+        kinds = [e["event_type"] for e in events]
+        steps = sum(e["value"] for e in events if e["event_type"] == "steps")
+        counts = (kinds.count("heart_rate"), kinds.count("workout"), steps)
+        assert counts == _fitparse_counts(path), path.name
+    monitoring = parse_wearables_file((DEVICES / "MonitoringFile.fit").read_bytes())
+    assert {e["event_type"] for e in monitoring} == {"steps"} and len(monitoring) > 50
+    assert all(e["end_time"] > e["event_time"] for e in monitoring)
+
+
 def test_a_deeply_nested_jsonl_line_is_quarantined_instead_of_crashing_the_process(tmp_path):
     import subprocess
     import sys

@@ -624,14 +624,16 @@ def _fit_time(value) -> datetime | None:
 
 
 def _fit(data: bytes) -> list[dict]:
-    """Heart rate from activity records and monitoring messages, one workout per session, from a
-    Garmin FIT file (fitdecode: compressed timestamps and developer fields read; the CRC is
-    checked). Positions are locations, not events: they are not kept. Monitoring step counts
-    (cumulative per activity type) are not mapped yet."""
+    """Heart rate from activity records and monitoring messages, steps from monitoring counts,
+    one workout per session, from a Garmin FIT file (fitdecode: compressed timestamps and
+    developer fields read; the CRC is checked). Positions are locations, not events: they are
+    not kept. A file with none of these (settings, workout plans, weight) is quarantined with
+    its FIT file type named."""
     import fitdecode
 
-    device, events, undated = "fit:unknown", [], 0
+    device, events, undated, file_type = "fit:unknown", [], 0, "unknown"
     last_time: datetime | None = None
+    steps = _FitStepCounter()
     try:
         with fitdecode.FitReader(io.BytesIO(data), check_crc=fitdecode.CrcCheck.RAISE) as fit:
             for frame in fit:
@@ -645,6 +647,7 @@ def _fit(data: bytes) -> list[dict]:
                         for k in ("manufacturer", "garmin_product", "serial_number")
                     )
                     device = "fit:" + hashlib.sha256(unit.encode()).hexdigest()[:16]
+                    file_type = str(values.get("type") or "unknown")
                 when = _fit_time(values.get("timestamp"))
                 if when is None and isinstance(values.get("timestamp_16"), int) and last_time:
                     # 16-bit timestamps count seconds on from the last full one, modulo 2^16.
@@ -653,6 +656,17 @@ def _fit(data: bytes) -> list[dict]:
                     when = last_time + timedelta(seconds=delta)
                 if when is not None:
                     last_time = when
+                if frame.name == "monitoring_info":
+                    steps.start_day(when)
+                elif frame.name == "monitoring" and frame.has_field("cycles"):
+                    # Steps are the raw value of the cycles field for walking and running (the
+                    # FIT profile's `steps` subfield, unscaled): the reader leaves it unresolved.
+                    step = steps.count(
+                        device, when, values.get("activity_type"), frame.get_field("cycles")
+                    )
+                    if step is not None:
+                        events.append(step)
+                    undated += when is None and values.get("activity_type") in _FIT_STEPPING
                 heart = values.get("heart_rate")
                 if frame.name in ("record", "monitoring") and isinstance(heart, int | float):
                     if when is None:  # no time, or a relative one (seconds since power-on)
@@ -687,7 +701,47 @@ def _fit(data: bytes) -> list[dict]:
             f"Garmin FIT with {undated} heart-rate sample(s) without an absolute time "
             "(no timestamp, or a relative one)",
         )
+    if not events:
+        raise QuarantineError(
+            "no_measurements",
+            f"Garmin FIT file of type '{file_type}': no heart rate, steps or workout in it",
+        )
     return events
+
+
+_FIT_STEPPING = ("walking", "running")
+
+
+class _FitStepCounter:
+    """Step events from a FIT monitoring file, whose counts accumulate per activity type from
+    the start of the day (`monitoring_info`): each event is the steps since the last count of
+    its type, from that count's time to this one."""
+
+    def __init__(self):
+        self._last: dict[str, tuple[datetime | None, int]] = {}
+
+    def start_day(self, when: datetime | None) -> None:
+        self._last = {kind: (when, 0) for kind in _FIT_STEPPING}
+
+    def count(self, device: str, when, activity_type, cycles) -> dict | None:
+        if activity_type not in _FIT_STEPPING or when is None or cycles.raw_value is None:
+            return None
+        since, before = self._last.get(activity_type, (None, 0))
+        total = int(cycles.raw_value)
+        taken = total - before if total >= before else total  # a lower count: a new day
+        self._last[activity_type] = (when, total)
+        if taken <= 0 or since is None:
+            return None
+        return _event(
+            device,
+            f"steps:{activity_type}:{when.isoformat()}",
+            "steps",
+            since,
+            float(taken),
+            "count",
+            "garmin_fit",
+            when,
+        )
 
 
 _FIT_EPOCH = 631065600  # 1989-12-31T00:00:00Z, where FIT timestamps count from
