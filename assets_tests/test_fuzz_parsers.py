@@ -1,11 +1,10 @@
-"""Property-based fuzzing of the parsers that run inside the ingest process (FHIR, notes and
-CDA, DICOM headers): real files mutated (cut short, bytes flipped, headers spliced from another
-file, NUL bytes, huge declared lengths, deep nesting, another encoding) give rows or a
-QuarantineError with a code and a reason, never another exception and never a hang.
-
-The native readers (htslib for VCF/BCF, pyarrow's JSON reader for wearables) can take the
-process down rather than raise; they are fuzzed behind the isolation boundary of the faults
-issue, not here. `MM_FUZZ_EXAMPLES` raises the number of examples for a longer run.
+"""Property-based fuzzing of the parsers: real files mutated (cut short, bytes flipped, headers
+spliced from another file, NUL bytes, huge declared lengths, deep nesting, another encoding)
+give rows or a QuarantineError with a code and a reason, never another exception and never a
+hang. The parsers that run inside the ingest process (FHIR, notes and CDA, DICOM headers, FIT,
+TCX and Apple Health) are called directly; the native readers of genomics (htslib, which can
+take a process down rather than raise) are fuzzed through ingest, where they run isolated.
+`MM_FUZZ_EXAMPLES` raises the number of examples for a longer run.
 """
 
 import os
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multimodal_assets.lib import fhir, imaging, notes
+from multimodal_assets.lib import fhir, imaging, notes, wearables
 from multimodal_assets.lib.ingest import QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,6 +33,10 @@ PARSERS = {
     "fhir": (fhir.parse_fhir_file, _seeds("fhir/*.json", "fhir_releases/stu3*.json")),
     "notes": (notes.parse_note_file, _seeds("notes/*.txt", "notes/*.xml", "notes_cda/*.xml")),
     "dicom": (imaging.parse_dicom_file, _seeds("dicom/*.dcm")),
+    "wearables": (
+        wearables.parse_wearables_file,
+        _seeds("wearables_devices/*.fit", "wearables_devices/*.tcx", "wearables/*.xml", limit=60_000),
+    ),
 }
 
 
@@ -135,5 +138,45 @@ def test_a_batch_of_mutated_files_is_registered_whole_and_changes_nothing_ingest
         assert {status for _, status in registry} <= {"ingested", "quarantined", "duplicate"}
         kept = {row[0] for row in before}
         assert [row for row in rows if row[0] in kept] == before
+
+    check()
+
+
+def test_mutated_genomics_files_are_each_registered_though_the_native_reader_may_crash(tmp_path):
+    from multimodal_assets.lib import genomics, ingest, warehouse
+
+    seeds = _seeds("vcf/*.vcf", "vcf/*.bcf", "vcf/*.vcf.gz", "genomics_edge/*.vcf")
+    root, landing = tmp_path / "lakehouse", tmp_path / "landing"
+    counter = iter(range(1_000_000))
+
+    @settings(max_examples=max(3, EXAMPLES // 10), deadline=None, derandomize=True)
+    @given(batch=st.lists(mutated(seeds), min_size=1, max_size=6))
+    def check(batch: list[bytes]) -> None:
+        folder = landing / "genomics" / f"batch-{next(counter)}"
+        folder.mkdir(parents=True)
+        for i, data in enumerate(batch):
+            (folder / f"file-{i}.vcf").write_bytes(data)
+        with warehouse.connect(root) as conn:
+            files = ingest.scan_landing(landing, "genomics", batches=[folder.name])
+            ingest.ingest(
+                conn,
+                "genomics",
+                files,
+                genomics.parse_genomics_file,
+                genomics.BRONZE_TABLES,
+                folder.name,
+                with_path=True,
+                isolated=True,
+            )
+            registry = conn.execute(
+                "SELECT path, status, error FROM bronze.files WHERE path LIKE ?",
+                [f"genomics/{folder.name}/%"],
+            ).fetchall()
+        assert {path for path, _, _ in registry} == {
+            f"genomics/{folder.name}/file-{i}.vcf" for i in range(len(batch))
+        }
+        for _, status, reason in registry:
+            assert status in {"ingested", "quarantined", "duplicate"}
+            assert status != "quarantined" or reason
 
     check()

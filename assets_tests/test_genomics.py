@@ -489,3 +489,11 @@ def test_a_genotype_naming_a_missing_allele_quarantines_the_file():
     with pytest.raises(QuarantineError) as raised:
         genomics.parse_vcf(vcf.encode())
     assert raised.value.code == "genotype_allele_out_of_range"
+
+
+def test_htslib_writes_nothing_to_the_run_logs(capfd):
+    # htslib's complaint about a bad #CHROM line quotes it whole, sample names (identifiers) too.
+    bad = b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTR\tINFO\tFORMAT\tMRN-0042\n"
+    with pytest.raises(QuarantineError):
+        genomics.parse_genomics_file(bad)
+    assert "MRN-0042" not in capfd.readouterr().err

@@ -498,12 +498,22 @@ def _genotype_texts(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
     return texts[inverse.ravel()]
 
 
+def _silence_htslib(cyvcf2) -> None:
+    """Turn htslib's own logging off: its warnings quote header lines (sample names, which may be
+    identifiers) and record fields to stderr, which lands in the run's logs. Quarantine reasons
+    say what was wrong instead."""
+    import ctypes
+
+    ctypes.CDLL(cyvcf2.cyvcf2.__file__).hts_set_log_level(0)  # HTS_LOG_OFF
+
+
 def parse_vcf(data: bytes, with_calls: bool = True) -> dict[str, pa.Table]:
     """Sites (one row per ALT) and non-reference calls of a VCF/BCF; quarantines what htslib
     cannot read and BGZF files cut short (no end-of-file block). `with_calls=False` reads the
     sites alone and never decodes a sample column (several times faster on wide files)."""
     import cyvcf2
 
+    _silence_htslib(cyvcf2)
     if data[:4] == b"\x1f\x8b\x08\x04" and not data.endswith(BGZF_EOF):
         raise QuarantineError("truncated_bgzf", "BGZF file lacks its end-of-file block (cut short)")
     if data[:2] == b"\x1f\x8b" and data[:4] != b"\x1f\x8b\x08\x04":

@@ -623,64 +623,24 @@ def _fit_time(value) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else None
 
 
-def _fit(data: bytes) -> list[dict]:
-    """Heart rate from activity records and monitoring messages, steps from monitoring counts,
-    one workout per session, from a Garmin FIT file (fitdecode: compressed timestamps and
-    developer fields read; the CRC is checked). Positions are locations, not events: they are
-    not kept. A file with none of these (settings, workout plans, weight) is quarantined with
-    its FIT file type named."""
+def _fit_messages(data: bytes) -> list[tuple[str, dict, int | None]]:
+    """Each data message of a Garmin FIT file as (name, field values, the cycles field's raw
+    value), decoded by fitdecode with its CRC checked; a file it cannot decode is quarantined."""
     import fitdecode
 
-    device, events, undated, file_type = "fit:unknown", [], 0, "unknown"
-    last_time: datetime | None = None
-    steps = _FitStepCounter()
+    messages = []
     try:
         with fitdecode.FitReader(io.BytesIO(data), check_crc=fitdecode.CrcCheck.RAISE) as fit:
             for frame in fit:
-                if frame.frame_type != fitdecode.FIT_FRAME_DATA:
-                    continue
-                values = {f.name: f.value for f in frame.fields}
-                if frame.name == "file_id":
-                    # The serial number identifies the watch, and so its wearer: hashed.
-                    unit = "|".join(
-                        str(values.get(k))
-                        for k in ("manufacturer", "garmin_product", "serial_number")
-                    )
-                    device = "fit:" + hashlib.sha256(unit.encode()).hexdigest()[:16]
-                    file_type = str(values.get("type") or "unknown")
-                when = _fit_time(values.get("timestamp"))
-                if when is None and isinstance(values.get("timestamp_16"), int) and last_time:
-                    # 16-bit timestamps count seconds on from the last full one, modulo 2^16.
-                    base = int(last_time.replace(tzinfo=UTC).timestamp()) - _FIT_EPOCH
-                    delta = (values["timestamp_16"] - (base & 0xFFFF)) & 0xFFFF
-                    when = last_time + timedelta(seconds=delta)
-                if when is not None:
-                    last_time = when
-                if frame.name == "monitoring_info":
-                    steps.start_day(when)
-                elif frame.name == "monitoring" and frame.has_field("cycles"):
-                    # Steps are the raw value of the cycles field for walking and running (the
-                    # FIT profile's `steps` subfield, unscaled): the reader leaves it unresolved.
-                    step = steps.count(
-                        device, when, values.get("activity_type"), frame.get_field("cycles")
-                    )
-                    if step is not None:
-                        events.append(step)
-                    undated += when is None and values.get("activity_type") in _FIT_STEPPING
-                heart = values.get("heart_rate")
-                if frame.name in ("record", "monitoring") and isinstance(heart, int | float):
-                    if when is None:  # no time, or a relative one (seconds since power-on)
-                        undated += heart > 0
-                    elif heart > 0:
-                        events.append(_heart_rate(device, when, float(heart), "garmin_fit"))
-                elif frame.name == "session":
-                    start = _fit_time(values.get("start_time"))
-                    seconds = values.get("total_elapsed_time")
-                    if start is not None and isinstance(seconds, int | float):
-                        sport = values.get("sport")
-                        events.append(
-                            _workout(device, start, seconds, "garmin_fit", sport and str(sport))
+                if frame.frame_type == fitdecode.FIT_FRAME_DATA:
+                    cycles = frame.get_field("cycles") if frame.has_field("cycles") else None
+                    messages.append(
+                        (
+                            frame.name,
+                            {f.name: f.value for f in frame.fields},
+                            cycles and cycles.raw_value,
                         )
+                    )
     except fitdecode.FitEOFError:
         raise QuarantineError(
             "truncated", "Garmin FIT, truncated: the file ends inside a message"
@@ -689,16 +649,64 @@ def _fit(data: bytes) -> list[dict]:
         raise QuarantineError(
             "invalid_fit", "Garmin FIT whose CRC does not match its content (corrupt)"
         ) from None
-    except (fitdecode.FitError, ValueError, OverflowError) as err:
+    except Exception as err:  # on malformed bytes the reader also raises TypeError, AssertionError
         raise QuarantineError(
             "invalid_fit", f"Garmin FIT that does not decode ({type(err).__name__})"
         ) from None
+    return messages
+
+
+def _fit(data: bytes) -> list[dict]:
+    """Heart rate from activity records and monitoring messages, steps from monitoring counts,
+    one workout per session, from a Garmin FIT file (compressed timestamps and developer fields
+    read). Positions are locations, not events: they are not kept. A file with none of these
+    (settings, workout plans, weight) is quarantined with its FIT file type named."""
+    device, events, undated, file_type = "fit:unknown", [], 0, "unknown"
+    last_time: datetime | None = None
+    steps = _FitStepCounter()
+    for name, values, cycles in _fit_messages(data):
+        if name == "file_id":
+            # The serial number identifies the watch, and so its wearer: hashed.
+            unit = "|".join(
+                str(values.get(k)) for k in ("manufacturer", "garmin_product", "serial_number")
+            )
+            device = "fit:" + hashlib.sha256(unit.encode()).hexdigest()[:16]
+            file_type = str(values.get("type") or "unknown")
+        when = _fit_time(values.get("timestamp"))
+        if when is None and isinstance(values.get("timestamp_16"), int) and last_time:
+            # 16-bit timestamps count seconds on from the last full one, modulo 2^16.
+            base = int(last_time.replace(tzinfo=UTC).timestamp()) - _FIT_EPOCH
+            delta = (values["timestamp_16"] - (base & 0xFFFF)) & 0xFFFF
+            when = last_time + timedelta(seconds=delta)
+        if when is not None:
+            last_time = when
+        if name == "monitoring_info":
+            steps.start_day(when)
+        elif name == "monitoring" and isinstance(cycles, int):
+            # Steps are the raw value of the cycles field for walking and running (the FIT
+            # profile's `steps` subfield, unscaled): the reader leaves it unresolved.
+            step = steps.count(device, when, values.get("activity_type"), cycles)
+            if step is not None:
+                events.append(step)
+            undated += when is None and values.get("activity_type") in _FIT_STEPPING
+        heart = values.get("heart_rate")
+        if name in ("record", "monitoring") and isinstance(heart, int | float):
+            if when is None:  # no time, or a relative one (seconds since power-on)
+                undated += heart > 0
+            elif heart > 0:
+                events.append(_heart_rate(device, when, float(heart), "garmin_fit"))
+        elif name == "session":
+            start = _fit_time(values.get("start_time"))
+            seconds = values.get("total_elapsed_time")
+            if start is not None and isinstance(seconds, int | float):
+                sport = values.get("sport")
+                events.append(_workout(device, start, seconds, "garmin_fit", sport and str(sport)))
     if undated:
         # FIT timestamps below 0x10000000 count from the device's power-on, not a date: the
         # samples cannot be placed in time, and dropping them would lose them silently.
         raise QuarantineError(
             "undatable_events",
-            f"Garmin FIT with {undated} heart-rate sample(s) without an absolute time "
+            f"Garmin FIT with {undated} heart-rate or step sample(s) without an absolute time "
             "(no timestamp, or a relative one)",
         )
     if not events:
@@ -723,11 +731,10 @@ class _FitStepCounter:
     def start_day(self, when: datetime | None) -> None:
         self._last = {kind: (when, 0) for kind in _FIT_STEPPING}
 
-    def count(self, device: str, when, activity_type, cycles) -> dict | None:
-        if activity_type not in _FIT_STEPPING or when is None or cycles.raw_value is None:
+    def count(self, device: str, when, activity_type, total: int) -> dict | None:
+        if activity_type not in _FIT_STEPPING or when is None:
             return None
         since, before = self._last.get(activity_type, (None, 0))
-        total = int(cycles.raw_value)
         taken = total - before if total >= before else total  # a lower count: a new day
         self._last[activity_type] = (when, total)
         if taken <= 0 or since is None:
