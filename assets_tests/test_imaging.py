@@ -16,7 +16,7 @@ import pytest
 
 from assets_tests.conftest import copy_lakehouse
 from assets_tests.test_governance import _allowed_keys, _audit_rows
-from multimodal_assets.lib import dicom_deid, imaging
+from multimodal_assets.lib import dicom_deid, imaging, ingest
 from multimodal_assets.lib.ingest import QuarantineError
 from multimodal_assets.lib.policy import Denied
 from multimodal_assets.lib.pseudonym import date_shift_days, research_key
@@ -199,10 +199,25 @@ def test_undecodable_pixels_get_a_reason_and_keep_the_series(rendered, tmp_path)
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"  # claims JPEG, holds raw bytes
     ds["PixelData"].value = pydicom.encaps.encapsulate([b"\x00" * 64])
     ds.save_as(broken)
-    result = imaging.series_features([str(p) for p in paths[1:]] + [str(broken)], (5, 5.6, 5.6))
+    files = [{"path": str(p), "sha256": ingest.sha256_file(p)} for p in [*paths[1:], broken]]
+    result = imaging.series_features(files, (5, 5.6, 5.6))
     assert result["pixel_status"] == "partial" and result["instances_failed"] == 1
     assert result["pixel_error"].startswith("pixels not decodable (JPEG Baseline")
     assert len(result["embedding"]) == imaging.EMBEDDING_DIM
+
+
+def test_pixels_are_read_only_from_the_bytes_the_registry_holds(rendered, tmp_path):
+    root, deliveries, _ = rendered
+    paths = [root.parent / p for p in deliveries[deliveries.kind == "instance"].path[:8]]
+    files = [{"path": str(p), "sha256": ingest.sha256_file(p)} for p in paths]
+    changed = tmp_path / "changed.dcm"  # the last file, rewritten after it was registered
+    ds = pydicom.dcmread(paths[-1])
+    ds.InstanceNumber = 999
+    ds.save_as(changed)
+    files[-1]["path"] = str(changed)
+    result = imaging.series_features(files, (5, 5.6, 5.6))
+    assert (result["instances_decoded"], result["instances_failed"]) == (7, 1)
+    assert result["pixel_error"] == imaging.CHANGED_SINCE_INGEST
 
 
 # ---- de-identification ------------------------------------------------------------------

@@ -149,3 +149,41 @@ def test_an_isolated_parser_that_crashes_or_hangs_costs_its_file_only(tmp_path, 
     assert rows["clinical/2024-01-01/b.json"] == "parser_crashed"
     assert rows["clinical/2024-01-01/c.json"] == "parser_timeout"
     assert any("SIGSEGV" in m for m in messages)
+
+
+def test_changed_bytes_under_a_registered_path_are_a_new_version_quarantined(tmp_path):
+    import os
+
+    from multimodal_assets.lib import landing_watch
+
+    landing, db = tmp_path / "landing", tmp_path / "lakehouse"
+    inbox = landing / "clinical" / "2024-01-01"
+    inbox.mkdir(parents=True)
+    target = inbox / "a.json"
+    shutil.copy(REAL / "bundle_urn_ref.json", target)
+    _ingest(landing, db, "run-1")
+    first = _rows(db, "SELECT * EXCLUDE (_run_id) FROM bronze.fhir_resources ORDER BY ALL")
+    watched = {
+        p.split("/", 1)[1]: known
+        for p, known in ingest.registered_paths(str(db), "clinical").items()
+    }
+    assert landing_watch.new_files(landing / "clinical", None, watched).paths == []
+
+    # Touched, not changed: nothing new is registered.
+    os.utime(target, (1_700_000_000, 1_700_000_000))
+    assert _ingest(landing, db, "run-2").new_files == 0
+
+    shutil.copy(REAL / "observation_decimal_bundle.json", target)  # rewritten in place
+    assert landing_watch.new_files(landing / "clinical", None, watched).paths == [target]
+    summary = _ingest(landing, db, "run-3")
+    assert (summary.new_files, summary.quarantined, summary.records) == (1, 1, 0)
+    versions = _rows(db, "SELECT sha256, status, error_code FROM bronze.files ORDER BY run_id")
+    assert [v[1:] for v in versions] == [
+        ("ingested", None),
+        ("quarantined", "changed_after_registration"),
+    ]
+    assert versions[1][0] == ingest.sha256_file(target)
+    assert _rows(db, "SELECT sha256 FROM bronze.quarantine") == [(versions[1][0],)]
+    # The first version's rows stay; the next run finds nothing new.
+    assert _rows(db, "SELECT * EXCLUDE (_run_id) FROM bronze.fhir_resources ORDER BY ALL") == first
+    assert _ingest(landing, db, "run-4").new_files == 0

@@ -55,6 +55,7 @@ def _sensor_at(count: int, file_kib: int) -> None:
                 "path": path.relative_to(landing).as_posix(),
                 "sha256": f"{i:064x}",
                 "bytes": path.stat().st_size,
+                "received_at": ingest.modified_at(path.stat()),
                 "modality": "notes",
                 "status": "ingested",
                 "records": 1,
@@ -66,7 +67,9 @@ def _sensor_at(count: int, file_kib: int) -> None:
         (folder / "new" / f"n{i}.txt").write_text(f"new {i}\n")
 
     def tick():
-        registered = {p.split("/", 1)[1] for p in ingest.registered_paths(root, "notes")}
+        registered = {
+            p.split("/", 1)[1]: known for p, known in ingest.registered_paths(root, "notes").items()
+        }
         found = landing_watch.new_files(folder, None, registered)
         assert len(found.paths) == 10
 

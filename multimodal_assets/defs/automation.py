@@ -27,8 +27,8 @@ def landing_sensor(
         folder = config.landing_dir(modality)
         prefix = f"{modality}/"
         registered = {
-            p[len(prefix) :]
-            for p in ingest.registered_paths(config.lakehouse_root(), modality)
+            p[len(prefix) :]: versions
+            for p, versions in ingest.registered_paths(config.lakehouse_root(), modality).items()
             if p.startswith(prefix)
         }
         found = landing_watch.new_files(folder, context.cursor, registered)

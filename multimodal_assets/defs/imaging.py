@@ -160,7 +160,10 @@ series = governed_table_asset(
 def _build_series_features(conn, run_id: str) -> dict:
     landing = config.landing_dir()
     todo = conn.execute(imaging.SERIES_FILES_SQL).fetchall()
-    work = [([str(landing / p) for p in paths], (dz, dy, dx)) for *_, dz, dy, dx, paths in todo]
+    work = [
+        ([{**f, "path": str(landing / f["path"])} for f in files], (dz, dy, dx))
+        for *_, dz, dy, dx, files in todo
+    ]
     features = map_in_processes(imaging.series_features, work, config.pixel_workers())
     rows = []
     for (series_uid, research_key, modality, shifted, *_), found in zip(

@@ -821,14 +821,24 @@ def embedding(volume: np.ndarray, lesion: dict | None, is_ct: bool) -> list[floa
     return (vector / norm if norm else vector).astype(np.float32).tolist()
 
 
-def series_features(paths: list[str], voxel_mm: tuple[float, float, float]) -> dict:
-    """Pixel features of one series from its files (decoded here, in a worker process)."""
+CHANGED_SINCE_INGEST = "the landed bytes are no longer those registered (changed after ingest)"
+
+
+def series_features(files: list[dict], voxel_mm: tuple[float, float, float]) -> dict:
+    """Pixel features of one series from its landed files (`path`, and the `sha256` the registry
+    holds: bytes that changed since are left out, so gold describes what bronze holds), decoded
+    here, in a worker process."""
+    import hashlib
     from pathlib import Path
 
     decoded, errors = [], []
-    for path in paths:
+    for file in files:
+        data = Path(file["path"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != file["sha256"]:
+            errors.append(CHANGED_SINCE_INGEST)
+            continue
         try:
-            decoded.append(decode_instance(Path(path).read_bytes()))
+            decoded.append(decode_instance(data))
         except (PixelError, QuarantineError) as err:
             errors.append(str(err))
         except Exception as err:  # noqa: BLE001 - one bad instance must not lose the series
@@ -967,7 +977,8 @@ SERIES_FILES_SQL = """
 SELECT s.series_uid, s.research_key, s.modality, s.study_date,
        coalesce(s.slice_gap_mm, s.slice_thickness_mm, 1.0) AS dz,
        coalesce(s.pixel_spacing_mm[1], 1.0) AS dy, coalesce(s.pixel_spacing_mm[2], 1.0) AS dx,
-       list(f.path ORDER BY i.slice_location_mm, i.instance_number) AS paths
+       list({'path': f.path, 'sha256': f.sha256} ORDER BY i.slice_location_mm, i.instance_number)
+           AS files
 FROM silver.imaging_series s
 JOIN silver.imaging_instances i USING (series_uid)
 JOIN (SELECT sha256, min(path) AS path FROM bronze.files WHERE status = 'ingested'

@@ -8,11 +8,11 @@ import multiprocessing
 import os
 import re
 import tempfile
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, TimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -34,15 +34,18 @@ FILES = Table(
     layer="bronze",
     name="files",
     modality="all",
-    description="One row per landed file: content hash, size, arrival and ingest outcome.",
-    primary_key=("path",),
+    description="One row per version of a landed file (its path and the hash of its bytes): size, "
+    "arrival and ingest outcome. A path whose bytes change gets a second row, quarantined.",
+    primary_key=("path", "sha256"),
     restricted=True,
     columns=(
         _PATH,
         _SHA256,
         Column("bytes", "BIGINT", "File size in bytes.", "none", nullable=False),
         _MODALITY,
-        Column("received_at", "TIMESTAMP", "File modification time (UTC) when first seen.", "none"),
+        Column(
+            "received_at", "TIMESTAMP", "The version's modification time (UTC) when seen.", "none"
+        ),
         Column(
             "status",
             "VARCHAR",
@@ -89,6 +92,19 @@ class QuarantineError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+@dataclass(frozen=True)
+class RegisteredPath:
+    """What the registry holds of one landed path: the newest version's size and modification
+    time, and the hash of every version registered under it."""
+
+    size: int
+    received_at: datetime
+    versions: frozenset[str]
+
+    def unchanged(self, size: int, received_at: datetime) -> bool:
+        return (size, received_at) == (self.size, self.received_at)
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,13 @@ def sha256_file(path: Path) -> str:
 
 
 UNBATCHED = "unbatched"  # the delivery batch of files put directly in landing/<modality>
+_EPOCH = datetime(1970, 1, 1)
+
+
+def modified_at(stat: os.stat_result) -> datetime:
+    """A file's modification time (UTC, naive) to the microsecond the registry keeps, computed
+    from the integer nanoseconds so that the same file always gives the same value."""
+    return _EPOCH + timedelta(microseconds=stat.st_mtime_ns // 1000)
 
 
 # A delivery folder becomes a Dagster partition key shown in the UI: letters, digits, - _ . only.
@@ -208,11 +231,13 @@ def scan_landing(
     root: Path,
     modality: str,
     batches: Iterable[str] | None = None,
-    registered: Container[str] = (),
+    registered: Mapping[str, RegisteredPath] | None = None,
 ) -> list[LandedFile]:
     """Every visible regular file under landing/<modality> (only those of `batches` when given,
-    none of the `registered` paths), in a stable order, with its size and modification time;
-    nothing is read (hashes come later, for the files the registry does not have)."""
+    none of the `registered` paths whose size and time are unchanged), in a stable order, with
+    its size and modification time; nothing is read (hashes come later, for the files the
+    registry does not have)."""
+    registered = registered or {}
     folder = root / modality
     if not folder.exists():
         return []
@@ -221,44 +246,62 @@ def scan_landing(
     for relative, entry in visible_files(folder):
         if wanted is not None and delivery_batch(relative) not in wanted:
             continue
-        if f"{modality}/{relative}" in registered:
-            continue
         refusal = _landing_refusal(relative, entry, root)
         stat = entry.stat(follow_symlinks=refusal is None)
+        path, received_at = f"{modality}/{relative}", modified_at(stat)
+        known = registered.get(path)
+        if known is not None and known.unchanged(stat.st_size, received_at):
+            continue
         out.append(
-            LandedFile(
-                path=f"{modality}/{relative}",
-                absolute=Path(entry.path),
-                size=stat.st_size,
-                received_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
-                refusal=refusal,
-            )
+            LandedFile(path, Path(entry.path), stat.st_size, received_at, refusal=refusal)
         )
     return out
 
 
-def registered_paths(root: str, modality: str | None = None) -> set[str]:
-    """Paths (relative to landing) in the newest registry, of one modality or all: one column of
-    one table is read, no landed file."""
+def registered_paths(root: str, modality: str | None = None) -> dict[str, RegisteredPath]:
+    """Each path (relative to landing) in the newest registry, of one modality or all, with its
+    versions: four columns of one table are read, no landed file."""
     import duckdb
 
     snap = lakehouse.snapshot(root, FILES.fqn)
     if snap is None or not snap.files:
-        return set()
+        return {}
     where, params = ("WHERE modality = ?", [modality]) if modality else ("", [])
     with duckdb.connect() as scan:
         rows = scan.execute(
-            f"SELECT path FROM read_parquet(?, union_by_name = true) {where}",
+            "SELECT path, arg_max(bytes, registered_at), arg_max(received_at, registered_at), "
+            f"list(sha256) FROM read_parquet(?, union_by_name = true) {where} GROUP BY path",
             [list(snap.files), *params],
         ).fetchall()
-    return {r[0] for r in rows}
+    return {path: RegisteredPath(size, at, frozenset(hashes)) for path, size, at, hashes in rows}
 
 
 def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
-    """Files whose path is not yet in bronze.files, hashed: re-running over the same landing is a
-    no-op, and a registered file is not read again."""
+    """The files the registry does not hold, hashed: new paths, and new versions of registered
+    paths (refused: landing is append-only, a correction arrives as a new file). A registered
+    file whose size and time are unchanged is not read again; one whose bytes are those of a
+    registered version (touched, not changed) is left alone."""
     known = registered_paths(conn.root)
-    return [f.hashed() for f in files if f.path not in known]
+    out = []
+    for landed in files:
+        registered = known.get(landed.path)
+        if registered is not None and registered.unchanged(landed.size, landed.received_at):
+            continue
+        landed = landed.hashed()
+        if registered is None or landed.refusal:
+            out.append(landed)
+        elif landed.sha256 not in registered.versions:
+            out.append(replace(landed, refusal=_changed_bytes(registered)))
+    return out
+
+
+def _changed_bytes(registered: RegisteredPath) -> tuple[str, str]:
+    return (
+        "changed_after_registration",
+        f"the bytes under this path changed after it was registered ({len(registered.versions)} "
+        "earlier version(s)); the rows of the first version stay, a correction must arrive as a "
+        "new file",
+    )
 
 
 Parsed = list[dict] | pa.Table
@@ -327,16 +370,16 @@ def _delete_orphans(conn, modality: str, targets: Sequence[Table]) -> None:
         if orphans:
             lakehouse.delete(conn.root, table.fqn, _in_list("_source_sha256", orphans))
             conn.refresh(table.fqn)
-    stray = [
-        r[0]
-        for r in conn.execute(
-            f"SELECT DISTINCT path FROM {QUARANTINE.fqn} WHERE modality = ? "
-            f"AND path NOT IN (SELECT path FROM {FILES.fqn})",
-            [modality],
-        ).fetchall()
-    ]
-    if stray:
-        lakehouse.delete(conn.root, QUARANTINE.fqn, _in_list("path", stray))
+    stray = conn.execute(
+        f"SELECT DISTINCT path, sha256 FROM {QUARANTINE.fqn} q WHERE modality = ? AND NOT EXISTS "
+        f"(SELECT 1 FROM {FILES.fqn} f WHERE f.path = q.path AND f.sha256 = q.sha256)",
+        [modality],
+    ).fetchall()
+    if stray:  # versions: a path's registered version keeps its quarantine row
+        versions = " OR ".join(
+            f"({_in_list('path', [path])} AND {_in_list('sha256', [sha])})" for path, sha in stray
+        )
+        lakehouse.delete(conn.root, QUARANTINE.fqn, versions)
         conn.refresh(QUARANTINE.fqn)
 
 

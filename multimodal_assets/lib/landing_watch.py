@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ingest import visible_files
+from .ingest import RegisteredPath, modified_at, visible_files
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,21 @@ def _load(cursor: str | None) -> tuple[int, set[str]]:
     return int(state["ctime_ns"]), set(state["paths_at_watermark"])
 
 
-def new_files(folder: Path, cursor: str | None, registered: Container[str] = ()) -> NewFiles | None:
-    """Files that appeared after the cursor and that the registry does not hold, or None.
+def new_files(
+    folder: Path, cursor: str | None, registered: Mapping[str, RegisteredPath] | None = None
+) -> NewFiles | None:
+    """Files that appeared or changed after the cursor and that the registry does not hold (at
+    their size and modification time), or None.
 
     Only names and `stat` are read: no file is opened, so a tick costs the same whatever the
-    files weigh. `registered` holds paths relative to `folder` (from bronze.files), so a sensor
-    that starts with no cursor after the main job finds nothing to do. The watermark is the
+    files weigh. `registered` is keyed by path relative to `folder` (from bronze.files), so a
+    sensor that starts with no cursor after the main job finds nothing to do. The watermark is the
     inode change time (ctime), which the kernel sets when a file is written or moved into place;
     unlike mtime it cannot be back-dated by `cp -p` or a delivery tool that preserves
     timestamps, so late files are not skipped.
     """
     watermark, seen_at_watermark = _load(cursor)
+    registered = registered or {}
     if not folder.exists():
         return None
     candidates = []
@@ -50,7 +54,8 @@ def new_files(folder: Path, cursor: str | None, registered: Container[str] = ())
             top, at_top = ctime, {rel}
         elif ctime == top:
             at_top.add(rel)
-        if rel not in registered:
+        known = registered.get(rel)
+        if known is None or not known.unchanged(stat.st_size, modified_at(stat)):
             candidates.append((ctime, rel, Path(entry.path), stat.st_size, stat.st_mtime_ns))
     cursor_out = json.dumps({"ctime_ns": top, "paths_at_watermark": sorted(at_top)})
     if not candidates:
