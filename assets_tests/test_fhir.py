@@ -125,6 +125,29 @@ def test_valid_ndjson_is_split_into_resources():
     assert [r["patient_ref"] for r in records] == ["a", "a"]
 
 
+def test_bad_ndjson_lines_are_quarantined_alone_and_a_bundle_never_in_part():
+    from multimodal_assets.lib.ingest import PartlyRead
+
+    patients = [json.dumps({"resourceType": "Patient", "id": f"p{i}"}) for i in range(4)]
+    lines = [*patients[:2], '{"resourceType": "Patient", "id": ', *patients[2:]]
+    lines.append(json.dumps({"resourceType": "Observation", "id": "o", "code": {}}))  # no status
+    read = fhir.parse_fhir_file("\n".join(lines).encode())
+    assert isinstance(read, PartlyRead)
+    assert [r["resource_id"] for r in read.records] == ["p0", "p1", "p2", "p3"]
+    assert [(n, code) for n, code, _ in read.rejected] == [(3, "invalid_json"), (6, "invalid_r4")]
+    assert "Observation.status" in read.rejected[1][2]
+    # A bundle is one document: one bad entry quarantines the file.
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": json.loads(p)} for p in patients]
+        + [{"resource": {"resourceType": "Observation", "id": "o", "code": {}}}],
+    }
+    with pytest.raises(QuarantineError) as refused:
+        fhir.parse_fhir_file(json.dumps(bundle).encode())
+    assert refused.value.code == "invalid_r4"
+
+
 def test_dumps_exact_round_trips_decimals():
     text = '{"a":[1,2.50,182878222991.26937],"b":"é"}'
     assert fhir.dumps_exact(fhir.loads(text)) == text

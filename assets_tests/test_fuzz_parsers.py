@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multimodal_assets.lib import fhir, imaging, notes, wearables
-from multimodal_assets.lib.ingest import QuarantineError
+from multimodal_assets.lib.ingest import PartlyRead, QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = int(os.environ.get("MM_FUZZ_EXAMPLES", "40"))
@@ -35,7 +35,9 @@ PARSERS = {
     "dicom": (imaging.parse_dicom_file, _seeds("dicom/*.dcm")),
     "wearables": (
         wearables.parse_wearables_file,
-        _seeds("wearables_devices/*.fit", "wearables_devices/*.tcx", "wearables/*.xml", limit=60_000),
+        _seeds(
+            "wearables_devices/*.fit", "wearables_devices/*.tcx", "wearables/*.xml", limit=60_000
+        ),
     ),
 }
 
@@ -92,6 +94,11 @@ def test_mutated_real_files_give_rows_or_a_reason(fmt):
         except QuarantineError as err:
             assert err.code and err.message
         else:
+            if isinstance(rows, PartlyRead):
+                assert rows.rejected and all(
+                    n > 0 and code and why for n, code, why in rows.rejected
+                )
+                rows = rows.records
             assert isinstance(rows, list | pa.Table)
         finally:
             signal.alarm(0)

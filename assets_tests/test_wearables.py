@@ -72,7 +72,9 @@ def test_schema_v1_and_v2_map_to_one_canonical_event():
     [
         (b'{"device": "D1", "id": "e1"}\n', "invalid_event"),
         (
-            b'{"device": "D1", "id": "e1", "ts": "2021-05-01T10:00:00Z", "type": "hr", "bpm": 70}\n{"dev',
+            # More bad lines than good: not an event file with a damaged record.
+            b'{"device": "D1", "id": "e1", "ts": "2021-05-01T10:00:00Z", "type": "hr", "bpm": 70}\n'
+            b'{"dev\n{"dev',
             "invalid_json",
         ),
         (b"Id,Foo,Bar\n1,2,3\n", "unsupported_format"),
@@ -84,6 +86,46 @@ def test_bad_batches_are_refused_with_a_code(data, code):
     with pytest.raises(QuarantineError) as err:
         parse_wearables_file(data)
     assert err.value.code == code
+
+
+def test_one_bad_line_is_quarantined_with_its_number_and_the_other_events_are_ingested(tmp_path):
+    from multimodal_assets.lib import ingest, warehouse, wearables
+
+    lines = [
+        json.dumps(
+            {
+                "device": "D1",
+                "id": f"e{i}",
+                "ts": f"2021-05-01T10:{i:02d}:00Z",
+                "type": "hr",
+                "bpm": 60 + i,
+            }
+        )
+        for i in range(25)
+    ]
+    lines[6] = lines[6][:-9]  # cut short: not JSON
+    lines[11] = json.dumps({"device": "D1", "id": "e11", "type": "hr", "bpm": 70})  # no time
+    batch = tmp_path / "landing" / "wearables" / "2021-05-01"
+    batch.mkdir(parents=True)
+    (batch / "events.jsonl").write_text("\n".join(lines) + "\n")
+    root = tmp_path / "lakehouse"
+    with warehouse.connect(root) as conn:
+        files = ingest.unregistered(conn, ingest.scan_landing(tmp_path / "landing", "wearables"))
+        summary = ingest.ingest(
+            conn, "wearables", files, parse_wearables_file, wearables.WEARABLE_EVENTS, "run-1"
+        )
+        registry = conn.execute("SELECT status, error_code FROM bronze.files").fetchall()
+        quarantined = conn.execute(
+            "SELECT error_code, message FROM bronze.quarantine ORDER BY message"
+        ).fetchall()
+        events = conn.execute("SELECT event_id FROM bronze.wearable_events").fetchall()
+    assert (summary.ingested, summary.records, summary.records_quarantined) == (1, 23, 2)
+    assert registry == [("ingested", "records_quarantined")]
+    assert quarantined == [
+        ("invalid_event", "line 12: the event lacks one of device, id, ts, type"),
+        ("invalid_json", "line 7: not a valid JSON event"),
+    ]
+    assert sorted(e for (e,) in events) == sorted(f"e{i}" for i in range(25) if i not in (6, 11))
 
 
 def test_apple_health_exports_parse_from_xml_and_zip():
@@ -137,9 +179,15 @@ def test_each_event_lands_once_whatever_the_deliveries(pipeline):
             "SELECT count(*) FROM bronze.files WHERE modality = 'wearables' "
             "AND status = 'quarantined' AND path NOT LIKE '%.gpx'"
         ).fetchone()[0]
+        cut = conn.execute(
+            "SELECT q.error_code FROM bronze.files f JOIN bronze.quarantine q USING (path, sha256) "
+            "WHERE f.modality = 'wearables' AND f.error_code = 'records_quarantined'"
+        ).fetchall()
     assert synthetic == (len(truth), len(truth))
     assert silver == (~truth.beyond_horizon).sum()
-    assert quarantined == 1  # the cut-off upload; its complete twin was ingested
+    # The cut-off upload: its events up to the cut are ingested (its complete twin holds them
+    # too, and each lands once), the event it ends inside is quarantined.
+    assert quarantined == 0 and cut == [("truncated",)]
 
 
 def test_device_reassignment_links_events_to_the_right_patient(pipeline):

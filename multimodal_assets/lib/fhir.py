@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from decimal import Decimal
 
-from .ingest import QuarantineError
+from .ingest import PartlyRead, QuarantineError, mostly_bad
 
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 _DATETIME = re.compile(
@@ -101,26 +101,34 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _documents(text: str) -> list:
+def _documents(text: str) -> tuple[list, list[int | None], list[tuple[int, str, str]]]:
+    """The JSON documents of a file (one, or one per NDJSON line), the line each starts on
+    (None for a whole-file document), and the NDJSON lines that are not JSON."""
     stripped = text.lstrip()
     if stripped.startswith("<"):
         raise QuarantineError(
             "unsupported_format", "XML FHIR is not supported; deliver FHIR R4 JSON or NDJSON"
         )
     try:
-        return [loads(text)]
+        return [loads(text)], [None], []
     except json.JSONDecodeError as whole_err:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
+        lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
         if len(lines) > 1:
-            docs = []
-            for number, line in enumerate(lines, start=1):
+            docs, numbers, rejected = [], [], []
+            for number, line in lines:
                 try:
                     docs.append(loads(line))
+                    numbers.append(number)
                 except json.JSONDecodeError as err:
-                    raise QuarantineError(
-                        "invalid_json", f"NDJSON line {number} is not JSON ({err.msg})"
-                    ) from None
-            return docs
+                    rejected.append((number, "invalid_json", f"not JSON ({err.msg})"))
+            if mostly_bad(len(rejected), len(lines)):
+                number, _, why = rejected[0]
+                raise QuarantineError(
+                    "invalid_json",
+                    f"{len(rejected)} of {len(lines)} NDJSON lines are not JSON (line {number}: "
+                    f"{why})",
+                ) from None
+            return docs, numbers, rejected
         raise QuarantineError(
             "invalid_json",
             f"not valid JSON ({whole_err.msg}; line {whole_err.lineno}, column {whole_err.colno})",
@@ -278,7 +286,7 @@ def _require_r4(resources: list[dict]) -> None:
         )
 
 
-def parse_fhir_file(data: bytes) -> list[dict]:
+def parse_fhir_file(data: bytes) -> list[dict] | PartlyRead:
     """Bronze records (one per resource) from a FHIR R4 JSON/NDJSON file, or QuarantineError."""
     try:
         return _parse_fhir(data)
@@ -289,9 +297,30 @@ def parse_fhir_file(data: bytes) -> list[dict]:
         ) from None
 
 
-def _parse_fhir(data: bytes) -> list[dict]:
+def _parse_fhir(data: bytes) -> list[dict] | PartlyRead:
+    """A Bundle or single resource is one document: any problem quarantines the file. NDJSON
+    (Bulk Data export) has one resource a line, each standing alone: a line that is not JSON or
+    not valid R4 is quarantined with its number and the others are ingested, unless most lines
+    are bad. Another FHIR release anywhere quarantines the whole file."""
     text = _decode(data)
-    docs = _documents(text)
+    docs, numbers, rejected = _documents(text)
+    _require_r4([doc for doc in docs if isinstance(doc, dict)])
+    if numbers != [None]:
+        lines, kept = len(docs) + len(rejected), []
+        for doc, number in zip(docs, numbers, strict=True):
+            try:
+                problems = list(
+                    dict.fromkeys(p for res, _ in _resources(doc) for p in validate(res))
+                )
+            except QuarantineError as err:
+                problems = [err.message]
+            if problems:
+                shown = "; ".join(problems[:MAX_PROBLEMS_REPORTED])
+                rejected.append((number, "invalid_r4", f"not valid FHIR R4: {shown}"))
+            else:
+                kept.append(doc)
+        if not mostly_bad(len(rejected), lines):
+            docs = kept  # otherwise the whole file is refused below, with its problems
     resources: list[tuple[dict, str | None, str | None]] = []
     for doc in docs:
         bundle_type = (
@@ -300,7 +329,7 @@ def _parse_fhir(data: bytes) -> list[dict]:
             else None
         )
         resources.extend((res, url, bundle_type) for res, url in _resources(doc))
-    _require_r4([doc for doc in docs if isinstance(doc, dict)] + [res for res, _, _ in resources])
+    _require_r4([res for res, _, _ in resources])
     problems = []
     for res, _, _ in resources:
         problems.extend(validate(res))
@@ -325,4 +354,4 @@ def _parse_fhir(data: bytes) -> list[dict]:
                 "_source_locator": f"{res['resourceType']}/{rid}",
             }
         )
-    return records
+    return PartlyRead(records, sorted(rejected)) if rejected else records

@@ -22,6 +22,7 @@ from . import lakehouse, warehouse
 from .tables import Column, Table
 
 FILE_STATUSES = ("ingested", "quarantined", "duplicate")
+Parsed = list[dict] | pa.Table
 
 # Delivered file names can carry patient names (Synthea names files after the patient).
 _PATH = Column(
@@ -94,6 +95,25 @@ class QuarantineError(Exception):
         self.message = message
 
 
+@dataclass
+class PartlyRead:
+    """What a parser read from a file whose records stand alone (one JSON event a line), with
+    the records it could not read as (line number, code, reason): those are quarantined one by
+    one and the rest are ingested."""
+
+    records: Parsed | dict[str, Parsed]
+    rejected: list[tuple[int, str, str]]
+
+
+# A file of standalone records with more bad records than this, or more bad than good, is not a
+# file with a few damaged records: it is quarantined whole.
+MAX_REJECTED_RECORDS = 1000
+
+
+def mostly_bad(rejected: int, records: int) -> bool:
+    return rejected > MAX_REJECTED_RECORDS or 2 * rejected > records
+
+
 @dataclass(frozen=True)
 class RegisteredPath:
     """What the registry holds of one landed path: the newest version's size and modification
@@ -133,6 +153,7 @@ class IngestSummary:
     duplicates: int = 0
     parsed: int = 0  # records read from the files
     records: int = 0  # records appended (fewer when an append-once table saw them before)
+    records_quarantined: int = 0  # records of ingested files that could not be read
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, int]:
@@ -144,6 +165,7 @@ class IngestSummary:
             "records_parsed": self.parsed,
             "records_appended": self.records,
             "records_already_present": self.parsed - self.records,
+            "records_quarantined": self.records_quarantined,
         }
         meta.update({f"quarantined_{code}": n for code, n in sorted(self.error_codes.items())})
         return meta
@@ -252,9 +274,7 @@ def scan_landing(
         known = registered.get(path)
         if known is not None and known.unchanged(stat.st_size, received_at):
             continue
-        out.append(
-            LandedFile(path, Path(entry.path), stat.st_size, received_at, refusal=refusal)
-        )
+        out.append(LandedFile(path, Path(entry.path), stat.st_size, received_at, refusal=refusal))
     return out
 
 
@@ -302,9 +322,6 @@ def _changed_bytes(registered: RegisteredPath) -> tuple[str, str]:
         "earlier version(s)); the rows of the first version stay, a correction must arrive as a "
         "new file",
     )
-
-
-Parsed = list[dict] | pa.Table
 
 
 def ingest(
@@ -453,6 +470,9 @@ def _ingest_unregistered(
                 summary.duplicates += 1
             else:
                 outcome = parser.result(landed)
+                if isinstance(outcome, PartlyRead):
+                    _quarantine_records(row, quarantine_rows, summary, outcome.rejected)
+                    outcome = outcome.records
                 if isinstance(outcome, QuarantineError):
                     _quarantine(row, quarantine_rows, summary, outcome.code, outcome.message)
                 else:
@@ -496,17 +516,21 @@ def _parse_file(parse, with_path: bool, path: Path):
 
 
 def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: str):
-    """Worker side: parse one file and stage each table's rows as Parquet (paths returned)."""
+    """Worker side: parse one file and stage each table's rows as Parquet (paths returned, with
+    the records that could not be read when there are some)."""
     outcome = _parse_file(parse, with_path, path)
     if isinstance(outcome, QuarantineError):
         return outcome.code, outcome.message
+    rejected = outcome.rejected if isinstance(outcome, PartlyRead) else None
+    if rejected:
+        outcome = outcome.records
     by_table = outcome if isinstance(outcome, dict) else {None: outcome}
     staged = {}
     for i, (name, rows) in enumerate(by_table.items()):
         arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
         staged[name] = str(staging / f"{key}-{i}.parquet")
         pq.write_table(arrow, staged[name])
-    return staged
+    return PartlyRead(staged, rejected) if rejected else staged
 
 
 PARSE_SECONDS = 600  # per-file budget of an isolated parser (a 1 GB VCF parses in ~2 minutes)
@@ -564,8 +588,12 @@ class _Parser:
             staged = self._alone(landed)
         if isinstance(staged, tuple):
             return QuarantineError(*staged)
+        rejected = staged.rejected if isinstance(staged, PartlyRead) else None
+        if rejected:
+            staged = staged.records
         tables = {name: pq.read_table(path) for name, path in staged.items()}
-        return tables[None] if None in tables else tables
+        tables = tables[None] if None in tables else tables
+        return PartlyRead(tables, rejected) if rejected else tables
 
     def _stop_pool(self) -> None:
         for process in list(getattr(self.pool, "_processes", {}).values()):
@@ -600,21 +628,37 @@ def _parse_into_pipe(send, parse, with_path, path, staging, key) -> None:
     send.close()
 
 
+def _quarantine_row(row: dict, code: str, message: str) -> dict:
+    """A bronze.quarantine row for the file (or one record of it) behind a registry row."""
+    return {
+        "path": row["path"],
+        "sha256": row["sha256"],
+        "modality": row["modality"],
+        "error_code": code,
+        "message": message,
+        "run_id": row["run_id"],
+        "quarantined_at": row["registered_at"],
+    }
+
+
 def _quarantine(row, quarantine_rows, summary, code, message):
     row.update(status="quarantined", error_code=code, error=message)
-    quarantine_rows.append(
-        {
-            "path": row["path"],
-            "sha256": row["sha256"],
-            "modality": row["modality"],
-            "error_code": code,
-            "message": message,
-            "run_id": row["run_id"],
-            "quarantined_at": row["registered_at"],
-        }
-    )
+    quarantine_rows.append(_quarantine_row(row, code, message))
     summary.quarantined += 1
     summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
+
+
+def _quarantine_records(row, quarantine_rows, summary, rejected) -> None:
+    """Quarantine rows for the records of a file that could not be read, one per line; the file
+    is ingested with the rest and its registry row says how many were left out."""
+    quarantine_rows += [_quarantine_row(row, code, f"line {n}: {why}") for n, code, why in rejected]
+    first = min(rejected)
+    row.update(
+        error_code="records_quarantined",
+        error=f"{len(rejected)} record(s) could not be read and are in bronze.quarantine (the "
+        f"first: line {first[0]}, {first[1]}); the other records were ingested",
+    )
+    summary.records_quarantined += len(rejected)
 
 
 def _arrow(table: Table, rows: list[dict]) -> pa.Table:

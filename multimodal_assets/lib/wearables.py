@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from .ingest import QuarantineError
+from .ingest import PartlyRead, QuarantineError, mostly_bad
 from .tables import RESEARCH_KEY as RK
 from .tables import Column, Table, provenance_columns
 
@@ -185,33 +185,92 @@ def _max_nesting(data: bytes, chunk: int = 1 << 22) -> int:
     return deepest
 
 
-def _jsonl(data: bytes) -> pa.Table:
+def _read_events(data: bytes) -> pa.Table:
+    return pa_json.read_json(
+        io.BytesIO(data),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_JSONL_SCHEMA, unexpected_field_behavior="infer"
+        ),
+    )
+
+
+def _refuse_mostly_bad(rejected: list[tuple[int, str, str]], lines: int) -> None:
+    if mostly_bad(len(rejected), lines):
+        first, code, _ = min(rejected)
+        raise QuarantineError(
+            code, f"{len(rejected)} of {lines} lines are not valid events (the first: {first})"
+        )
+
+
+def _events_by_line(data: bytes) -> tuple[pa.Table, list[int], list[tuple[int, str, str]]]:
+    """The events of the lines Arrow's reader accepts, their line numbers, and the lines it
+    refuses: halves of a failing range are read again until each bad line stands alone (a few
+    bad lines among millions cost a few dozen reads, not one per line)."""
+    lines = [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    last_line = lines[-1][0] if lines else 0
+    good: list[tuple[list[int], pa.Table]] = []
+    bad: list[tuple[int, str, str]] = []
+
+    def sort_out(chunk: list[tuple[int, bytes]]) -> None:
+        try:
+            good.append(
+                ([n for n, _ in chunk], _read_events(b"\n".join(line for _, line in chunk)))
+            )
+        except pa.ArrowInvalid:
+            if len(chunk) == 1 and chunk[0][0] == last_line and not data.endswith(b"\n"):
+                bad.append((last_line, "truncated", "the file ends inside this event (cut short)"))
+            elif len(chunk) == 1:
+                bad.append((chunk[0][0], "invalid_json", "not a valid JSON event"))
+            else:
+                sort_out(chunk[: len(chunk) // 2])
+                sort_out(chunk[len(chunk) // 2 :])
+
+    sort_out(lines)
+    _refuse_mostly_bad(bad, len(lines))
+    try:
+        table = pa.concat_tables([t for _, t in good], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a field's type differs between lines
+        raise QuarantineError(
+            "invalid_json", "an extra field has a different JSON type on different lines"
+        ) from None
+    return table, [n for numbers, _ in good for n in numbers], bad
+
+
+def _jsonl(data: bytes) -> pa.Table | PartlyRead:
+    """Vendor JSONL events. Each line is an event of its own: a line that is not valid JSON or
+    lacks a required field is quarantined with its number, and the other lines are ingested."""
     if _max_nesting(data) > MAX_JSON_NESTING:
         raise QuarantineError(
             "json_too_deep",
             f"JSON nested deeper than {MAX_JSON_NESTING} levels: refused before the native "
             "reader, which crashes on deep nesting",
         )
+    line_numbers, rejected = None, []
     try:
-        raw = pa_json.read_json(
-            io.BytesIO(data),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=_JSONL_SCHEMA, unexpected_field_behavior="infer"
-            ),
-        )
-    except pa.ArrowInvalid as err:
-        row = re.search(r"in row (\d+)", str(err))
-        where = f"line {int(row.group(1)) + 1}" if row else "a line"
-        raise QuarantineError("invalid_json", f"{where} is not valid JSON") from None
+        raw = _read_events(data)
+    except pa.ArrowInvalid:
+        raw, line_numbers, rejected = _events_by_line(data)
     columns = set(raw.column_names)
     v2 = "device_id" in columns and raw.column("device_id").null_count < raw.num_rows
     known = set(_V2 if v2 else _V1) | set(_JSONL_SCHEMA.names)
     required = (
         ("device_id", "event_id", "timestamp", "kind") if v2 else ("device", "id", "ts", "type")
     )
-    missing = [f for f in required if f not in columns or raw.column(f).null_count]
-    if missing:
-        raise QuarantineError("invalid_event", f"events lack {', '.join(missing)}")
+    absent = [f for f in required if f not in columns or raw.column(f).null_count == raw.num_rows]
+    if absent:
+        raise QuarantineError("invalid_event", f"events lack {', '.join(absent)}")
+    if any(raw.column(f).null_count for f in required):
+        if line_numbers is None:
+            raw, line_numbers, rejected = _events_by_line(data)
+        complete = functools.reduce(pc.and_, [pc.is_valid(raw.column(f)) for f in required])
+        lacking = f"the event lacks one of {', '.join(required)}"
+        rejected += [
+            (n, "invalid_event", lacking)
+            for n, ok in zip(line_numbers, complete.to_pylist(), strict=True)
+            if not ok
+        ]
+        _refuse_mostly_bad(rejected, len(rejected) + pc.sum(complete).as_py())
+        raw = raw.filter(complete)
     for name in _TIME_FIELDS:  # UTC instants → naive UTC timestamps, the warehouse convention
         if name in columns:
             raw = raw.set_column(
@@ -232,7 +291,8 @@ def _jsonl(data: bytes) -> pa.Table:
     locator = pc.binary_join_element_wise(
         mapped.column("device_id"), mapped.column("event_id"), "/"
     )
-    return mapped.append_column("_source_locator", locator)
+    events = mapped.append_column("_source_locator", locator)
+    return PartlyRead(events, sorted(rejected)) if rejected else events
 
 
 # ---- Fitbit / Fitabase CSV --------------------------------------------------------------------
