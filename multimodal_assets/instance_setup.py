@@ -12,11 +12,15 @@ import contextlib
 import io
 from pathlib import Path
 
-# Telemetry off (no network here); run monitoring on, so that a run whose process was killed
-# is marked failed by the daemon `dagster dev` starts instead of staying STARTED forever.
+# Telemetry off (no network here); run monitoring on, with a launcher that can tell a dead run
+# process, so that a run whose process was killed is marked failed by the daemon `dagster dev`
+# starts instead of staying STARTED forever.
 INSTANCE_YAML = """\
 telemetry:
   enabled: false
+run_launcher:
+  module: multimodal_assets.run_launcher
+  class: LocalProcessRunLauncher
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
