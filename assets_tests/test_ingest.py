@@ -187,3 +187,21 @@ def test_changed_bytes_under_a_registered_path_are_a_new_version_quarantined(tmp
     # The first version's rows stay; the next run finds nothing new.
     assert _rows(db, "SELECT * EXCLUDE (_run_id) FROM bronze.fhir_resources ORDER BY ALL") == first
     assert _ingest(landing, db, "run-4").new_files == 0
+
+
+def test_a_quarantined_file_delivered_again_under_its_name_is_parsed_again(tmp_path):
+    landing, db = tmp_path / "landing", tmp_path / "lakehouse"
+    inbox = landing / "clinical" / "2024-01-01"
+    inbox.mkdir(parents=True)
+    target = inbox / "a.json"
+    target.write_bytes((REAL / "bundle_urn_ref.json").read_bytes()[:300])  # cut short
+    assert _ingest(landing, db, "run-1").quarantined == 1
+    shutil.copy(REAL / "bundle_urn_ref.json", target)  # the whole file, re-delivered
+    assert (_ingest(landing, db, "run-2").ingested, _ingest(landing, db, "run-3").new_files) == (
+        1,
+        0,
+    )
+    assert _rows(db, "SELECT status FROM bronze.files ORDER BY run_id") == [
+        ("quarantined",),
+        ("ingested",),
+    ]

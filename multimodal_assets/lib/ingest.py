@@ -117,11 +117,13 @@ def mostly_bad(rejected: int, records: int) -> bool:
 @dataclass(frozen=True)
 class RegisteredPath:
     """What the registry holds of one landed path: the newest version's size and modification
-    time, and the hash of every version registered under it."""
+    time, the hash of every version registered under it, and whether one was accepted
+    (ingested, or a duplicate of ingested bytes) rather than quarantined."""
 
     size: int
     received_at: datetime
     versions: frozenset[str]
+    accepted: bool
 
     def unchanged(self, size: int, received_at: datetime) -> bool:
         return (size, received_at) == (self.size, self.received_at)
@@ -290,17 +292,22 @@ def registered_paths(root: str, modality: str | None = None) -> dict[str, Regist
     with duckdb.connect() as scan:
         rows = scan.execute(
             "SELECT path, arg_max(bytes, registered_at), arg_max(received_at, registered_at), "
-            f"list(sha256) FROM read_parquet(?, union_by_name = true) {where} GROUP BY path",
+            "list(sha256), bool_or(status <> 'quarantined') "
+            f"FROM read_parquet(?, union_by_name = true) {where} GROUP BY path",
             [list(snap.files), *params],
         ).fetchall()
-    return {path: RegisteredPath(size, at, frozenset(hashes)) for path, size, at, hashes in rows}
+    return {
+        path: RegisteredPath(size, at, frozenset(hashes), accepted)
+        for path, size, at, hashes, accepted in rows
+    }
 
 
 def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
     """The files the registry does not hold, hashed: new paths, and new versions of registered
-    paths (refused: landing is append-only, a correction arrives as a new file). A registered
-    file whose size and time are unchanged is not read again; one whose bytes are those of a
-    registered version (touched, not changed) is left alone."""
+    paths. A new version of a path whose bytes were accepted is refused (landing is append-only:
+    a correction arrives as a new file); one of a path only ever quarantined is parsed, as a
+    re-delivery. A registered file whose size and time are unchanged is not read again; one
+    whose bytes are those of a registered version (touched, not changed) is left alone."""
     known = registered_paths(conn.root)
     out = []
     for landed in files:
@@ -308,9 +315,11 @@ def unregistered(conn, files: Iterable[LandedFile]) -> list[LandedFile]:
         if registered is not None and registered.unchanged(landed.size, landed.received_at):
             continue
         landed = landed.hashed()
-        if registered is None or landed.refusal:
+        if registered is not None and landed.sha256 in registered.versions:
+            continue  # touched, not changed
+        if registered is None or landed.refusal or not registered.accepted:
             out.append(landed)
-        elif landed.sha256 not in registered.versions:
+        else:
             out.append(replace(landed, refusal=_changed_bytes(registered)))
     return out
 
