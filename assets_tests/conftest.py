@@ -124,3 +124,11 @@ def pipeline(tmp_path_factory) -> Pipeline:
             os.environ.pop("MM_DATA_DIR", None)
         else:
             os.environ["MM_DATA_DIR"] = previous
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the session's whole-graph materialization belong to the full tier (`slow`): the
+    fast tier is `lib/` tests and small materializations, for every change."""
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -61,6 +61,7 @@ def test_cli_materializes_the_whole_graph_with_parallel_steps(tmp_path, monkeypa
     assert {path.split("/")[1] for (path,) in genomics_files} == {first_batch}
 
 
+@pytest.mark.slow  # the whole graph, on an empty modality
 def test_graph_materializes_when_a_modality_has_no_files(data_dir):
     # In-process: the CLI path is covered above, and each CLI run costs ~40 s of process spawns.
     assert materialize(data_dir).success

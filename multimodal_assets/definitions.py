@@ -1,32 +1,8 @@
-"""The multimodal_assets code location."""
+"""The multimodal_assets code location: every definition in `multimodal_assets/defs/`, found by
+Dagster's defs-folder loader (the `[tool.dg]` project in pyproject.toml)."""
+
+from pathlib import Path
 
 import dagster as dg
 
-from multimodal_assets.defs import (
-    automation,
-    clinical,
-    fusion,
-    genomics,
-    governance,
-    imaging,
-    models,
-    notes,
-    wearables,
-)
-from multimodal_assets.defs.resources import default_resources
-
-defs = dg.Definitions(
-    assets=[
-        *clinical.assets,
-        *wearables.assets,
-        *genomics.assets,
-        *imaging.assets,
-        *notes.assets,
-        *fusion.assets,
-        *models.assets,
-        *governance.assets,
-    ],
-    sensors=[*automation.sensors, *models.sensors],
-    schedules=[*governance.schedules, *models.schedules],
-    resources=default_resources(),
-)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -2,5 +2,5 @@
 # Lint, validate the Dagster definitions, and run the test suite.
 source "$(dirname "$0")/bootstrap.sh"
 .venv/bin/ruff check multimodal_assets assets_tests benchmarks
-.venv/bin/dagster definitions validate -m multimodal_assets.definitions
+VIRTUAL_ENV="$PWD/.venv" .venv/bin/dg check defs
 exec .venv/bin/python -m pytest "$@"

@@ -19,8 +19,10 @@ class LakehouseResource(dg.ConfigurableResource):
             yield conn
 
 
-def default_resources() -> dict:
-    return {"lakehouse": LakehouseResource(root=config.lakehouse_root())}
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The lakehouse under MM_DATA_DIR (or MM_LAKEHOUSE), read when the code location loads."""
+    return dg.Definitions(resources={"lakehouse": LakehouseResource(root=config.lakehouse_root())})
 
 
 OWNERS = ["team:data-platform"]
