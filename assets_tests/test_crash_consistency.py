@@ -29,7 +29,7 @@ def _start(data: Path) -> subprocess.Popen:
     env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home")}
     env.pop("MM_LAKEHOUSE", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "multimodal_assets.main"],
+        [sys.executable, "-m", "multimodal_assets.cli.run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

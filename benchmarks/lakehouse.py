@@ -105,7 +105,7 @@ def _sensor_at(count: int, file_kib: int) -> None:
 def _main_job(data: Path, patients: int) -> subprocess.Popen:
     env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home")}
     return subprocess.Popen(
-        [sys.executable, "-m", "multimodal_assets.main", "--patients", str(patients)],
+        [sys.executable, "-m", "multimodal_assets.cli.run", "--patients", str(patients)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,8 +1,8 @@
 """Lineage CLI.
 
-  python -m multimodal_assets.lineage --role data_engineer --user carol \\
+  mma lineage --role data_engineer --user carol \\
       value gold.clinical_features.hemoglobin_g_dl rk_…
-  python -m multimodal_assets.lineage --role data_engineer --user carol file <sha256>
+  mma lineage --role data_engineer --user carol file <sha256>
 """
 
 import argparse

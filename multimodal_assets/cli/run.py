@@ -1,5 +1,5 @@
 """The main job: generate the default cohort if landing is empty, materialize every asset into
-the Delta Lake lakehouse, and print what was built (`python -m multimodal_assets.main`)."""
+the Delta Lake lakehouse, and print what was built (`mma run`)."""
 
 import argparse
 import logging
@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 from multimodal_assets.lib import config
-from multimodal_assets.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
+from multimodal_assets.cli.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
 
 
 def _has_landed_files() -> bool:
@@ -148,7 +148,7 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
         + " .venv/bin/dagster dev -w workspace.yaml   (then http://localhost:3000)"
     )
     print(
-        "query:        .venv/bin/python -m multimodal_assets.query --role data_engineer "
+        "query:        .venv/bin/mma query --role data_engineer "
         '--user carol "SELECT count(*) FROM gold.clinical_features"'
     )
 

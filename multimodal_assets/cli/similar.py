@@ -1,4 +1,4 @@
-"""Similar prior cases CLI: `python -m multimodal_assets.similar --user U --role R
+"""Similar prior cases CLI: `mma similar --user U --role R
 (--series UID | --patient RESEARCH_KEY) [-k 10]` — governed and audited like any query."""
 
 import argparse

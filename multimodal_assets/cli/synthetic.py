@@ -1,4 +1,4 @@
-"""Command line: `python -m multimodal_assets.synthetic --patients N --seed S --out DIR`."""
+"""Command line: `mma generate --patients N --seed S --out DIR`."""
 
 import argparse
 import time

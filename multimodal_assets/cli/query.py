@@ -1,4 +1,4 @@
-"""Governed query CLI: `python -m multimodal_assets.query --role R --user U "SELECT …"`."""
+"""Governed query CLI: `mma query --role R --user U "SELECT …"`."""
 
 import argparse
 import sys
