@@ -8,8 +8,8 @@ import resource
 import time
 from collections import Counter
 
-from multimodal_assets.lib import config
 from multimodal_assets.cli.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
+from multimodal_assets.lib import config
 
 
 def _has_landed_files() -> bool:
