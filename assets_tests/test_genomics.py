@@ -91,8 +91,8 @@ def test_parsing_in_chunks_gives_the_same_tables_as_one_chunk(name, monkeypatch)
     whole = {k: t.to_pylist() for k, t in _parse(name).items()}
     # A chunk per record: mixed ploidy, multi-allelic sites and absent FORMAT fields cross
     # chunk boundaries.
-    monkeypatch.setattr(genomics, "CHUNK_SITES", 1)
-    monkeypatch.setattr(genomics, "CHUNK_GENOTYPES", 1)
+    monkeypatch.setattr(genomics.vcf, "CHUNK_SITES", 1)
+    monkeypatch.setattr(genomics.vcf, "CHUNK_GENOTYPES", 1)
     chunked = {k: t.to_pylist() for k, t in _parse(name).items()}
     assert chunked == whole
     assert whole[genomics.VARIANT_SITES.fqn]
