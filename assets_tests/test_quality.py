@@ -104,3 +104,45 @@ def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
     (warned,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert warned.check_name == "in_set__grade" and warned.severity == dg.AssetCheckSeverity.WARN
     assert len(result.get_asset_materialization_events()) == 1
+
+
+def test_a_build_that_reads_a_table_it_does_not_depend_on_fails(tmp_path):
+    from multimodal_assets.lib import catalog
+
+    root = tmp_path / "lakehouse"
+    with warehouse.connect(root) as conn:
+        warehouse.ensure_table(conn, catalog.PATIENT_FEATURES)  # any other declared table
+
+    def build(conn, run_id):
+        # Read (here only counted) a table the asset does not declare, then stage.
+        conn.execute("SELECT count(*) FROM gold.patient_features").fetchall()
+        warehouse.stage(conn, SCORES, GOOD)
+        return {}
+
+    resources = {"lakehouse": LakehouseResource(root=str(root))}
+    result = dg.materialize(
+        [governed_table_asset(SCORES, build=build)], resources=resources, raise_on_error=False
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "read gold.patient_features, which the asset does not depend on" in str(
+        failure.step_failure_data.user_failure_data.description
+    )
+    declared = governed_table_asset(SCORES, build=build, reads=[catalog.PATIENT_FEATURES])
+    assert dg.materialize([declared], resources=resources).success
+
+
+def test_an_sql_build_depends_on_what_its_sql_reads_and_lineage_cannot_name_more():
+    from dataclasses import replace
+
+    import pytest
+
+    from multimodal_assets.defs.governed import asset_key
+    from multimodal_assets.lib import catalog
+
+    sql = "SELECT research_key AS id, 'a' AS grade, 0.5 AS score FROM gold.patient_features"
+    asset = governed_table_asset(SCORES, sql=sql)
+    assert asset.asset_deps[asset.key] == {asset_key(catalog.PATIENT_FEATURES)}
+    wrong = replace(SCORES, lineage={"score": (("silver.patients", "sex"),)})
+    with pytest.raises(ValueError, match="lineage names silver.patients"):
+        governed_table_asset(wrong, sql=sql)

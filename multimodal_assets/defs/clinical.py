@@ -8,7 +8,7 @@ from multimodal_assets.lib.clinical import (
     PATIENTS,
 )
 
-from .governed import bronze_ingest_asset, governed_table_asset, sql_build
+from .governed import bronze_ingest_asset, governed_table_asset
 
 fhir_resources = bronze_ingest_asset(
     FHIR_RESOURCES, fhir.parse_fhir_file, kinds={"duckdb", "python", "json"}
@@ -75,7 +75,7 @@ clinical_features = governed_table_asset(
 
 clinical_outcomes = governed_table_asset(
     CLINICAL_OUTCOMES,
-    build=sql_build(CLINICAL_OUTCOMES, clinical.CLINICAL_OUTCOMES_SQL),
+    sql=clinical.CLINICAL_OUTCOMES_SQL,
     kinds={"duckdb", "sql"},
 )
 

@@ -2,11 +2,11 @@
 
 from multimodal_assets.lib import catalog, fusion
 
-from .governed import governed_table_asset, sql_build
+from .governed import governed_table_asset
 
 patient_features = governed_table_asset(
     catalog.PATIENT_FEATURES,
-    build=sql_build(catalog.PATIENT_FEATURES, fusion.fused_sql(catalog.PATIENT_FEATURES)),
+    sql=fusion.fused_sql(catalog.PATIENT_FEATURES),
     kinds={"duckdb", "sql"},
 )
 

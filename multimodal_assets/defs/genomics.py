@@ -22,7 +22,6 @@ from .governed import (
     bronze_ingest_multi_asset,
     count_monitor,
     governed_table_asset,
-    sql_build,
 )
 
 # One partition per delivery batch (landing/genomics/<batch>/): the UI shows what each delivery
@@ -57,7 +56,7 @@ _LENGTHS = ", ".join(f"('{c}', {n})" for c, n in GRCH38_LENGTHS.items())
 
 samples = governed_table_asset(
     SAMPLES,
-    build=sql_build(SAMPLES, genomics.SAMPLES_SQL),
+    sql=genomics.SAMPLES_SQL,
     kinds={"duckdb", "sql"},
     monitors=[
         count_monitor(
@@ -72,7 +71,7 @@ samples = governed_table_asset(
 
 somatic_variants = governed_table_asset(
     SOMATIC_VARIANTS,
-    build=sql_build(SOMATIC_VARIANTS, genomics.SOMATIC_VARIANTS_SQL),
+    sql=genomics.SOMATIC_VARIANTS_SQL,
     kinds={"duckdb", "sql"},
     monitors=[
         count_monitor(
@@ -102,7 +101,7 @@ somatic_variants = governed_table_asset(
 
 germline_dosages = governed_table_asset(
     GERMLINE_DOSAGES,
-    build=sql_build(GERMLINE_DOSAGES, genomics.GERMLINE_DOSAGES_SQL),
+    sql=genomics.GERMLINE_DOSAGES_SQL,
     kinds={"duckdb", "sql"},
 )
 
@@ -129,7 +128,7 @@ def _prs_distribution(conn) -> dg.AssetCheckResult:
 
 genomics_features = governed_table_asset(
     FEATURES,
-    build=sql_build(FEATURES, genomics.FEATURES_SQL),
+    sql=genomics.FEATURES_SQL,
     kinds={"duckdb", "sql"},
     monitors=[
         (

@@ -76,10 +76,11 @@ def sql_build(table: Table, select_sql: str) -> Build:
     return build
 
 
-def upstream_tables(table: Table) -> list[Table]:
-    """The tables this one's declared column lineage reads from."""
-    fqns = sorted({fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn})
-    return [catalog.table(fqn) for fqn in fqns]
+def upstream_tables(table: Table, reads: Sequence[str] = ()) -> list[Table]:
+    """The tables this one's declared column lineage reads from, and the other tables its build
+    reads (`reads`: fully qualified names)."""
+    lineage = {fqn for deps in table.lineage.values() for fqn, _ in deps}
+    return [catalog.table(fqn) for fqn in sorted((lineage | set(reads)) - {table.fqn})]
 
 
 def column_lineage(table: Table) -> dg.TableColumnLineage:
@@ -149,7 +150,9 @@ def _check_result(table: Table, outcome: quality.CheckOutcome) -> dg.AssetCheckR
 def governed_table_asset(
     table: Table,
     *,
-    build: Build,
+    build: Build | None = None,
+    sql: str | None = None,
+    reads: Sequence[Table] = (),
     kinds: set[str] | None = None,
     freshness_policy: dg.FreshnessPolicy | None = None,
     extra_deps: Sequence[dg.AssetKey] = (),
@@ -158,8 +161,27 @@ def governed_table_asset(
 ) -> dg.AssetsDefinition:
     """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish).
 
-    `gates` are extra blocking checks on the staged rows (e.g. a PHI scan); `monitors` are
-    non-blocking checks evaluated on the published table (e.g. drift)."""
+    The build is one SQL query (`sql`, whose tables read become the asset's deps, found by
+    parsing it) or a Python `build` that reads the tables of its column lineage and `reads`. A
+    build that reads a lakehouse table it does not depend on fails: the graph would not order
+    it after that table. `gates` are extra blocking checks on the staged rows (e.g. a PHI scan);
+    `monitors` are non-blocking checks evaluated on the published table (e.g. drift);
+    `extra_deps` are assets that are not tables (a model, the landed pixels)."""
+    from multimodal_assets.lib.sql_reads import tables_read
+
+    if (build is None) == (sql is None):
+        raise ValueError(f"{table.fqn}: give a build or its SQL, one of the two")
+    declared_reads = sorted({t.fqn for t in reads} | (tables_read(sql) if sql else set()))
+    named = {fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn}
+    if sql and not named <= tables_read(sql):
+        stray = ", ".join(sorted(named - tables_read(sql)))
+        raise ValueError(f"{table.fqn}: its column lineage names {stray}, which its SQL does not read")
+    build = build or sql_build(table, sql)
+    upstream = upstream_tables(table, declared_reads)
+    allowed = {t.fqn for t in upstream} | {table.fqn}
+    if any(t.layer == "bronze" for t in upstream):
+        # The registry is written by every bronze ingest with its records (registry last).
+        allowed |= {ingest.FILES.fqn, ingest.QUARANTINE.fqn}
     rules = tables.expectations(table)
     check_specs = [
         dg.AssetCheckSpec(
@@ -183,7 +205,7 @@ def governed_table_asset(
 
     @dg.asset(
         **asset_spec_kwargs(table, kinds or {"duckdb", "python"}),
-        deps=[*(asset_key(t) for t in upstream_tables(table)), *extra_deps],
+        deps=[*(asset_key(t) for t in upstream), *extra_deps],
         metadata=table_metadata(table),
         check_specs=check_specs,
         automation_condition=dg.AutomationCondition.eager(),
@@ -193,7 +215,16 @@ def governed_table_asset(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with lakehouse.get_connection() as conn:
+            conn.recording_reads = True
             extra = build(conn, context.run_id)
+            conn.recording_reads = False
+            undeclared = sorted(conn.reads - allowed)
+            if undeclared:
+                raise dg.Failure(
+                    description=f"{table.fqn}: the build read {', '.join(undeclared)}, which "
+                    "the asset does not depend on; declare it (reads=) so the graph orders them",
+                    allow_retries=False,
+                )
             staged = warehouse.staging_name(table)
             outcomes = quality.audit(conn, table, staged)
             gated = [evaluate(conn, staged) for _, evaluate in gates]

@@ -24,7 +24,6 @@ from .governed import (
     bronze_ingest_asset,
     count_monitor,
     governed_table_asset,
-    sql_build,
 )
 
 dicom_instances = bronze_ingest_asset(
@@ -141,7 +140,7 @@ instances = governed_table_asset(
 
 series = governed_table_asset(
     SERIES,
-    build=sql_build(SERIES, imaging.SERIES_SQL),
+    sql=imaging.SERIES_SQL,
     kinds={"duckdb", "sql"},
     monitors=[
         count_monitor(
@@ -218,7 +217,8 @@ series_features = governed_table_asset(
     SERIES_FEATURES,
     build=_build_series_features,
     kinds={"duckdb", "python"},
-    extra_deps=[asset_key(DICOM_INSTANCES)],
+    # The registry names the landed files whose pixels are decoded.
+    reads=[DICOM_INSTANCES],
     monitors=[
         (
             dg.AssetCheckSpec(
@@ -240,8 +240,6 @@ series_features = governed_table_asset(
     ],
 )
 
-imaging_features = governed_table_asset(
-    FEATURES, build=sql_build(FEATURES, imaging.FEATURES_SQL), kinds={"duckdb", "sql"}
-)
+imaging_features = governed_table_asset(FEATURES, sql=imaging.FEATURES_SQL, kinds={"duckdb", "sql"})
 
 assets = [dicom_instances, instances, series, series_features, imaging_features]

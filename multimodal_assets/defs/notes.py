@@ -23,7 +23,6 @@ from .governed import (
     asset_key,
     bronze_ingest_asset,
     governed_table_asset,
-    sql_build,
 )
 from .resources import OWNERS, LakehouseResource
 
@@ -175,12 +174,10 @@ notes_deidentified = governed_table_asset(
 )
 
 patient_timeline = governed_table_asset(
-    PATIENT_TIMELINE, build=sql_build(PATIENT_TIMELINE, notes.TIMELINE_SQL), kinds={"duckdb", "sql"}
+    PATIENT_TIMELINE, sql=notes.TIMELINE_SQL, kinds={"duckdb", "sql"}
 )
 
-notes_features = governed_table_asset(
-    FEATURES, build=sql_build(FEATURES, notes.FEATURES_SQL), kinds={"duckdb", "sql"}
-)
+notes_features = governed_table_asset(FEATURES, sql=notes.FEATURES_SQL, kinds={"duckdb", "sql"})
 
 _EVALUATION = {
     "group_name": "notes",

@@ -8,7 +8,7 @@ import dagster as dg
 from multimodal_assets.lib import warehouse, wearables
 from multimodal_assets.lib.wearables import DAILY, EVENTS, FEATURES, WEARABLE_EVENTS
 
-from .governed import asset_key, bronze_ingest_asset, governed_table_asset, sql_build
+from .governed import asset_key, bronze_ingest_asset, governed_table_asset
 
 KNOWN_SCHEMAS = ("v1", "v2")
 SCHEMA_CHECK = "source_schemas"
@@ -78,14 +78,14 @@ def _build_events(conn, run_id: str) -> dict:
 events = governed_table_asset(EVENTS, build=_build_events)
 daily_features = governed_table_asset(
     DAILY,
-    build=sql_build(DAILY, wearables.DAILY_SQL),
+    sql=wearables.DAILY_SQL,
     kinds={"duckdb", "sql"},
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=2), warn_window=timedelta(days=1)
     ),
 )
 wearables_features = governed_table_asset(
-    FEATURES, build=sql_build(FEATURES, wearables.FEATURES_SQL), kinds={"duckdb", "sql"}
+    FEATURES, sql=wearables.FEATURES_SQL, kinds={"duckdb", "sql"}
 )
 
 assets = [wearable_events, events, daily_features, wearables_features]

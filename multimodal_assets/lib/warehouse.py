@@ -37,6 +37,8 @@ class LakehouseConnection:
 
     Every DuckDB method is available on it (`execute`, `sql`, `register`, …); `versions` records
     the Delta version of each table it resolved, and writes through `commit` refresh the view.
+    While `recording_reads` is on, `reads` collects the lakehouse tables each SQL text passed to
+    `execute` or `sql` reads, so that a build can be held to the tables it declares.
     """
 
     def __init__(self, root: str, duck: duckdb.DuckDBPyConnection, as_of: dict[str, int]):
@@ -44,9 +46,25 @@ class LakehouseConnection:
         self.duckdb = duck
         self.versions: dict[str, int] = {}
         self._as_of = dict(as_of)
+        self.recording_reads = False
+        self.reads: set[str] = set()
 
     def __getattr__(self, name):
         return getattr(self.duckdb, name)
+
+    def execute(self, query, *args, **kwargs):
+        self._note_reads(query)
+        return self.duckdb.execute(query, *args, **kwargs)
+
+    def sql(self, query, *args, **kwargs):
+        self._note_reads(query)
+        return self.duckdb.sql(query, *args, **kwargs)
+
+    def _note_reads(self, query) -> None:
+        if self.recording_reads and isinstance(query, str):
+            from .sql_reads import tables_read
+
+            self.reads |= tables_read(query)
 
     def open_views(self) -> None:
         for schema in SCHEMAS:
