@@ -175,7 +175,9 @@ def governed_table_asset(
     named = {fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn}
     if sql and not named <= tables_read(sql):
         stray = ", ".join(sorted(named - tables_read(sql)))
-        raise ValueError(f"{table.fqn}: its column lineage names {stray}, which its SQL does not read")
+        raise ValueError(
+            f"{table.fqn}: its column lineage names {stray}, which its SQL does not read"
+        )
     build = build or sql_build(table, sql)
     upstream = upstream_tables(table, declared_reads)
     allowed = {t.fqn for t in upstream} | {table.fqn}

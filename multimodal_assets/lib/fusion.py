@@ -8,7 +8,7 @@ the index date), so the join adds no leakage.
 
 from __future__ import annotations
 
-from .tables import RESEARCH_KEY, Column, Table
+from .tables import RESEARCH_KEY, RUN_ID, Column, Table
 
 ANCHOR = "gold.clinical_features"  # defines the cohort and the index date
 _SKIP = ("research_key", "_run_id")
@@ -54,7 +54,7 @@ def fused_table(tables) -> Table:
                 )
             )
             lineage[column.name] = ((source.fqn, column.name),)
-    columns.append(Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"))
+    columns.append(RUN_ID)
     return Table(
         layer="gold",
         name="patient_features",
@@ -193,7 +193,7 @@ def risk_scores_table(fused: Table) -> Table:
                 )
                 for m in modalities
             ],
-            Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+            RUN_ID,
         ),
         lineage={
             "research_key": ((source, "research_key"),),

@@ -17,7 +17,7 @@ from datetime import date
 
 from .ingest import QuarantineError
 from .notes_nlp import date_mentions
-from .tables import RESEARCH_KEY, Column, Table, provenance_columns
+from .tables import RESEARCH_KEY, RUN_ID, Column, Table, provenance_columns
 
 NOTE_FORMATS = ("text", "cda", "export")
 _MRN = re.compile(
@@ -334,7 +334,7 @@ PATIENT_TIMELINE = Table(
         Column("start_char", "INTEGER", "Supporting span start.", "none", nullable=False),
         Column("end_char", "INTEGER", "Supporting span end.", "none", nullable=False),
         Column("section", "VARCHAR", "Section of the span.", "none"),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("silver.note_entities", "research_key"),),
@@ -425,7 +425,7 @@ FEATURES = Table(
             "phi",
             "hipaa",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),

@@ -155,6 +155,10 @@ RESEARCH_KEY = Column(
 )
 
 
+# Every published row says which Dagster run wrote it.
+RUN_ID = Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none")
+
+
 def provenance_columns(locator_description: str, locator_classification: str = "none"):
     """The provenance columns every bronze and silver row carries."""
     return (
@@ -172,5 +176,5 @@ def provenance_columns(locator_description: str, locator_classification: str = "
             locator_classification,
             nullable=False,
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     )

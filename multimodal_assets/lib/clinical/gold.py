@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import Column, Table
+from ..tables import RUN_ID, Column, Table
 from .vocabulary import (
     HISTOLOGIES,
     HISTOLOGY_BY_SNOMED,
@@ -253,7 +253,7 @@ CLINICAL_FEATURES = Table(
             "phi",
             "hipaa",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage=_feature_lineage(),
     record_filters=_feature_record_filters(),
@@ -288,7 +288,7 @@ CLINICAL_OUTCOMES = Table(
             nullable=False,
         ),
         Column("observed_until", "DATE", "Latest dated EHR record of the patient.", "phi", "hipaa"),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import genomics_reference as reference
-from ..tables import RESEARCH_KEY, Column, Table
+from ..tables import RESEARCH_KEY, RUN_ID, Column, Table
 from .bronze import BRONZE_TABLES, GENETIC
 from .silver import GERMLINE_DOSAGES, SAMPLES, SOMATIC_VARIANTS, _weights_sql
 
@@ -85,7 +85,7 @@ FEATURES = Table(
             "phi",
             "hipaa",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY, Column, Table
+from ..tables import RESEARCH_KEY, RUN_ID, Column, Table
 from .bronze import EMBEDDING_DIM
 from .silver import _DEID_KEY, _new_uid_column
 
@@ -77,7 +77,7 @@ SERIES_FEATURES = Table(
             "measures); NULL without decoded pixels.",
             "sensitive",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("silver.imaging_series", "research_key"),),
@@ -150,7 +150,7 @@ FEATURES = Table(
             "phi",
             "hipaa",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),

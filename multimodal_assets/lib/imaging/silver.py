@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from ..tables import Column, Table, provenance_columns
+from ..tables import RUN_ID, Column, Table, provenance_columns
 
 # ---- silver: de-identified instances and series ----------------------------------------------
 
@@ -255,7 +255,7 @@ SERIES = Table(
             "none",
         ),
         Column("has_pixel_data", "BOOLEAN", "Some instance carries pixel data.", "none"),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         **{

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tables import RESEARCH_KEY as RK
-from ..tables import Column, Table
+from ..tables import RUN_ID, Column, Table
 
 DAILY = Table(
     layer="gold",
@@ -87,7 +87,7 @@ DAILY = Table(
             min_value=0,
             max_value=28,
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("silver.wearable_events", "research_key"),),
@@ -186,7 +186,7 @@ FEATURES = Table(
             "phi",
             "hipaa",
         ),
-        Column("_run_id", "VARCHAR", "Dagster run that wrote this row.", "none"),
+        RUN_ID,
     ),
     lineage={
         "research_key": (("gold.clinical_features", "research_key"),),
