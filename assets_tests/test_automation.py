@@ -14,7 +14,7 @@ REAL = Path(__file__).parent / "fixtures" / "fhir"
 
 
 def _tick(cursor=None):
-    sensor = automation.landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"]))
+    sensor = automation.landing_sensor("clinical", dg.AssetKey(["bronze", "fhir_resources"]))
     return sensor(dg.build_sensor_context(cursor=cursor))
 
 
@@ -85,7 +85,7 @@ def test_automation_condition_sensor_is_declared_and_running():
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     graph = defs.resolve_asset_graph()
     eager = [k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is not None]
-    assert dg.AssetKey(["clinical", "clinical_features"]) in eager
+    assert dg.AssetKey(["gold", "clinical_features"]) in eager
 
 
 def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
@@ -118,7 +118,7 @@ def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_pa
     # The batch run writes to a copy of the lakehouse; the shared instance only gains its run.
     lakehouse = copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
     instance = pipeline.instance
-    silver = dg.AssetKey(["genomics", "samples"])
+    silver = dg.AssetKey(["silver", "genomic_samples"])
     start = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert silver not in _requested(start)  # the whole graph is up to date
     instance.add_dynamic_partitions("genomics_delivery_batch", ["2099-01-01"])

@@ -41,7 +41,19 @@ def _graph_snapshot() -> dict:
             },
             "description": spec.description,
             "columns": {c.name: c.tags for c in schema.columns} if schema else {},
-            "checks": sorted(c.name for c in node.assets_def.check_specs if c.asset_key == key),
+            "checks": {
+                c.name: "blocking" if c.blocking else "warn"
+                for c in sorted(node.assets_def.check_specs, key=lambda c: c.name)
+                if c.asset_key == key
+            },
+            "automation": node.automation_condition.get_label()
+            if node.automation_condition
+            else None,
+            "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "backfill_policy": str(node.backfill_policy.policy_type)
+            if node.backfill_policy
+            else None,
+            "freshness": str(spec.freshness_policy) if spec.freshness_policy else None,
         }
     return out
 

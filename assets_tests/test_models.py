@@ -224,7 +224,7 @@ def test_drift_check_runs_with_the_scores(pipeline):
 def _report_drift(instance, passed: bool, severity):
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey(["models", "risk_scores"]),
+            asset_key=dg.AssetKey(["gold", "risk_scores"]),
             check_name="scoring_population_drift",
             passed=passed,
             severity=severity,

@@ -28,9 +28,9 @@ def test_run_succeeds_and_every_check_passes_but_the_planted_failure(pipeline):
     # DICOM file leaves its series a slice short. Those checks must say so (as warnings), and
     # nothing else fails.
     assert sorted(failed) == [
-        ("genomics/samples", "file_samples_mapped_to_patients"),
-        ("imaging/instances", "instances_mapped_to_patients"),
-        ("imaging/series", "geometry_sane"),
+        ("silver/genomic_samples", "file_samples_mapped_to_patients"),
+        ("silver/imaging_instances", "instances_mapped_to_patients"),
+        ("silver/imaging_series", "geometry_sane"),
     ]
 
 
@@ -196,14 +196,14 @@ def test_no_phi_in_logs_metadata_or_check_metadata(pipeline):
 def test_metadata_has_row_counts_schema_and_lineage(pipeline):
     materializations = pipeline.result.get_asset_materialization_events()
     by_key = {m.asset_key.to_user_string(): m.materialization.metadata for m in materializations}
-    features = by_key["clinical/clinical_features"]
+    features = by_key["gold/clinical_features"]
     assert features["dagster/row_count"].value > len(pipeline.truth)
     schema = features["dagster/column_schema"].value
     assert {c.name: c.tags["classification"] for c in schema.columns}["index_date"] == "phi"
     lineage = features["dagster/column_lineage"].value
     deps = lineage.deps_by_column["age_at_index"]
     assert {d.asset_key.to_user_string() for d in deps} == {
-        "clinical/patients",
-        "clinical/conditions",
+        "silver/patients",
+        "silver/conditions",
     }
-    assert json.dumps({k: str(v.value) for k, v in by_key["clinical/fhir_resources"].items()})
+    assert json.dumps({k: str(v.value) for k, v in by_key["bronze/fhir_resources"].items()})

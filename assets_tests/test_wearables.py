@@ -257,7 +257,7 @@ def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
         for m in rerun.get_asset_materialization_events()
         if "slices_republished" in m.materialization.metadata
     }
-    assert republished == {"wearables/events": 0, "wearables/daily_features": 0}
+    assert republished == {"silver/wearable_events": 0, "gold/wearable_daily": 0}
     truth = pd.read_parquet(pipeline.data_dir / "truth" / "wearable_events.parquet")
     sample = truth[truth.event_type == "steps"].iloc[200]
     late_day = sample.event_time.date()
@@ -314,7 +314,7 @@ def test_late_event_rewrites_exactly_its_day_and_the_windows_after_it(
 
 
 def test_a_batch_seen_again_by_a_restarted_sensor_starts_one_run(data_dir):
-    sensor = automation.landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"]))
+    sensor = automation.landing_sensor("wearables", dg.AssetKey(["bronze", "wearable_events"]))
     target = data_dir / "landing" / "wearables" / "a" / "export.jsonl"
     target.parent.mkdir(parents=True)
     target.write_text(
@@ -443,6 +443,21 @@ def test_an_export_with_its_inline_dtd_a_comma_locale_and_vertical_tabs_is_read(
     assert [tuple(e[k] for k in key) for e in events] == [
         tuple(e[k] for k in key) for e in expected
     ]
+
+
+def test_a_2019_export_is_read_and_its_inline_route_locations_are_not_kept():
+    # Older exports list a workout route's locations inline (later ones point to a GPX file):
+    # positions are quasi-identifiers and must not reach any event.
+    data = (REAL_WEARABLES / "apple-healthkit-to-sqlite-export.xml").read_bytes()
+    assert b"<Location " in data
+    events = parse_wearables_file(data)
+    by_type = {e["event_type"]: e for e in events}
+    assert by_type["heart_rate"]["value"] == 72.0
+    assert by_type["heart_rate"]["event_time"] == datetime(2018, 9, 10, 9, 28, 55)
+    assert by_type["workout"]["event_time"] == datetime(2016, 11, 14, 14, 25, 41)
+    assert round(by_type["workout"]["value"], 2) == 5.18  # minutes, from start to end
+    text = " ".join(str(e) for e in events)
+    assert "37.7777" not in text and "-122.426" not in text and "latitude" not in text
 
 
 def test_ios8_export_dates_are_read():

@@ -4,7 +4,16 @@ from collections import Counter
 
 import dagster as dg
 
-from multimodal_assets.lib import config, genomics, imaging, ingest, landing_watch, notes
+from multimodal_assets.lib import (
+    clinical,
+    config,
+    genomics,
+    imaging,
+    ingest,
+    landing_watch,
+    notes,
+    wearables,
+)
 
 from .genomics import DELIVERY_BATCHES
 
@@ -78,8 +87,8 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 sensors = [
-    landing_sensor("clinical", dg.AssetKey(["clinical", "fhir_resources"])),
-    landing_sensor("wearables", dg.AssetKey(["wearables", "wearable_events"])),
+    landing_sensor("clinical", dg.AssetKey(list(clinical.FHIR_RESOURCES.asset_key))),
+    landing_sensor("wearables", dg.AssetKey(list(wearables.WEARABLE_EVENTS.asset_key))),
     landing_sensor(
         "genomics",
         *(dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES),

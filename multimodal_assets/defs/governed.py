@@ -20,7 +20,7 @@ Gate = tuple[dg.AssetCheckSpec, Callable[[warehouse.LakehouseConnection, str], d
 
 
 def asset_key(table: Table) -> dg.AssetKey:
-    return dg.AssetKey(list(table.asset_key or (table.modality, table.name)))
+    return dg.AssetKey(list(table.asset_key))
 
 
 def asset_tags(table: Table) -> dict[str, str]:

@@ -10,6 +10,7 @@ import dagster as dg
 
 from multimodal_assets.lib import (
     catalog,
+    clinical,
     config,
     evaluation,
     fusion,
@@ -40,7 +41,7 @@ def _code_version() -> str:
     kinds={"parquet"},
     owners=OWNERS,
     tags=_TAGS,
-    deps=[["fusion", "patient_features"], ["clinical", "clinical_outcomes"]],
+    deps=[asset_key(catalog.PATIENT_FEATURES), asset_key(clinical.CLINICAL_OUTCOMES)],
     check_specs=[
         dg.AssetCheckSpec(
             _NO_LEAKAGE,

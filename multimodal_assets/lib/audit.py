@@ -25,7 +25,6 @@ ACCESS_LOG = Table(
     layer="audit",
     name="access_log",
     modality="governance",
-    asset_key=("governance", "audit_log"),
     primary_key=("event_seq",),
     description="Hash-chained log of every gateway request, materialization and export.",
     columns=(

@@ -59,7 +59,6 @@ def fused_table(tables) -> Table:
         layer="gold",
         name="patient_features",
         modality="fusion",
-        asset_key=("fusion", "patient_features"),
         primary_key=("research_key",),
         description="One row per NSCLC cohort patient: every modality's features as of the "
         "index date, with has_<modality> flags.",
@@ -142,7 +141,6 @@ def risk_scores_table(fused: Table) -> Table:
         layer="gold",
         name="risk_scores",
         modality="fusion",
-        asset_key=("models", "risk_scores"),
         primary_key=("research_key",),
         description="Risk of progression or death within 12 months for every cohort patient, "
         "from the production model, with the modalities it used and what each contributed. "

@@ -705,8 +705,10 @@ def _append(conn, table: Table, arrow: pa.Table) -> int:
         if not table.append_once:
             return warehouse.append(conn, table, "_incoming_rows")
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
-        # Of several deliveries of one key, the earliest arrival is the one kept.
-        first = "ORDER BY received_at" if "received_at" in table.column_names else ""
+        # Of several deliveries of one key, the earliest arrival is the one kept; between files
+        # that arrived at once, the one whose hash sorts first, so that a re-run keeps the same.
+        order = [c for c in ("received_at", "_source_sha256") if c in table.column_names]
+        first = f"ORDER BY {', '.join(order)}" if order else ""
         match = " AND ".join(f't."{k}" = i."{k}"' for k in table.primary_key)
         return warehouse.append(
             conn,

@@ -30,7 +30,6 @@ NOTE_TEXTS = Table(
     layer="bronze",
     name="note_texts",
     modality="notes",
-    asset_key=("notes", "note_texts"),
     primary_key=("note_id",),
     restricted=True,
     append_once=True,
@@ -211,7 +210,6 @@ NOTE_ENTITIES = Table(
     layer="silver",
     name="note_entities",
     modality="notes",
-    asset_key=("notes", "note_entities"),
     primary_key=("note_id", "start_char", "label"),
     description="Clinical entities found in notes, with assertion (negated, historical, family, "
     "hypothetical, uncertain), section and the date the text anchors them to.",
@@ -271,7 +269,6 @@ NOTES_DEIDENTIFIED = Table(
     layer="silver",
     name="notes_deidentified",
     modality="notes",
-    asset_key=("notes", "notes_deidentified"),
     primary_key=("note_id",),
     description="Note text with every Safe Harbor identifier replaced by its category and dates "
     "moved by the patient's keyed shift.",
@@ -304,7 +301,6 @@ PATIENT_TIMELINE = Table(
     layer="gold",
     name="patient_timeline",
     modality="notes",
-    asset_key=("notes", "patient_timeline"),
     primary_key=("note_id", "start_char", "label"),
     description="Dated clinical events from notes (affirmed, the patient's own, not hypothetical "
     "or uncertain), each with the note span that supports it.",
@@ -373,7 +369,6 @@ FEATURES = Table(
     layer="gold",
     name="notes_features",
     modality="notes",
-    asset_key=("notes", "notes_features"),
     primary_key=("research_key",),
     description="One row per patient from notes dated by the index date: ECOG, smoking, symptom "
     "burden, prior treatments, biomarker mentions; NULL (unknown) without notes.",

@@ -32,7 +32,6 @@ class Table:
     description: str
     columns: tuple[Column, ...]
     modality: str
-    asset_key: tuple[str, ...] | None = None
     primary_key: tuple[str, ...] = ()
     partition_column: str | None = None
     # Tables read only by the pipeline and privileged roles (raw identified data).
@@ -59,6 +58,11 @@ class Table:
     @property
     def fqn(self) -> str:
         return f"{self.layer}.{self.name}"
+
+    @property
+    def asset_key(self) -> tuple[str, str]:
+        """The Dagster asset key: layer and name, as in the table's name `layer.name`."""
+        return (self.layer, self.name)
 
     @property
     def column_names(self) -> list[str]:

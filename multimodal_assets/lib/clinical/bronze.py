@@ -11,7 +11,6 @@ FHIR_RESOURCES = Table(
     layer="bronze",
     name="fhir_resources",
     modality="clinical",
-    asset_key=("clinical", "fhir_resources"),
     restricted=True,
     description="Every FHIR R4 resource of every ingested clinical file, as delivered (restricted).",
     columns=(

@@ -30,7 +30,6 @@ def _silver(
         layer="silver",
         name=name,
         modality="clinical",
-        asset_key=("clinical", name),
         description=description,
         primary_key=pk,
         columns=(RK, *columns, *provenance_columns(locator, locator_class)),

@@ -29,7 +29,6 @@ FEATURES = Table(
     layer="gold",
     name="genomics_features",
     modality="genomics",
-    asset_key=("genomics", "genomics_features"),
     primary_key=("research_key",),
     description="One row per patient: somatic drivers, actionable biomarkers and TMB from tumour "
     "samples collected by the index date; flags are NULL (unknown) without sequencing.",

@@ -31,7 +31,6 @@ SAMPLES = Table(
     layer="silver",
     name="genomic_samples",
     modality="genomics",
-    asset_key=("genomics", "samples"),
     primary_key=("sample_id",),
     description="Sequencing samples linked to patients by the manifest's MRN (research key only).",
     columns=(
@@ -70,7 +69,6 @@ SOMATIC_VARIANTS = Table(
     layer="silver",
     name="somatic_variants",
     modality="genomics",
-    asset_key=("genomics", "somatic_variants"),
     primary_key=("sample_id", "chrom", "pos", "ref", "alt"),
     description="Tumour non-reference calls, contigs normalized to GRCh38 'chrN' names, "
     "annotated with panel gene and driver hotspot.",
@@ -197,7 +195,6 @@ GERMLINE_DOSAGES = Table(
     layer="silver",
     name="germline_dosages",
     modality="genomics",
-    asset_key=("genomics", "germline_dosages"),
     primary_key=("sample_id", "chrom", "pos", "dosage_allele", "other_allele"),
     description="Germline array dosages of patients' samples, contigs normalized, aligned to the "
     "polygenic score's effect allele where the variant is one of its SNPs.",

@@ -33,7 +33,6 @@ DICOM_INSTANCES = Table(
     layer="bronze",
     name="dicom_instances",
     modality="imaging",
-    asset_key=("imaging", "dicom_instances"),
     primary_key=("sop_instance_uid",),
     restricted=True,
     append_once=True,

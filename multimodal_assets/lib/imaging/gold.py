@@ -34,7 +34,6 @@ SERIES_FEATURES = Table(
     layer="gold",
     name="imaging_series_features",
     modality="imaging",
-    asset_key=("imaging", "series_features"),
     primary_key=("series_uid",),
     description="Per series: pixel-decoding outcome, intensity statistics, CT lesion size, "
     f"density and texture, and a {EMBEDDING_DIM}-number embedding for similarity search.",
@@ -122,7 +121,6 @@ FEATURES = Table(
     layer="gold",
     name="imaging_features",
     modality="imaging",
-    asset_key=("imaging", "imaging_features"),
     primary_key=("research_key",),
     description="One row per patient: the lesion on the latest CT acquired by the index date; "
     "measures are NULL (unknown) without one.",

@@ -49,7 +49,6 @@ INSTANCES = Table(
     layer="silver",
     name="imaging_instances",
     modality="imaging",
-    asset_key=("imaging", "instances"),
     primary_key=("instance_uid",),
     description="De-identified DICOM instances (PS3.15 Annex E basic profile, modified dates): "
     "research key for Patient ID, keyed UIDs, dates shifted per patient, private tags dropped; "
@@ -221,7 +220,6 @@ SERIES = Table(
     layer="silver",
     name="imaging_series",
     modality="imaging",
-    asset_key=("imaging", "series"),
     primary_key=("series_uid",),
     description="De-identified series: instances, frames and the geometry they share, with "
     "whether the slices are regularly spaced.",

@@ -24,7 +24,6 @@ WEARABLE_EVENTS = Table(
     layer="bronze",
     name="wearable_events",
     modality="wearables",
-    asset_key=("wearables", "wearable_events"),
     primary_key=("device_id", "event_id"),
     restricted=True,
     append_once=True,

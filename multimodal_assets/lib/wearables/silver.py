@@ -13,7 +13,6 @@ EVENTS = Table(
     layer="silver",
     name="wearable_events",
     modality="wearables",
-    asset_key=("wearables", "events"),
     primary_key=("_source_locator",),
     partition_column="event_date",
     description="Canonical wearable events linked to patients, by event day (within the "
