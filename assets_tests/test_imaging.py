@@ -413,7 +413,7 @@ def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
 
 
 def test_a_header_that_cannot_be_deidentified_is_left_out_not_fatal(rendered):
-    from multimodal_assets.defs.imaging import _deidentify_batch
+    from multimodal_assets.lib.parallel import map_items_in_processes
 
     root, deliveries, _ = rendered
     (good,) = imaging.parse_dicom_file(
@@ -421,7 +421,7 @@ def test_a_header_that_cannot_be_deidentified_is_left_out_not_fatal(rendered):
     )
     good["_source_sha256"] = "0" * 64
     broken = {k: v for k, v in good.items() if k != "header"}  # any failure inside de-id
-    out = _deidentify_batch([broken, good], {}, b"test-key")
+    out = map_items_in_processes(imaging.deidentified_instance, [broken, good], ({}, b"test-key"))
     assert out[0] is None and out[1]["instance_uid"] == dicom_deid.new_uid(
         good["sop_instance_uid"], b"test-key"
     )

@@ -258,7 +258,7 @@ def test_failed_checks_raise_an_alert_without_values(data_dir):
     model_defs.failed_check_alert_sensor(context)
     (line,) = (data_dir / "alerts" / "checks.jsonl").read_text().splitlines()
     assert json.loads(line).keys() == {"check", "severity", "run_id", "record_id"}
-    assert json.loads(line)["check"] == "models/risk_scores:scoring_population_drift"
+    assert json.loads(line)["check"] == "gold/risk_scores:scoring_population_drift"
 
 
 def test_the_leakage_check_counts_features_dated_after_the_index_date(pipeline):

@@ -285,7 +285,7 @@ def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
 
 
 def test_a_note_the_pipeline_cannot_read_is_counted_not_fatal():
-    from multimodal_assets.defs.notes import _entity_batch
+    from multimodal_assets.lib.parallel import map_items_in_processes
 
     good = {
         "note_id": "a-0",
@@ -295,8 +295,8 @@ def test_a_note_the_pipeline_cannot_read_is_counted_not_fatal():
         "_source_sha256": "0" * 64,
     }
     broken = {**good, "note_id": "b-0", "text": 12345}  # not text: analysis raises
-    rows, failed = _entity_batch([broken, good], {})
-    assert failed == 1 and [r["note_id"] for r in rows] == ["a-0"]
+    results = map_items_in_processes(notes.entity_rows_of, [broken, good], ({},))
+    assert results[0] is None and [r["note_id"] for r in results[1]] == ["a-0"]
 
 
 CDA = Path(__file__).parent / "fixtures" / "notes_cda"

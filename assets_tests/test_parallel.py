@@ -27,3 +27,18 @@ def test_one_worker_runs_in_this_process_and_keeps_order():
 
     assert map_in_processes(record, [(v,) for v in range(5)], workers=1) == [0, -1, -2, -3, -4]
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_per_item_work_in_processes_keeps_order_and_drops_failures_silently():
+    from multimodal_assets.lib.parallel import map_items_in_processes
+
+    def _inverse(x, scale):
+        return scale / x
+
+    items = [4, 0, 2, 1]
+    assert map_items_in_processes(_inverse, items, (8,), workers=1, batch_size=3) == [
+        2.0,
+        None,
+        4.0,
+        8.0,
+    ]

@@ -2,7 +2,6 @@
 instances and series (Annex E) → gold per-series pixel features and embeddings → per-patient
 lesion features as of the index date."""
 
-import json
 from collections import Counter
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from multimodal_assets.lib.imaging import (
     SERIES,
     SERIES_FEATURES,
 )
-from multimodal_assets.lib.parallel import map_in_processes
+from multimodal_assets.lib.parallel import map_in_processes, map_items_in_processes
 from multimodal_assets.lib.pseudonym import date_shift_days, pseudonym_key
 
 from .governed import (
@@ -31,18 +30,6 @@ dicom_instances = bronze_ingest_asset(
 )
 
 
-def _deidentify_batch(rows: list[dict], key_by_mrn: dict, key: bytes) -> list[dict | None]:
-    """Silver rows; None for an instance whose header cannot be de-identified (it stays in
-    bronze, and is counted, rather than stopping the batch)."""
-    out = []
-    for row in rows:
-        try:
-            out.append(imaging.deidentified_instance(row, key_by_mrn, key))
-        except Exception:  # noqa: BLE001 - a damaged header must not block the others
-            out.append(None)
-    return out
-
-
 def _build_instances(conn, run_id: str) -> dict:
     key = pseudonym_key()
     key_by_mrn = dict(conn.execute("SELECT mrn, research_key FROM silver.patients").fetchall())
@@ -54,12 +41,10 @@ def _build_instances(conn, run_id: str) -> dict:
         .to_arrow_table()
         .to_pylist()
     )
-    batches = [(bronze[i : i + 256], key_by_mrn, key) for i in range(0, len(bronze), 256)]
-    results = [
-        row
-        for batch in map_in_processes(_deidentify_batch, batches, config.pixel_workers())
-        for row in batch
-    ]
+    # An instance whose header cannot be de-identified stays in bronze and is counted.
+    results = map_items_in_processes(
+        imaging.deidentified_instance, bronze, (key_by_mrn, key), config.pixel_workers()
+    )
     rows = [{**row, "_run_id": run_id} for row in results if row is not None]
     warehouse.stage_rows(conn, INSTANCES, rows)
     return {
@@ -70,22 +55,6 @@ def _build_instances(conn, run_id: str) -> dict:
     }
 
 
-def _scan_batch(pairs: list[tuple[bytes, str]]) -> list[list[str]]:
-    import io
-    import warnings
-
-    import pydicom
-
-    out = []
-    for header, deidentified in pairs:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            original = pydicom.dcmread(io.BytesIO(header), force=True, stop_before_pixels=True)
-            originals = dicom_deid.identifying_values(original)
-        out.append(dicom_deid.phi_left(json.loads(deidentified), originals))
-    return out
-
-
 def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
     """Scan every element of every staged de-identified instance against the Annex E table and
     against the identifying values of its source header."""
@@ -93,11 +62,10 @@ def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
         f"SELECT b.header, s.deidentified_header::VARCHAR FROM {staged} s "
         "JOIN bronze.dicom_instances b USING (_source_sha256)"
     ).fetchall()
-    batches = [(pairs[i : i + 256],) for i in range(0, len(pairs), 256)]
-    problems = [
-        p for batch in map_in_processes(_scan_batch, batches, config.pixel_workers()) for p in batch
-    ]
-    dirty = [p for p in problems if p]
+    problems = map_items_in_processes(dicom_deid.phi_left_in, pairs, (), config.pixel_workers())
+    # A header the scan cannot read is not known to be clean: it counts as dirty.
+    dirty = [p if p is not None else ["scan failed: unreadable"] for p in problems]
+    dirty = [p for p in dirty if p]
     # Tags and counts only: the problem texts never quote a value.
     kinds = Counter(problem.split(": ", 1)[-1] for found in dirty for problem in found)
     return dg.AssetCheckResult(

@@ -16,8 +16,7 @@ from multimodal_assets.lib.notes import (
     NOTES_DEIDENTIFIED,
     PATIENT_TIMELINE,
 )
-from multimodal_assets.lib.parallel import map_in_processes
-from multimodal_assets.lib.pseudonym import date_shift_days
+from multimodal_assets.lib.parallel import map_items_in_processes
 
 from .governed import (
     asset_key,
@@ -50,34 +49,20 @@ def _identities(conn) -> dict[str, dict]:
     }
 
 
-def _entity_batch(batch: list[dict], keys: dict[str, str]) -> tuple[list[dict], int]:
-    """(entity rows, notes that failed): one note the pipeline cannot read must not stop the
-    others, and its error (which could quote text) is not kept."""
-    rows, failed = [], 0
-    for note in batch:
-        try:
-            rows += notes.entity_rows(note, keys.get(note["mrn"]))
-        except Exception:  # noqa: BLE001 - counted; the note stays in bronze
-            failed += 1
-    return rows, failed
-
-
-def _batches(rows: list, size: int = 64) -> list[list]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 def _build_entities(conn, run_id: str) -> dict:
     keys = {mrn: row["research_key"] for mrn, row in _identities(conn).items()}
     bronze = _bronze_notes(conn)
-    work = [(batch, keys) for batch in _batches(bronze)]
-    results = map_in_processes(_entity_batch, work, config.pixel_workers())
-    rows = [{**row, "_run_id": run_id} for batch, _ in results for row in batch]
+    # A note the pipeline cannot read stays in bronze and is counted.
+    results = map_items_in_processes(
+        notes.entity_rows_of, bronze, (keys,), config.pixel_workers(), batch_size=64
+    )
+    rows = [{**row, "_run_id": run_id} for found in results if found for row in found]
     warehouse.stage_rows(conn, NOTE_ENTITIES, rows)
     linked = sum(1 for n in bronze if n["mrn"] in keys)
     return {
         "notes": len(bronze),
         "notes_linked_to_patients": linked,
-        "notes_not_analyzed": sum(failed for _, failed in results),
+        "notes_not_analyzed": results.count(None),
         "entities": len(rows),
     }
 
@@ -87,40 +72,16 @@ note_entities = governed_table_asset(
 )
 
 
-def _deidentify_batch(batch: list[dict], identities: dict[str, dict]) -> list[dict]:
-    from multimodal_assets.lib.notes_deid import deidentify, merged_identity
-
-    out = []
-    for note in batch:
-        ehr = identities.get(note["mrn"])
-        key = ehr["research_key"] if ehr else None
-        identity = merged_identity(ehr, note["document_identity"])
-        text, spans = deidentify(
-            note["text"] or "", identity, date_shift_days(key) if key else None
-        )
-        out.append(
-            {
-                "research_key": key,
-                "note_id": note["note_id"],
-                "note_type": note["note_type"],
-                "note_date": note["note_date"],
-                "deidentified_text": text,
-                "identifiers_replaced": len(spans),
-                "_source_sha256": note["_source_sha256"],
-                "_source_locator": note["note_id"],
-            }
-        )
-    return out
-
-
 def _build_deidentified(conn, run_id: str) -> dict:
+    from multimodal_assets.lib.notes_deid import deidentified_note
+
     identities = _identities(conn)
-    work = [(batch, identities) for batch in _batches(_bronze_notes(conn))]
-    rows = [
-        {**row, "_run_id": run_id}
-        for batch in map_in_processes(_deidentify_batch, work, config.pixel_workers())
-        for row in batch
-    ]
+    results = map_items_in_processes(
+        deidentified_note, _bronze_notes(conn), (identities,), config.pixel_workers(), 64
+    )
+    if None in results:  # a note left out here would be a note missing from silver, unsaid
+        raise RuntimeError(f"{results.count(None)} note(s) could not be de-identified")
+    rows = [{**row, "_run_id": run_id} for row in results]
     warehouse.stage_rows(conn, NOTES_DEIDENTIFIED, rows)
     return {
         "notes": len(rows),

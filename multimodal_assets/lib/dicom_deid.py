@@ -256,6 +256,20 @@ def _json_strings(elements: dict) -> set[str]:
     return found
 
 
+def phi_left_in(pair: tuple[bytes, str]) -> list[str]:
+    """`phi_left` for (the bronze header's bytes, the de-identified instance's DICOM JSON)."""
+    import io
+    import warnings
+
+    import pydicom
+
+    header, deidentified = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = pydicom.dcmread(io.BytesIO(header), force=True, stop_before_pixels=True)
+    return phi_left(json.loads(deidentified), identifying_values(original))
+
+
 def phi_left(deidentified: dict, originals: set[str]) -> list[str]:
     """Why a de-identified instance (DICOM JSON) is not clean: the offending tags and the count
     of original identifying values still present. Never the values themselves."""

@@ -491,6 +491,11 @@ LEFT JOIN latest s ON s.research_key = c.research_key AND s.label = 'SMOKING'
 TABLES = (NOTE_TEXTS, NOTE_ENTITIES, NOTES_DEIDENTIFIED, PATIENT_TIMELINE, FEATURES)
 
 
+def entity_rows_of(note: dict, key_by_mrn: dict[str, str]) -> list[dict]:
+    """Silver entity rows of one bronze note, linked to its patient through the MRN."""
+    return entity_rows(note, key_by_mrn.get(note["mrn"]))
+
+
 def entity_rows(note: dict, research_key: str | None) -> list[dict]:
     """Silver entity rows of one bronze note."""
     from .notes_nlp import analyze

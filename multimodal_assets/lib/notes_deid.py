@@ -234,3 +234,25 @@ def deidentify(text: str, identity: dict | None, shift_days: int | None) -> tupl
         cursor = span.end
     out.append(text[cursor:])
     return "".join(out), spans
+
+
+def deidentified_note(note: dict, identities: dict[str, dict]) -> dict:
+    """The silver.notes_deidentified row of one bronze note: its text with every identifier
+    (the EHR's and the document header's identity, and what the detector finds) replaced and
+    dates shifted by the patient's offset."""
+    from .pseudonym import date_shift_days
+
+    ehr = identities.get(note["mrn"])
+    key = ehr["research_key"] if ehr else None
+    identity = merged_identity(ehr, note["document_identity"])
+    text, spans = deidentify(note["text"] or "", identity, date_shift_days(key) if key else None)
+    return {
+        "research_key": key,
+        "note_id": note["note_id"],
+        "note_type": note["note_type"],
+        "note_date": note["note_date"],
+        "deidentified_text": text,
+        "identifiers_replaced": len(spans),
+        "_source_sha256": note["_source_sha256"],
+        "_source_locator": note["note_id"],
+    }

@@ -15,3 +15,25 @@ def map_in_processes(function, argument_lists: list[tuple], workers: int) -> lis
     chunksize = max(1, len(argument_lists) // (workers * 4))
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(pool.map(function, *zip(*argument_lists, strict=True), chunksize=chunksize))
+
+
+def _each(function, items: list, shared: tuple) -> list:
+    out = []
+    for item in items:
+        try:
+            out.append(function(item, *shared))
+        except Exception:  # noqa: BLE001 - counted by the caller; its text could quote the data
+            out.append(None)
+    return out
+
+
+def map_items_in_processes(
+    function, items: list, shared: tuple = (), workers: int = 1, batch_size: int = 256
+) -> list:
+    """`function(item, *shared)` for each item, in batches spread over `workers` processes,
+    results in input order; None for an item whose call raised. One bad item never stops the
+    others, and its exception is dropped, not logged: the text could quote the item's data."""
+    batches = [
+        (function, items[i : i + batch_size], shared) for i in range(0, len(items), batch_size)
+    ]
+    return [result for batch in map_in_processes(_each, batches, workers) for result in batch]
