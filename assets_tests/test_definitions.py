@@ -86,4 +86,3 @@ def test_code_location_import_does_not_load_heavy_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
-
