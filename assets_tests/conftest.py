@@ -39,6 +39,21 @@ class Pipeline:
 
         return warehouse.connect(self.lakehouse)
 
+    def check(self, name: str) -> dg.AssetCheckEvaluation:
+        """The run's one evaluation of the asset check called `name`."""
+        (found,) = [c for c in self.result.get_asset_check_evaluations() if c.check_name == name]
+        return found
+
+    def metadata(self, key: str) -> dict:
+        """The metadata values of the run's materialization of the asset `key` (e.g.
+        `gold/clinical_features`)."""
+        (event,) = [
+            m
+            for m in self.result.get_asset_materialization_events()
+            if m.asset_key.to_user_string() == key
+        ]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
     def published_text(self, *tables: str) -> str:
         """Every value of the given tables as one string, for scanning for identifiers."""
         with self.connect() as conn:

@@ -217,17 +217,10 @@ def test_genomics_landing_registers_indexes_and_quarantines_damage(pipeline):
     assert by_name.loc["multi-contig.bcf", "status"] == "ingested"
     # The stray delivery and the real files' samples have no manifest: the check says so.
     assert unmapped.n[0] > 0
-    (check,) = [
-        c
-        for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "file_samples_mapped_to_patients"
-    ]
+    check = pipeline.check("file_samples_mapped_to_patients")
     assert not check.passed and check.metadata["offending_rows"].value == unmapped.n[0]
     for name in ("ref_alt_alphabet", "position_within_contig", "genotype_ploidy_consistent"):
-        (result,) = [
-            c for c in pipeline.result.get_asset_check_evaluations() if c.check_name == name
-        ]
-        assert result.passed, name
+        assert pipeline.check(name).passed, name
 
 
 GERMLINE = Path(__file__).parent / "fixtures" / "germline"

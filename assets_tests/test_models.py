@@ -34,15 +34,6 @@ def fitted(pipeline):
     return rows, fusion_models.fit(rows, seed=3, min_patients=5)
 
 
-def _metadata(pipeline, key: str) -> dict:
-    (event,) = [
-        m
-        for m in pipeline.result.get_asset_materialization_events()
-        if m.asset_key.to_user_string() == key
-    ]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 def test_training_set_is_split_by_patient_and_rebuilds_byte_identically(pipeline, tmp_path):
     folder, rows = _snapshot(pipeline)
     assert rows.research_key.is_unique
@@ -124,22 +115,17 @@ def test_the_publish_gate_refuses_a_worse_model(fitted):
 
 
 def test_models_are_published_and_the_gate_is_a_blocking_check(pipeline):
-    metadata = _metadata(pipeline, "models/risk_models")
+    metadata = pipeline.metadata("models/risk_models")
     current = json.loads((pipeline.data_dir / "ml" / "models" / "current.json").read_text())
     assert metadata["published"] is True
     assert current["version"] == metadata["model_version"]
     folder = pipeline.data_dir / "ml" / "models" / current["version"]
     assert (folder / "clinical.txt").exists() and (folder / "bundle.pkl").exists()
-    (gate,) = [
-        c
-        for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "not_worse_than_current"
-    ]
+    gate = pipeline.check("not_worse_than_current")
     assert gate.passed
-    spec = next(
-        s for s in defs.resolve_asset_graph().get(dg.AssetKey(["models", "risk_models"])).check_keys
-    )
-    assert spec.name == "not_worse_than_current"
+    risk_models = defs.resolve_asset_graph().get(dg.AssetKey(["models", "risk_models"]))
+    (spec,) = [s for s in risk_models.assets_def.check_specs if s.name == gate.check_name]
+    assert spec.blocking  # a worse candidate is never published
     frozen = json.loads((pipeline.data_dir / "ml" / "evaluation_cohort.json").read_text())
     _, rows = _snapshot(pipeline)
     assert set(frozen["research_keys"]) == set(rows.research_key[rows.split == "test"])
@@ -159,7 +145,7 @@ def test_risk_scores_cover_the_cohort_with_contributions_that_add_up(pipeline):
 
 
 def test_evaluation_report_is_written_with_plots_and_the_oracle(pipeline):
-    metadata = _metadata(pipeline, "models/evaluation")
+    metadata = pipeline.metadata("models/evaluation")
     folder = pipeline.data_dir / "reports" / "models" / metadata["model_version"]
     report = (folder / "report.md").read_text()
     assert "## Degradation" in report and "## Subgroups" in report
@@ -211,11 +197,7 @@ def test_drift_monitor_is_quiet_on_the_same_population_and_fires_on_an_availabil
 
 
 def test_drift_check_runs_with_the_scores(pipeline):
-    (check,) = [
-        c
-        for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "scoring_population_drift"
-    ]
+    check = pipeline.check("scoring_population_drift")
     metadata = {k: v.value for k, v in check.metadata.items()}
     assert metadata["window_days"] == scoring.WINDOW_DAYS
     assert metadata["reference_patients"] >= 0 and metadata["current_patients"] >= 0
@@ -278,9 +260,5 @@ def test_the_leakage_check_counts_features_dated_after_the_index_date(pipeline):
         "notes_data_through, wearables_data_through)"
     )
     assert conn.sql(fusion.leakage_sql(fused)).fetchall() == [(1, 1, 1, 0, 0)]
-    (check,) = [
-        c
-        for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "no_feature_after_index_date"
-    ]
+    check = pipeline.check("no_feature_after_index_date")
     assert check.passed and check.metadata["rows_after_index_wearables"].value == 0

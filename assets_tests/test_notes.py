@@ -218,25 +218,16 @@ def test_negation_and_temporality_beat_the_majority_class_on_real_sentences():
     assert metrics["historical_f1"] > 0.6  # "history" alone is a trigger, as in medspaCy
 
 
-def _metadata(pipeline, name: str) -> dict:
-    (event,) = [
-        e
-        for e in pipeline.result.get_asset_materialization_events()
-        if e.asset_key.path == ["notes", name]
-    ]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 def test_evaluation_assets_publish_their_figures(pipeline):
-    entities = _metadata(pipeline, "entity_evaluation")
+    entities = pipeline.metadata("notes/entity_evaluation")
     assert entities["evaluated"] and entities["entity_f1"] > 0.95
     assert entities["negated_accuracy"] > 0.95 and entities["family_accuracy"] > 0.95
-    deid = _metadata(pipeline, "deidentification_evaluation")
+    deid = pipeline.metadata("notes/deidentification_evaluation")
     for category in ("NAME", "DATE", "PHONE", "EMAIL", "SSN", "MRN", "ADDRESS", "ZIP", "URL", "IP"):
         assert deid[f"recall_{category}"] >= 0.99, category
     assert deid.get("recall_AGE", 1.0) >= 0.99  # only when a patient is over 89
     assert deid["precision"] > 0.9
-    context = _metadata(pipeline, "context_evaluation")
+    context = pipeline.metadata("notes/context_evaluation")
     assert context["evaluated"] == CORPUS.exists()
 
 
@@ -276,11 +267,7 @@ def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
         "gold.notes_features",
     )
     assert values and not [v for v in values if v in published]
-    (check,) = [
-        c
-        for c in pipeline.result.get_asset_check_evaluations()
-        if c.check_name == "no_identifier_left"
-    ]
+    check = pipeline.check("no_identifier_left")
     assert check.passed
 
 
