@@ -114,7 +114,10 @@ def build_training_set(conn, root: Path, code_version: str, seed: int) -> Traini
 
 
 def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann–Whitney, ties averaged); None without both classes."""
+    """Area under the ROC curve (Mann–Whitney, ties averaged); None without both classes.
+
+    Equal to scikit-learn's roc_auc_score (tested), which costs 1.2 ms a call here against
+    0.06 ms: the bootstrap intervals call this thousands of times per evaluation."""
     from scipy.stats import rankdata
 
     y = np.asarray(y, dtype=bool)
