@@ -69,7 +69,7 @@ def test_every_asset_is_documented_tagged_and_classified():
     for key, node in _graph_snapshot().items():
         assert node["description"] and "\n" not in node["description"].strip(), key
         assert node["owners"] and node["kinds"], key
-        assert set(node["tags"]) >= {"modality", "layer", "contains_phi"}, key
+        assert set(node["tags"]) >= {"modality", "layer", "contains_phi", "access"}, key
         assert all(tags["classification"] for tags in node["columns"].values()), key
         # Every asset is a declared lakehouse table except files: the per-role serving files,
         # the training-set snapshot, the model artifacts, the evaluation report, maintenance.

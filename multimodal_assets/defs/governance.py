@@ -25,11 +25,12 @@ from multimodal_assets.lib.pseudonym import date_shift_days
 from .governed import (
     asset_key,
     asset_spec_kwargs,
+    file_asset_spec_kwargs,
     governed_table_asset,
     record_materialization,
     table_metadata,
 )
-from .resources import OWNERS, LakehouseResource
+from .resources import LakehouseResource
 
 _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS]
 
@@ -123,11 +124,9 @@ policy_decisions = governed_table_asset(
 
 
 @dg.asset(
-    key=dg.AssetKey(["governance", "serving_files"]),
-    group_name="governance",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    tags={"modality": "governance", "layer": "gold", "contains_phi": "false"},
+    **file_asset_spec_kwargs(
+        "governance", "serving_files", layer="gold", kinds={"duckdb"}, restricted=False
+    ),
     deps=[asset_key(t) for t in _GOVERNED] + [asset_key(DATE_SHIFTS), policy_decisions.key],
     automation_condition=dg.AutomationCondition.eager(),
 )
@@ -147,12 +146,7 @@ def serving_files(context: dg.AssetExecutionContext, lakehouse: LakehouseResourc
 
 
 @dg.asset(
-    key=asset_key(audit.ACCESS_LOG),
-    group_name="governance",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    tags={"modality": "governance", "layer": "audit", "contains_phi": "false"},
-    description=audit.ACCESS_LOG.description,
+    **asset_spec_kwargs(audit.ACCESS_LOG, {"duckdb"}),
     metadata=table_metadata(audit.ACCESS_LOG),
     deps=[column_catalog.key, serving_files.key],
     check_specs=[
@@ -191,11 +185,13 @@ def audit_log(lakehouse: LakehouseResource):
 
 
 @dg.asset(
-    key=dg.AssetKey(["governance", "lakehouse_maintenance"]),
-    group_name="governance",
-    kinds={"deltalake"},
-    owners=OWNERS,
-    tags={"modality": "governance", "layer": "maintenance", "contains_phi": "false"},
+    **file_asset_spec_kwargs(
+        "governance",
+        "lakehouse_maintenance",
+        layer="maintenance",
+        kinds={"deltalake"},
+        restricted=True,
+    ),
     deps=[audit_log.key],
 )
 def lakehouse_maintenance(lakehouse: LakehouseResource) -> dg.MaterializeResult:

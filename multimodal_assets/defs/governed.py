@@ -23,14 +23,42 @@ def asset_key(table: Table) -> dg.AssetKey:
     return dg.AssetKey(list(table.asset_key))
 
 
-def asset_tags(table: Table) -> dict[str, str]:
+def _tags(modality: str, layer: str, contains_phi: bool, restricted: bool) -> dict[str, str]:
     return {
-        "modality": table.modality,
-        "layer": table.layer,
-        "contains_phi": "true" if table.contains_phi else "false",
-        # Restricted tables hold raw identified data for the pipeline and privileged roles.
-        "access": "restricted" if table.restricted else "governed",
+        "modality": modality,
+        "layer": layer,
+        "contains_phi": "true" if contains_phi else "false",
+        # Restricted: for the pipeline and privileged roles only (raw identified data, model
+        # artifacts); governed: served to roles through the gateway's policy.
+        "access": "restricted" if restricted else "governed",
     }
+
+
+def asset_tags(table: Table) -> dict[str, str]:
+    return _tags(table.modality, table.layer, table.contains_phi, table.restricted)
+
+
+def file_asset_spec_kwargs(
+    group: str,
+    name: str,
+    *,
+    layer: str,
+    kinds: set[str],
+    restricted: bool,
+    description: str | None = None,
+    modality: str | None = None,
+) -> dict:
+    """The arguments every asset that is not a table shares (model artifacts, evaluation
+    reports, serving files, maintenance): key `group/name`, group, owners and the tables' tags.
+    None of them holds PHI: they carry research keys, figures or masked data."""
+    return dict(
+        key=dg.AssetKey([group, name]),
+        group_name=group,
+        kinds=kinds,
+        owners=OWNERS,
+        tags=_tags(modality or group, layer, False, restricted),
+        description=description,
+    )
 
 
 def table_schema(table: Table) -> dg.TableSchema:

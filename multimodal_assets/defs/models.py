@@ -21,11 +21,10 @@ from multimodal_assets.lib import (
 )
 from multimodal_assets.lib.pseudonym import research_key
 
-from .governed import asset_key, governed_table_asset
-from .resources import OWNERS, LakehouseResource
+from .governed import asset_key, file_asset_spec_kwargs, governed_table_asset
+from .resources import LakehouseResource
 
 SEED = 20261128
-_TAGS = {"modality": "fusion", "layer": "ml", "contains_phi": "false"}
 _NOT_WORSE = "not_worse_than_current"
 _NO_LEAKAGE = "no_feature_after_index_date"
 _DRIFT = "scoring_population_drift"
@@ -36,11 +35,9 @@ def _code_version() -> str:
 
 
 @dg.asset(
-    key=["models", "training_set"],
-    group_name="models",
-    kinds={"parquet"},
-    owners=OWNERS,
-    tags=_TAGS,
+    **file_asset_spec_kwargs(
+        "models", "training_set", layer="ml", kinds={"parquet"}, restricted=True, modality="fusion"
+    ),
     deps=[asset_key(catalog.PATIENT_FEATURES), asset_key(clinical.CLINICAL_OUTCOMES)],
     check_specs=[
         dg.AssetCheckSpec(
@@ -86,11 +83,14 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    key=["models", "risk_models"],
-    group_name="models",
-    kinds={"lightgbm", "python"},
-    owners=OWNERS,
-    tags=_TAGS,
+    **file_asset_spec_kwargs(
+        "models",
+        "risk_models",
+        layer="ml",
+        kinds={"lightgbm", "python"},
+        restricted=True,
+        modality="fusion",
+    ),
     deps=[training_set],
     check_specs=[
         dg.AssetCheckSpec(
@@ -183,11 +183,9 @@ def risk_models(context: dg.AssetExecutionContext):
 
 
 @dg.asset(
-    key=["models", "evaluation"],
-    group_name="models",
-    kinds={"python"},
-    owners=OWNERS,
-    tags=_TAGS,
+    **file_asset_spec_kwargs(
+        "models", "evaluation", layer="ml", kinds={"python"}, restricted=False, modality="fusion"
+    ),
     deps=[risk_models],
     automation_condition=dg.AutomationCondition.eager(),
 )

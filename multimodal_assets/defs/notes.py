@@ -21,9 +21,10 @@ from multimodal_assets.lib.parallel import map_items_in_processes
 from .governed import (
     asset_key,
     bronze_ingest_asset,
+    file_asset_spec_kwargs,
     governed_table_asset,
 )
-from .resources import OWNERS, LakehouseResource
+from .resources import LakehouseResource
 
 note_texts = bronze_ingest_asset(NOTE_TEXTS, notes.parse_note_file, kinds={"duckdb", "text"})
 
@@ -140,13 +141,17 @@ patient_timeline = governed_table_asset(
 
 notes_features = governed_table_asset(FEATURES, sql=notes.FEATURES_SQL, kinds={"duckdb", "sql"})
 
-_EVALUATION = {
-    "group_name": "notes",
-    "owners": OWNERS,
-    "kinds": {"python"},
+
+def _evaluation(name: str, description: str) -> dict:
     # Numbers only: no note text or identifier reaches the metadata.
-    "tags": {"modality": "notes", "layer": "evaluation", "contains_phi": "false"},
-}
+    return file_asset_spec_kwargs(
+        "notes",
+        name,
+        layer="evaluation",
+        kinds={"python"},
+        restricted=False,
+        description=description,
+    )
 
 
 def _truth(name: str):
@@ -168,10 +173,11 @@ def _note_ids(conn) -> dict[str, str]:
 
 
 @dg.asset(
-    key=["notes", "entity_evaluation"],
+    **_evaluation(
+        "entity_evaluation",
+        "Entity precision/recall/F1 and assertion accuracy on the generated notes.",
+    ),
     deps=[note_entities],
-    description="Entity precision/recall/F1 and assertion accuracy on the generated notes.",
-    **_EVALUATION,
 )
 def entity_evaluation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     truth = _truth("notes_entities.parquet")
@@ -199,10 +205,11 @@ def _context_corpus() -> Path:
 
 
 @dg.asset(
-    key=["notes", "context_evaluation"],
-    description="Negation, temporality and experiencer on the real ConText reference sentences "
-    "(read from ../shared or MM_CONTEXT_CORPUS; not redistributed), against the majority class.",
-    **_EVALUATION,
+    **_evaluation(
+        "context_evaluation",
+        "Negation, temporality and experiencer on the real ConText reference sentences (read "
+        "from ../shared or MM_CONTEXT_CORPUS; not redistributed), against the majority class.",
+    )
 )
 def context_evaluation() -> dg.MaterializeResult:
     path = _context_corpus()
@@ -215,11 +222,12 @@ def context_evaluation() -> dg.MaterializeResult:
 
 
 @dg.asset(
-    key=["notes", "deidentification_evaluation"],
+    **_evaluation(
+        "deidentification_evaluation",
+        "De-identification recall per Safe Harbor category and precision on the generated "
+        "notes, with and without the patient's EHR identifiers.",
+    ),
     deps=[note_texts, notes_deidentified],
-    description="De-identification recall per Safe Harbor category and precision on the "
-    "generated notes, with and without the patient's EHR identifiers.",
-    **_EVALUATION,
 )
 def deidentification_evaluation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     truth = _truth("notes_identifiers.parquet")
