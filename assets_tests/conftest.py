@@ -35,7 +35,7 @@ class Pipeline:
     instance: dg.DagsterInstance
 
     def connect(self):
-        from multimodal_assets.lib import warehouse
+        from multimodal_assets.lib.platform import warehouse
 
         return warehouse.connect(self.lakehouse)
 
@@ -72,7 +72,7 @@ def copy_lakehouse(source: Path, target: Path) -> Path:
 def overwrite_table(root: Path, fqn: str, select_sql: str) -> None:
     """Replace a table's rows with `select_sql` in a new Delta commit, as someone with write
     access to the files could (the pipeline never rewrites a table this way)."""
-    from multimodal_assets.lib import lakehouse, warehouse
+    from multimodal_assets.lib.platform import lakehouse, warehouse
 
     with warehouse.connect(root) as conn:
         rows = conn.sql(select_sql).to_arrow_table()

@@ -55,7 +55,9 @@ def test_the_same_unregistered_delivery_gets_the_same_run_key(data_dir):
 
 
 def test_files_the_registry_holds_start_no_run_and_are_not_read(data_dir):
-    from multimodal_assets.lib import clinical, fhir, ingest, warehouse
+    from multimodal_assets.lib import clinical
+    from multimodal_assets.lib.clinical import fhir
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     target = _drop(data_dir, "a.json")
     with warehouse.connect(data_dir / "lakehouse") as conn:

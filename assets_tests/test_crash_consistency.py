@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from multimodal_assets.lib import catalog, lakehouse, warehouse
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.platform import lakehouse, warehouse
 from multimodal_assets.lib.synthetic.writer import generate
 
 pytestmark = pytest.mark.slow
@@ -101,8 +102,8 @@ def cohort(tmp_path_factory) -> Path:
 def reference(cohort, tmp_path_factory):
     """An uninterrupted main job, with a governed query every 0.2 s while it runs:
     (data folder, [(seconds, rows or the refusal's reason), …])."""
-    from multimodal_assets.lib.gateway import run_query
-    from multimodal_assets.lib.policy import Denied
+    from multimodal_assets.lib.governance.gateway import run_query
+    from multimodal_assets.lib.governance.policy import Denied
 
     data = tmp_path_factory.mktemp("reference")
     shutil.copytree(cohort, data, dirs_exist_ok=True)
@@ -156,7 +157,7 @@ def test_sensors_request_no_run_for_what_the_main_job_registered(reference, monk
 def test_the_training_set_rebuilds_byte_identical_from_its_table_versions(reference):
     import json
 
-    from multimodal_assets.lib import ml
+    from multimodal_assets.lib.ml import training
 
     data, _ = reference
     sets = data / "ml" / "training_sets"
@@ -165,7 +166,7 @@ def test_the_training_set_rebuilds_byte_identical_from_its_table_versions(refere
     pinned = manifest["source"]["table_versions"]
     assert set(pinned) >= {"gold.patient_features", "gold.clinical_outcomes"}
     with warehouse.connect(data / "lakehouse", as_of=pinned) as conn:
-        rebuilt = ml.build_training_set(
+        rebuilt = training.build_training_set(
             conn, sets.parent / "rebuilt", manifest["code_version"], manifest["seed"]
         )
     assert rebuilt.version == version

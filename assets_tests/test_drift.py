@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from multimodal_assets.lib import drift
+from multimodal_assets.lib.ml import drift
 from multimodal_assets.lib.synthetic.cohort import AVAILABILITY_SHIFT_DATE, draw_cohort
 
 FEATURES = ["albumin_g_dl", "ldh_u_l", "crp_mg_l", "ecog", "stage_group", "smoking_status"]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from multimodal_assets.lib import clinical, fhir
-from multimodal_assets.lib.ingest import QuarantineError
+from multimodal_assets.lib import clinical
+from multimodal_assets.lib.clinical import fhir
+from multimodal_assets.lib.platform.ingest import QuarantineError
 
 REAL = Path(__file__).parent / "fixtures" / "fhir"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "fhir"
@@ -126,7 +127,7 @@ def test_valid_ndjson_is_split_into_resources():
 
 
 def test_bad_ndjson_lines_are_quarantined_alone_and_a_bundle_never_in_part():
-    from multimodal_assets.lib.ingest import PartlyRead
+    from multimodal_assets.lib.platform.ingest import PartlyRead
 
     patients = [json.dumps({"resourceType": "Patient", "id": f"p{i}"}) for i in range(4)]
     lines = [*patients[:2], '{"resourceType": "Patient", "id": ', *patients[2:]]
@@ -211,7 +212,7 @@ def test_other_fhir_releases_are_quarantined_with_the_release_named(name, releas
 
 
 def test_declared_versions_decide_and_r4b_reads_as_r4():
-    from multimodal_assets.lib.fhir_version import release_of
+    from multimodal_assets.lib.clinical.fhir_version import release_of
 
     assert release_of({"resourceType": "CapabilityStatement", "fhirVersion": "5.0.0"})[0] == "R5"
     assert release_of({"resourceType": "CapabilityStatement", "fhirVersion": "4.3.0"}) is None

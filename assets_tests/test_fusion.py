@@ -3,9 +3,11 @@
 import duckdb
 import numpy as np
 
-from multimodal_assets.lib import catalog, fusion, warehouse
-from multimodal_assets.lib.pseudonym import research_key
-from multimodal_assets.lib.tables import RESEARCH_KEY, Column, Table
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.governance.pseudonym import research_key
+from multimodal_assets.lib.ml import fusion
+from multimodal_assets.lib.platform import warehouse
+from multimodal_assets.lib.platform.tables import RESEARCH_KEY, Column, Table
 
 
 def test_outcome_label_from_the_ehr_equals_the_generator_truth(pipeline):

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multimodal_assets.lib import fhir, imaging, notes, wearables
-from multimodal_assets.lib.ingest import PartlyRead, QuarantineError
+from multimodal_assets.lib import imaging, notes, wearables
+from multimodal_assets.lib.clinical import fhir
+from multimodal_assets.lib.platform.ingest import PartlyRead, QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = int(os.environ.get("MM_FUZZ_EXAMPLES", "40"))
@@ -108,7 +109,7 @@ def test_mutated_real_files_give_rows_or_a_reason(fmt):
 
 
 def test_a_batch_of_mutated_files_is_registered_whole_and_changes_nothing_ingested(tmp_path):
-    from multimodal_assets.lib import ingest, warehouse
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     parse, seeds = PARSERS["notes"]
     landing = tmp_path / "landing"
@@ -150,7 +151,8 @@ def test_a_batch_of_mutated_files_is_registered_whole_and_changes_nothing_ingest
 
 
 def test_mutated_genomics_files_are_each_registered_though_the_native_reader_may_crash(tmp_path):
-    from multimodal_assets.lib import genomics, ingest, warehouse
+    from multimodal_assets.lib import genomics
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     seeds = _seeds("vcf/*.vcf", "vcf/*.bcf", "vcf/*.vcf.gz", "genomics_edge/*.vcf")
     root, landing = tmp_path / "lakehouse", tmp_path / "landing"

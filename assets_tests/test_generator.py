@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal_assets.lib.fhir import parse_fhir_file
+from multimodal_assets.lib.clinical.fhir import parse_fhir_file
 from multimodal_assets.lib.synthetic.cohort import AVAILABILITY_SHIFT_DATE, draw_cohort
 from multimodal_assets.lib.synthetic.writer import generate
 

@@ -7,10 +7,11 @@ import cyvcf2
 import pandas as pd
 import pytest
 
-from multimodal_assets.lib import catalog, genomics
-from multimodal_assets.lib import genomics_reference as reference
-from multimodal_assets.lib.ingest import QuarantineError
-from multimodal_assets.lib.pseudonym import research_key
+from multimodal_assets.lib import genomics
+from multimodal_assets.lib.genomics import reference
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.governance.pseudonym import research_key
+from multimodal_assets.lib.platform.ingest import QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vcf"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "vcf"
@@ -328,7 +329,7 @@ def test_gold_polygenic_score_equals_the_truth(pipeline):
 def test_parallel_parsing_stages_parquet_and_loads_the_same_rows(tmp_path):
     import contextlib
 
-    from multimodal_assets.lib import ingest, warehouse
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     stack = contextlib.ExitStack()
 
@@ -384,7 +385,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
     from assets_tests.conftest import ALL_ASSETS
     from multimodal_assets.defs.genomics import register_delivery_batches
     from multimodal_assets.defs.resources import LakehouseResource
-    from multimodal_assets.lib import ingest, warehouse
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     landing = data_dir / "landing" / "genomics"
     for batch, name in (("2024-01-01", "test-hemi.vcf"), ("2024-01-08", "norm.phased-join.vcf")):

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from assets_tests.conftest import copy_lakehouse, overwrite_table
-from multimodal_assets.lib import audit, catalog, lineage, warehouse
-from multimodal_assets.lib import policy as policy_module
-from multimodal_assets.lib.gateway import run_query
-from multimodal_assets.lib.policy import Denied, load_policy
-from multimodal_assets.lib.pseudonym import research_key
-from multimodal_assets.lib.serving import serving_path
+from multimodal_assets.lib.governance import audit, catalog, lineage
+from multimodal_assets.lib.governance import policy as policy_module
+from multimodal_assets.lib.governance.gateway import run_query
+from multimodal_assets.lib.governance.policy import Denied, load_policy
+from multimodal_assets.lib.governance.pseudonym import research_key
+from multimodal_assets.lib.governance.serving import serving_path
+from multimodal_assets.lib.platform import warehouse
 
 DECISIONS = Path(__file__).parent / "fixtures" / "policy_decision_table.csv"
 USERS = {
@@ -392,7 +393,7 @@ def test_lineage_of_a_gold_feature_reaches_source_files_and_resources(pipeline, 
 
 
 def test_the_data_engineer_reads_an_earlier_version_and_others_may_not(warehouse_copy):
-    from multimodal_assets.lib import lakehouse
+    from multimodal_assets.lib.platform import lakehouse
 
     root = str(warehouse_copy)
     before = lakehouse.snapshot(root, "gold.clinical_features")

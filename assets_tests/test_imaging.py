@@ -16,11 +16,13 @@ import pytest
 
 from assets_tests.conftest import copy_lakehouse
 from assets_tests.test_governance import _allowed_keys, _audit_rows
-from multimodal_assets.lib import dicom_deid, imaging, ingest
-from multimodal_assets.lib.ingest import QuarantineError
-from multimodal_assets.lib.policy import Denied
-from multimodal_assets.lib.pseudonym import date_shift_days, research_key
-from multimodal_assets.lib.similarity import similar_cases
+from multimodal_assets.lib import imaging
+from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.governance.pseudonym import date_shift_days, research_key
+from multimodal_assets.lib.imaging import deid as dicom_deid
+from multimodal_assets.lib.ml.similarity import similar_cases
+from multimodal_assets.lib.platform import ingest
+from multimodal_assets.lib.platform.ingest import QuarantineError
 from multimodal_assets.lib.synthetic.cohort import draw_cohort
 from multimodal_assets.lib.synthetic.imaging import render_imaging
 
@@ -411,7 +413,7 @@ def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
 
 
 def test_a_header_that_cannot_be_deidentified_is_left_out_not_fatal(rendered):
-    from multimodal_assets.lib.parallel import map_items_in_processes
+    from multimodal_assets.lib.platform.parallel import map_items_in_processes
 
     root, deliveries, _ = rendered
     (good,) = imaging.parse_dicom_file(

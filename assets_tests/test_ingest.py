@@ -3,7 +3,9 @@
 import shutil
 from pathlib import Path
 
-from multimodal_assets.lib import clinical, fhir, ingest, warehouse
+from multimodal_assets.lib import clinical
+from multimodal_assets.lib.clinical import fhir
+from multimodal_assets.lib.platform import ingest, warehouse
 
 REAL = Path(__file__).parent / "fixtures" / "fhir"
 
@@ -154,7 +156,7 @@ def test_an_isolated_parser_that_crashes_or_hangs_costs_its_file_only(tmp_path, 
 def test_changed_bytes_under_a_registered_path_are_a_new_version_quarantined(tmp_path):
     import os
 
-    from multimodal_assets.lib import landing_watch
+    from multimodal_assets.lib.platform import landing_watch
 
     landing, db = tmp_path / "landing", tmp_path / "lakehouse"
     inbox = landing / "clinical" / "2024-01-01"

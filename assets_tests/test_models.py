@@ -10,14 +10,14 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs import models as model_defs
-from multimodal_assets.lib import (
-    catalog,
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.ml import (
     evaluation,
     fusion,
     fusion_models,
-    ml,
     model_registry,
     scoring,
+    training,
 )
 
 
@@ -38,19 +38,27 @@ def test_training_set_is_split_by_patient_and_rebuilds_byte_identically(pipeline
     folder, rows = _snapshot(pipeline)
     assert rows.research_key.is_unique
     assert set(rows.split) == {"train", "validation", "test"}
-    assert all(ml.split_of(k) == s for k, s in zip(rows.research_key, rows.split, strict=True))
+    assert all(
+        training.split_of(k) == s for k, s in zip(rows.research_key, rows.split, strict=True)
+    )
     with pipeline.connect() as conn:
-        again = ml.build_training_set(conn, tmp_path, "same-code", 1)
+        again = training.build_training_set(conn, tmp_path, "same-code", 1)
     assert again.version == folder.name
     assert again.path.read_bytes() == (folder / "rows.parquet").read_bytes()
 
 
 def test_no_identifier_or_date_is_a_predictor():
-    features = [c for cols in ml.modality_features().values() for c in cols]
+    features = [c for cols in training.modality_features().values() for c in cols]
     fused = catalog.PATIENT_FEATURES
     assert features and "race" not in features and "index_date" not in features
     assert all(fused.column(c).classification != "phi" for c in features)
-    assert set(ml.modality_features()) == {"clinical", "genomics", "imaging", "notes", "wearables"}
+    assert set(training.modality_features()) == {
+        "clinical",
+        "genomics",
+        "imaging",
+        "notes",
+        "wearables",
+    }
 
 
 def test_every_strategy_scores_every_patient_whatever_is_missing(fitted):
@@ -90,11 +98,11 @@ def test_metrics_match_scikit_learn_and_calibration_bins_cover_everyone():
     rng = np.random.default_rng(1)
     y = rng.random(200) < 0.4
     p = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1).round(2)  # ties included
-    assert ml.auroc(y, p) == pytest.approx(roc_auc_score(y, p))
-    assert ml.auroc(np.ones(5, bool), p[:5]) is None
-    bins = ml.calibration_bins(y.astype(int), p)
+    assert training.auroc(y, p) == pytest.approx(roc_auc_score(y, p))
+    assert training.auroc(np.ones(5, bool), p[:5]) is None
+    bins = training.calibration_bins(y.astype(int), p)
     assert sum(b["n"] for b in bins) == 200
-    assert 0 <= ml.expected_calibration_error(y.astype(int), p) <= 1
+    assert 0 <= training.expected_calibration_error(y.astype(int), p) <= 1
 
 
 def test_the_publish_gate_refuses_a_worse_model(fitted):

@@ -9,9 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from multimodal_assets.lib import notes, notes_deid, notes_evaluation, notes_nlp
-from multimodal_assets.lib.ingest import QuarantineError
-from multimodal_assets.lib.pseudonym import date_shift_days, research_key
+from multimodal_assets.lib import notes
+from multimodal_assets.lib.governance.pseudonym import date_shift_days, research_key
+from multimodal_assets.lib.notes import deid as notes_deid
+from multimodal_assets.lib.notes import evaluation as notes_evaluation
+from multimodal_assets.lib.notes import nlp as notes_nlp
+from multimodal_assets.lib.platform.ingest import QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notes"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "notes"
@@ -272,7 +275,7 @@ def test_no_identifier_reaches_de_identified_notes_or_gold(pipeline):
 
 
 def test_a_note_the_pipeline_cannot_read_is_counted_not_fatal():
-    from multimodal_assets.lib.parallel import map_items_in_processes
+    from multimodal_assets.lib.platform.parallel import map_items_in_processes
 
     good = {
         "note_id": "a-0",

@@ -2,7 +2,7 @@
 
 import multiprocessing
 
-from multimodal_assets.lib.parallel import map_in_processes
+from multimodal_assets.lib.platform.parallel import map_in_processes
 
 
 def _meet(barrier, value: int) -> int:
@@ -30,7 +30,7 @@ def test_one_worker_runs_in_this_process_and_keeps_order():
 
 
 def test_per_item_work_in_processes_keeps_order_and_drops_failures_silently():
-    from multimodal_assets.lib.parallel import map_items_in_processes
+    from multimodal_assets.lib.platform.parallel import map_items_in_processes
 
     def _inverse(x, scale):
         return scale / x

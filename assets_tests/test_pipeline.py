@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from dagster._serdes import serialize_value
 
-from multimodal_assets.lib import catalog, fhir
+from multimodal_assets.lib.clinical import fhir
+from multimodal_assets.lib.governance import catalog
 
 SILVER_COUNTS = {
     "silver.conditions": "n_conditions",

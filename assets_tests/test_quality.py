@@ -4,8 +4,8 @@ import dagster as dg
 
 from multimodal_assets.defs.governed import governed_table_asset
 from multimodal_assets.defs.resources import LakehouseResource
-from multimodal_assets.lib import quality, warehouse
-from multimodal_assets.lib.tables import Column, Table
+from multimodal_assets.lib.platform import quality, warehouse
+from multimodal_assets.lib.platform.tables import Column, Table
 
 SCORES = Table(
     layer="gold",
@@ -107,7 +107,7 @@ def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
 
 
 def test_a_build_that_reads_a_table_it_does_not_depend_on_fails(tmp_path):
-    from multimodal_assets.lib import catalog
+    from multimodal_assets.lib.governance import catalog
 
     root = tmp_path / "lakehouse"
     with warehouse.connect(root) as conn:
@@ -138,7 +138,7 @@ def test_an_sql_build_depends_on_what_its_sql_reads_and_lineage_cannot_name_more
     import pytest
 
     from multimodal_assets.defs.governed import asset_key
-    from multimodal_assets.lib import catalog
+    from multimodal_assets.lib.governance import catalog
 
     sql = "SELECT research_key AS id, 'a' AS grade, 0.5 AS score FROM gold.patient_features"
     asset = governed_table_asset(SCORES, sql=sql)

@@ -5,8 +5,9 @@ import multiprocessing
 import duckdb
 import pytest
 
-from multimodal_assets.lib import audit, ingest, lakehouse, warehouse
-from multimodal_assets.lib.tables import Column, Table
+from multimodal_assets.lib.governance import audit
+from multimodal_assets.lib.platform import ingest, lakehouse, warehouse
+from multimodal_assets.lib.platform.tables import Column, Table
 
 DEMO = Table(
     layer="silver",
@@ -168,7 +169,8 @@ def test_four_writer_processes_keep_one_audit_chain_and_every_row(tmp_path):
 def _ingester(root: str, landing: str) -> None:
     from pathlib import Path
 
-    from multimodal_assets.lib import clinical, fhir
+    from multimodal_assets.lib import clinical
+    from multimodal_assets.lib.clinical import fhir
 
     with warehouse.connect(root) as conn:
         files = ingest.scan_landing(Path(landing), "clinical")

@@ -13,9 +13,9 @@ import pytest
 
 from assets_tests.conftest import REAL_WEARABLES, copy_lakehouse, materialize
 from multimodal_assets.defs import automation
-from multimodal_assets.lib import warehouse
-from multimodal_assets.lib.ingest import QuarantineError
-from multimodal_assets.lib.pseudonym import research_key
+from multimodal_assets.lib.governance.pseudonym import research_key
+from multimodal_assets.lib.platform import warehouse
+from multimodal_assets.lib.platform.ingest import QuarantineError
 from multimodal_assets.lib.wearables import parse_wearables_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "wearables"
@@ -89,7 +89,8 @@ def test_bad_batches_are_refused_with_a_code(data, code):
 
 
 def test_one_bad_line_is_quarantined_with_its_number_and_the_other_events_are_ingested(tmp_path):
-    from multimodal_assets.lib import ingest, warehouse, wearables
+    from multimodal_assets.lib import wearables
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     lines = [
         json.dumps(
@@ -583,7 +584,7 @@ def test_a_deeply_nested_jsonl_line_is_quarantined_instead_of_crashing_the_proce
     # (SIGSEGV in the native readers), so the main job exited 139 on every run.
     code = (
         "import sys; from multimodal_assets.lib.wearables import parse_wearables_file\n"
-        "from multimodal_assets.lib.ingest import QuarantineError\n"
+        "from multimodal_assets.lib.platform.ingest import QuarantineError\n"
         f"try: parse_wearables_file(open({str(poison)!r}, 'rb').read())\n"
         "except QuarantineError as err: print(err.code)\n"
     )

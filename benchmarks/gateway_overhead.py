@@ -41,9 +41,9 @@ def main() -> None:
     import dagster as dg
 
     from multimodal_assets.definitions import defs
-    from multimodal_assets.lib import config, warehouse
-    from multimodal_assets.lib.gateway import plan_query, run_query
-    from multimodal_assets.lib.policy import load_policy
+    from multimodal_assets.lib.governance.gateway import plan_query, run_query
+    from multimodal_assets.lib.governance.policy import load_policy
+    from multimodal_assets.lib.platform import config, warehouse
     from multimodal_assets.lib.synthetic.writer import generate
 
     generate(args.patients, 1, data / "landing", progress=False)

@@ -84,7 +84,8 @@ def _ingest(landing: Path, with_calls: bool, workers: int) -> tuple[float, dict,
     `landing`/genomics into a fresh lakehouse (Delta tables on disk, as in the pipeline):
     (seconds, rows per table, peak MiB). Run in its own process so each figure has its own
     peak memory."""
-    from multimodal_assets.lib import genomics, ingest, warehouse
+    from multimodal_assets.lib import genomics
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     files = [f.hashed() for f in ingest.scan_landing(landing, "genomics")]  # hashing not timed
     root = Path(tempfile.mkdtemp(prefix="mm-genomics-db-")) / "lakehouse"

@@ -45,7 +45,8 @@ def _bare_loop(paths: list[str]) -> tuple[float, float]:
 
 
 def _ours(root: Path) -> tuple[float, float, int, float]:
-    from multimodal_assets.lib import imaging, ingest, warehouse
+    from multimodal_assets.lib import imaging
+    from multimodal_assets.lib.platform import ingest, warehouse
 
     start = time.perf_counter()
     files = [f.hashed() for f in ingest.scan_landing(root, "imaging")]
@@ -86,7 +87,7 @@ def _deidentify(root: Path) -> tuple[float, int, float]:
 
 def _pixel_features(series: list[list[str]], workers: int, voxel) -> tuple[float, float]:
     from multimodal_assets.lib.imaging import series_features
-    from multimodal_assets.lib.parallel import map_in_processes
+    from multimodal_assets.lib.platform.parallel import map_in_processes
 
     start = time.perf_counter()
     map_in_processes(series_features, [(paths, voxel) for paths in series], workers)

@@ -40,7 +40,8 @@ def sensor(counts: list[int], file_kib: int) -> None:
 
 
 def _sensor_at(count: int, file_kib: int) -> None:
-    from multimodal_assets.lib import ingest, landing_watch, notes, warehouse
+    from multimodal_assets.lib import notes
+    from multimodal_assets.lib.platform import ingest, landing_watch, warehouse
 
     data = Path(tempfile.mkdtemp(prefix="mm-sensor-bench-"))
     root, landing = str(data / "lakehouse"), data / "landing"
@@ -113,7 +114,7 @@ def _main_job(data: Path, patients: int) -> subprocess.Popen:
 
 
 def _query(root: str) -> float:
-    from multimodal_assets.lib.gateway import run_query
+    from multimodal_assets.lib.governance.gateway import run_query
 
     started = time.perf_counter()
     run_query(
@@ -132,7 +133,7 @@ def _percentiles(latencies: list[float]) -> str:
 
 
 def gateway(patients: int, queries: int, every: float) -> None:
-    from multimodal_assets.lib.policy import Denied
+    from multimodal_assets.lib.governance.policy import Denied
 
     data = Path(tempfile.mkdtemp(prefix="mm-gateway-bench-"))
     root = str(data / "lakehouse")
@@ -169,7 +170,7 @@ def files(runs: int) -> None:
     data = Path(tempfile.mkdtemp(prefix="mm-files-bench-"))
     os.environ["MM_DATA_DIR"] = str(data)
     from multimodal_assets.definitions import defs
-    from multimodal_assets.lib import config, lakehouse
+    from multimodal_assets.lib.platform import config, lakehouse
     from multimodal_assets.lib.synthetic.writer import generate
 
     generate(20, 3, data / "landing", progress=False)

@@ -40,7 +40,7 @@ def _tokenizer(texts: list[str]) -> tuple[float, int, float]:
 
 
 def _analyze(texts: list[str]) -> list[tuple]:
-    from multimodal_assets.lib import notes_nlp
+    from multimodal_assets.lib.notes import nlp as notes_nlp
 
     return [tuple(m) for text in texts for m in map(_plain, notes_nlp.analyze(text))]
 
@@ -50,8 +50,8 @@ def _plain(mention) -> tuple:
 
 
 def _pipeline(texts: list[str], workers: int) -> tuple[float, int, float]:
-    from multimodal_assets.lib import notes_nlp
-    from multimodal_assets.lib.parallel import map_in_processes
+    from multimodal_assets.lib.notes import nlp as notes_nlp
+    from multimodal_assets.lib.platform.parallel import map_in_processes
 
     notes_nlp.pipeline()  # built once per process; not part of the timing
     start = time.perf_counter()
@@ -66,7 +66,7 @@ def _pipeline(texts: list[str], workers: int) -> tuple[float, int, float]:
 
 
 def _deidentify(texts: list[str]) -> tuple[float, int, float]:
-    from multimodal_assets.lib.notes_deid import find_identifiers
+    from multimodal_assets.lib.notes.deid import find_identifiers
 
     start = time.perf_counter()
     spans = sum(len(find_identifiers(text)) for text in texts)

@@ -56,8 +56,9 @@ def generate(work: Path, events: int) -> dict:
 
 def ingest(work: Path) -> dict:
     os.environ["MM_DATA_DIR"] = str(work)
-    from multimodal_assets.lib import config, warehouse, wearables
-    from multimodal_assets.lib import ingest as bronze
+    from multimodal_assets.lib import wearables
+    from multimodal_assets.lib.platform import config, warehouse
+    from multimodal_assets.lib.platform import ingest as bronze
 
     files = bronze.scan_landing(config.landing_dir(), "wearables")
     started = time.perf_counter()
@@ -81,7 +82,9 @@ def ingest(work: Path) -> dict:
 
 def silver(work: Path) -> dict:
     os.environ["MM_DATA_DIR"] = str(work)
-    from multimodal_assets.lib import catalog, config, warehouse, wearables
+    from multimodal_assets.lib import wearables
+    from multimodal_assets.lib.governance import catalog
+    from multimodal_assets.lib.platform import config, warehouse
 
     with warehouse.connect(config.lakehouse_root()) as conn:
         # Every bench device worn by one patient for the whole period.
@@ -121,7 +124,8 @@ def silver(work: Path) -> dict:
 
 def aggregate(work: Path) -> dict:
     os.environ["MM_DATA_DIR"] = str(work)
-    from multimodal_assets.lib import config, lakehouse, warehouse, wearables
+    from multimodal_assets.lib import wearables
+    from multimodal_assets.lib.platform import config, lakehouse, warehouse
 
     # The Parquet files of the silver Delta table, read bare: the same data our SQL reads.
     files = list(lakehouse.snapshot(config.lakehouse_root(), wearables.EVENTS.fqn).files)

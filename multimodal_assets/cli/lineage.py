@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from multimodal_assets.lib.lineage import governed_lineage
-from multimodal_assets.lib.policy import Denied
+from multimodal_assets.lib.governance.lineage import governed_lineage
+from multimodal_assets.lib.governance.policy import Denied
 
 
 def main(argv: list[str] | None = None) -> int:

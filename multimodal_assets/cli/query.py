@@ -4,8 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from multimodal_assets.lib.gateway import run_query
-from multimodal_assets.lib.policy import Denied
+from multimodal_assets.lib.governance.gateway import run_query
+from multimodal_assets.lib.governance.policy import Denied
 
 
 def main(argv: list[str] | None = None) -> int:

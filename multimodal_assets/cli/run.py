@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 from multimodal_assets.cli.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
-from multimodal_assets.lib import config
+from multimodal_assets.lib.platform import config
 
 
 def _has_landed_files() -> bool:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_summary(success: bool, checks: Counter, failed_checks: list[str], started: float):
-    from multimodal_assets.lib import warehouse
+    from multimodal_assets.lib.platform import warehouse
 
     print()
     print(
@@ -134,7 +134,7 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
                 f"  generator truth: {events.num_rows:,} wearable events, "
                 f"{events.num_rows - late:,} within the lateness horizon"
             )
-    from multimodal_assets.lib import model_registry
+    from multimodal_assets.lib.ml import model_registry
 
     published = model_registry.current()
     if published:

@@ -4,8 +4,8 @@
 import argparse
 import sys
 
-from multimodal_assets.lib.policy import Denied
-from multimodal_assets.lib.similarity import similar_cases
+from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.ml.similarity import similar_cases
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,16 +4,8 @@ from collections import Counter
 
 import dagster as dg
 
-from multimodal_assets.lib import (
-    clinical,
-    config,
-    genomics,
-    imaging,
-    ingest,
-    landing_watch,
-    notes,
-    wearables,
-)
+from multimodal_assets.lib import clinical, genomics, imaging, notes, wearables
+from multimodal_assets.lib.platform import config, ingest, landing_watch
 
 from .genomics import DELIVERY_BATCHES
 

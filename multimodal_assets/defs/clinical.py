@@ -1,12 +1,14 @@
 """Clinical (FHIR R4) assets: landed bundles → bronze resources → silver tables → gold features."""
 
-from multimodal_assets.lib import clinical, fhir, warehouse
+from multimodal_assets.lib import clinical
 from multimodal_assets.lib.clinical import (
     CLINICAL_FEATURES,
     CLINICAL_OUTCOMES,
     FHIR_RESOURCES,
     PATIENTS,
+    fhir,
 )
+from multimodal_assets.lib.platform import warehouse
 
 from .governed import bronze_ingest_asset, governed_table_asset
 

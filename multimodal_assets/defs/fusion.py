@@ -1,6 +1,7 @@
 """Fusion assets: one governed row per cohort patient across every modality."""
 
-from multimodal_assets.lib import catalog, fusion
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.ml import fusion
 
 from .governed import governed_table_asset
 

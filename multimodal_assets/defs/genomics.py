@@ -7,7 +7,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from multimodal_assets.lib import config, genomics, ingest
+from multimodal_assets.lib import genomics
 from multimodal_assets.lib.genomics import (
     BRONZE_TABLES,
     FEATURES,
@@ -15,7 +15,8 @@ from multimodal_assets.lib.genomics import (
     SAMPLES,
     SOMATIC_VARIANTS,
 )
-from multimodal_assets.lib.genomics_reference import GRCH38_LENGTHS
+from multimodal_assets.lib.genomics.reference import GRCH38_LENGTHS
+from multimodal_assets.lib.platform import config, ingest
 
 from .governed import (
     asset_key,

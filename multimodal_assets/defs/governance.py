@@ -3,24 +3,17 @@ files and the audit log's integrity."""
 
 import dagster as dg
 
-from multimodal_assets.lib import (
-    audit,
-    catalog,
-    config,
-    model_registry,
-    policy,
-    serving,
-    tables,
-    warehouse,
-)
-from multimodal_assets.lib import lakehouse as lakehouse_lib
-from multimodal_assets.lib.catalog import (
+from multimodal_assets.lib.governance import audit, catalog, policy, serving
+from multimodal_assets.lib.governance.catalog import (
     COLUMN_CATALOG,
     DATE_SHIFTS,
     KEY_CROSSWALK,
     POLICY_DECISIONS,
 )
-from multimodal_assets.lib.pseudonym import date_shift_days
+from multimodal_assets.lib.governance.pseudonym import date_shift_days
+from multimodal_assets.lib.ml import model_registry
+from multimodal_assets.lib.platform import config, tables, warehouse
+from multimodal_assets.lib.platform import lakehouse as lakehouse_lib
 
 from .governed import (
     asset_key,

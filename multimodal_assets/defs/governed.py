@@ -5,8 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from multimodal_assets.lib import audit, catalog, config, ingest, quality, tables, warehouse
-from multimodal_assets.lib.tables import Table
+from multimodal_assets.lib.governance import audit, catalog
+from multimodal_assets.lib.platform import config, ingest, quality, tables, warehouse
+from multimodal_assets.lib.platform.tables import Table
 
 from .resources import OWNERS, LakehouseResource
 
@@ -195,7 +196,7 @@ def governed_table_asset(
     it after that table. `gates` are extra blocking checks on the staged rows (e.g. a PHI scan);
     `monitors` are non-blocking checks evaluated on the published table (e.g. drift);
     `extra_deps` are assets that are not tables (a model, the landed pixels)."""
-    from multimodal_assets.lib.sql_reads import tables_read
+    from multimodal_assets.lib.platform.sql_reads import tables_read
 
     if (build is None) == (sql is None):
         raise ValueError(f"{table.fqn}: give a build or its SQL, one of the two")

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from multimodal_assets.lib import config, dicom_deid, imaging, warehouse
+from multimodal_assets.lib import imaging
+from multimodal_assets.lib.governance.pseudonym import date_shift_days, pseudonym_key
 from multimodal_assets.lib.imaging import (
     DICOM_INSTANCES,
     FEATURES,
@@ -15,8 +16,9 @@ from multimodal_assets.lib.imaging import (
     SERIES,
     SERIES_FEATURES,
 )
-from multimodal_assets.lib.parallel import map_in_processes, map_items_in_processes
-from multimodal_assets.lib.pseudonym import date_shift_days, pseudonym_key
+from multimodal_assets.lib.imaging import deid as dicom_deid
+from multimodal_assets.lib.platform import config, warehouse
+from multimodal_assets.lib.platform.parallel import map_in_processes, map_items_in_processes
 
 from .governed import (
     asset_key,

@@ -8,18 +8,11 @@ from importlib.metadata import version
 
 import dagster as dg
 
-from multimodal_assets.lib import (
-    catalog,
-    clinical,
-    config,
-    evaluation,
-    fusion,
-    ml,
-    model_registry,
-    scoring,
-    warehouse,
-)
-from multimodal_assets.lib.pseudonym import research_key
+from multimodal_assets.lib import clinical
+from multimodal_assets.lib.governance import catalog
+from multimodal_assets.lib.governance.pseudonym import research_key
+from multimodal_assets.lib.ml import evaluation, fusion, model_registry, scoring, training
+from multimodal_assets.lib.platform import config, warehouse
 
 from .governed import asset_key, file_asset_spec_kwargs, governed_table_asset
 from .resources import LakehouseResource
@@ -55,7 +48,7 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     with lakehouse.get_connection() as conn:
         leaked = conn.sql(fusion.leakage_sql(catalog.PATIENT_FEATURES)).to_arrow_table()
         leaked = {name: leaked.column(name)[0].as_py() for name in leaked.column_names}
-        snapshot = ml.build_training_set(
+        snapshot = training.build_training_set(
             conn, model_registry.training_sets_dir(), _code_version(), SEED
         )
     clean = all(count == 0 for count in leaked.values())
@@ -106,7 +99,7 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
 )
 def risk_models(context: dg.AssetExecutionContext):
     """Per-modality LightGBM models and four fusion strategies; published behind a not-worse gate."""
-    from multimodal_assets.lib import fusion_models
+    from multimodal_assets.lib.ml import fusion_models
 
     training_version, rows = model_registry.latest_training_set()
     models = fusion_models.fit(rows, SEED)
@@ -126,9 +119,9 @@ def risk_models(context: dg.AssetExecutionContext):
     model_version = model_registry.model_version(training_version, _code_version(), SEED)
     test = rows[rows.split == "test"]
     predicted = models.predict(test)
-    y = test[ml.LABEL].to_numpy(dtype=bool)
+    y = test[training.LABEL].to_numpy(dtype=bool)
     test_metrics = {
-        name: ml.metrics(y, predicted[name].to_numpy())
+        name: training.metrics(y, predicted[name].to_numpy())
         for name in (*fusion_models.STRATEGIES, "best_single")
     }
     model_registry.save_models(
@@ -245,7 +238,7 @@ def _score(conn, run_id: str) -> dict:
     if published is None:  # nothing to score with yet: an empty, declared table
         warehouse.stage_rows(conn, catalog.RISK_SCORES, [])
         return {"model_version": "none published yet"}
-    rows = ml.as_model_frame(conn.sql(ml.features_sql()).df())
+    rows = training.as_model_frame(conn.sql(training.features_sql()).df())
     scores = scoring.score_frame(
         model_registry.load_models(published["version"]),
         rows,
@@ -277,7 +270,7 @@ def _drift_check(conn) -> dg.AssetCheckResult:
     reference, current = scoring.drift_populations(
         conn.sql("SELECT research_key, index_date FROM gold.patient_features").df(),
         model_registry.training_rows(published["training_set"]),
-        ml.as_model_frame(conn.sql(ml.features_sql()).df()),
+        training.as_model_frame(conn.sql(training.features_sql()).df()),
     )
     report = scoring.population_drift(models, reference, current)
     base = {

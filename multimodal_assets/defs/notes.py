@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from multimodal_assets.lib import config, notes, notes_evaluation, warehouse
+from multimodal_assets.lib import notes
 from multimodal_assets.lib.notes import (
     FEATURES,
     NOTE_ENTITIES,
@@ -16,7 +16,9 @@ from multimodal_assets.lib.notes import (
     NOTES_DEIDENTIFIED,
     PATIENT_TIMELINE,
 )
-from multimodal_assets.lib.parallel import map_items_in_processes
+from multimodal_assets.lib.notes import evaluation as notes_evaluation
+from multimodal_assets.lib.platform import config, warehouse
+from multimodal_assets.lib.platform.parallel import map_items_in_processes
 
 from .governed import (
     asset_key,
@@ -74,7 +76,7 @@ note_entities = governed_table_asset(
 
 
 def _build_deidentified(conn, run_id: str) -> dict:
-    from multimodal_assets.lib.notes_deid import deidentified_note
+    from multimodal_assets.lib.notes.deid import deidentified_note
 
     identities = _identities(conn)
     results = map_items_in_processes(
@@ -96,7 +98,7 @@ _PLACEHOLDER = re.compile(r"\[(?:DATE \d{4}-\d{2}-\d{2}|[A-Z]+)\]")
 def _no_identifier_left(conn, staged: str) -> dg.AssetCheckResult:
     """Re-scan the staged text (placeholders removed) with the detector and the patient's own
     identifiers: any hit means an identifier survived."""
-    from multimodal_assets.lib.notes_deid import find_identifiers, merged_identity
+    from multimodal_assets.lib.notes.deid import find_identifiers, merged_identity
 
     identities = _identities(conn)
     texts = conn.execute(

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from multimodal_assets.lib import config, warehouse
+from multimodal_assets.lib.platform import config, warehouse
 
 
 class LakehouseResource(dg.ConfigurableResource):

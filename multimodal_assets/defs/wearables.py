@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from multimodal_assets.lib import warehouse, wearables
+from multimodal_assets.lib import wearables
+from multimodal_assets.lib.platform import warehouse
 from multimodal_assets.lib.wearables import DAILY, EVENTS, FEATURES, WEARABLE_EVENTS
 
 from .governed import asset_key, bronze_ingest_asset, governed_table_asset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import Column, Table, provenance_columns
+from ..platform.tables import Column, Table, provenance_columns
 
 BRONZE = "bronze.fhir_resources"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import fhir, units
-from ..fhir_time import parse_date, parse_datetime
-from ..pseudonym import research_key
+from ..governance.pseudonym import research_key
+from . import fhir, units
+from .fhir_time import parse_date, parse_datetime
 from .vocabulary import ANTINEOPLASTIC_RXNORM
 
 

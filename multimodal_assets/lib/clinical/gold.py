@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import RUN_ID, Column, Table
+from ..platform.tables import RUN_ID, Column, Table
 from .vocabulary import (
     HISTOLOGIES,
     HISTOLOGY_BY_SNOMED,

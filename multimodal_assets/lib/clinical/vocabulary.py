@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY
+from ..platform.tables import RESEARCH_KEY
 
 # ---- reference vocabularies the features rely on -------------------------------------------
 HISTOLOGY_BY_SNOMED = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .plink import _check_text_table, _long_dosages
 
 

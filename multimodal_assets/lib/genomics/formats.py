@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bgen import parse_bgen
 from .bronze import GENOMIC_SAMPLES
 from .manifest import parse_manifest

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import genomics_reference as reference
-from ..tables import RESEARCH_KEY, RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, Table
+from . import reference
 from .bronze import BRONZE_TABLES, GENETIC
 from .silver import GERMLINE_DOSAGES, SAMPLES, SOMATIC_VARIANTS, _weights_sql
 

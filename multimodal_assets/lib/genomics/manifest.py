@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import MANIFEST_COLUMNS, SAMPLE_TYPES
 
 

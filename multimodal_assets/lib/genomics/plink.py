@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import FILE_SAMPLES, GERMLINE_GENOTYPES
 
 PLINK_MAGIC = b"\x6c\x1b"

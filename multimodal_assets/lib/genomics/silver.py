@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import genomics_reference as reference
-from ..tables import RESEARCH_KEY, Column, Table, provenance_columns
+from ..platform.tables import RESEARCH_KEY, Column, Table, provenance_columns
+from . import reference
 from .bronze import (
     _ALLELE_FRACTION,
     _ALT_COPIES,

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import BGZF_EOF, FILE_SAMPLES, VARIANT_CALLS, VARIANT_SITES
 
 

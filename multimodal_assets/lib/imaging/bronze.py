@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from ..tables import Column, Table, provenance_columns
+from ..platform.tables import Column, Table, provenance_columns
 
 EMBEDDING_DIM = 32
 GZIP_MAGIC = b"\x1f\x8b"

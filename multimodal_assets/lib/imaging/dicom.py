@@ -9,7 +9,7 @@ import struct
 import warnings
 from datetime import date
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import _ASCII_VRS, _PIXEL_TAG_BYTES, _PIXEL_VRS, _TEXT_VRS, DEFLATED_TS, GZIP_MAGIC
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY, RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, Table
 from .bronze import EMBEDDING_DIM
 from .silver import _DEID_KEY, _new_uid_column
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import DEFLATED_FRAMES_TS, EMBEDDING_DIM
 from .dicom import read_dicom
 from .silver import instance_geometry

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from ..tables import RUN_ID, Column, Table, provenance_columns
+from ..platform.tables import RUN_ID, Column, Table, provenance_columns
 
 # ---- silver: de-identified instances and series ----------------------------------------------
 
@@ -172,8 +172,8 @@ def deidentified_instance(bronze: dict, key_by_mrn: dict[str, str], key: bytes) 
     """The silver row of one bronze instance: de-identified header and its indexed fields."""
     import pydicom
 
-    from .. import dicom_deid
-    from ..pseudonym import date_shift_days, research_key
+    from ..governance.pseudonym import date_shift_days, research_key
+    from . import deid as dicom_deid
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -8,9 +8,9 @@ import json
 import re
 from datetime import date
 
-from ..ingest import QuarantineError
-from ..notes_nlp import date_mentions
-from ..tables import Column, Table, provenance_columns
+from ..platform.ingest import QuarantineError
+from ..platform.tables import Column, Table, provenance_columns
+from .nlp import date_mentions
 
 NOTE_FORMATS = ("text", "cda", "export")
 _MRN = re.compile(
@@ -137,7 +137,7 @@ def parse_note_file(data: bytes) -> list[dict]:
         or stripped.startswith("<levelone")
         or "<ClinicalDocument" in stripped[:500]
     ):
-        from ..notes_cda import parse_cda
+        from .cda import parse_cda
 
         document = parse_cda(text)
         if not document.text:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY, RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, Table
 from .silver import _NOTE_ID, ENTITY_LABELS
 
 # ---- gold --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tables import Column, Table, provenance_columns
+from ..platform.tables import Column, Table, provenance_columns
 
 # ---- silver ------------------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ def entity_rows_of(note: dict, key_by_mrn: dict[str, str]) -> list[dict]:
 
 def entity_rows(note: dict, research_key: str | None) -> list[dict]:
     """Silver entity rows of one bronze note."""
-    from ..notes_nlp import analyze
+    from .nlp import analyze
 
     rows = []
     for m in analyze(note["text"] or "", note["note_date"]):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..genomics_reference import GRCH38_LENGTHS, hotspot, panel, panel_megabases, prs_weights
+from ..genomics.reference import GRCH38_LENGTHS, hotspot, panel, panel_megabases, prs_weights
 from .files import batch_folder, write_delivered
 
 BASES = np.array(list("ACGT"))

@@ -9,7 +9,7 @@ import zipfile
 from datetime import UTC, datetime
 from xml.etree import ElementTree
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import CANONICAL_UNITS, _event
 
 # ---- Apple Health -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from ..tables import Column, Table, provenance_columns
+from ..platform.tables import Column, Table, provenance_columns
 
 LATENESS_HORIZON_DAYS = 7
 CANONICAL_UNITS = {

@@ -6,7 +6,7 @@ import hashlib
 import io
 from datetime import UTC, datetime, timedelta
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .bronze import _event, _heart_rate, _workout
 
 # ---- Garmin FIT --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import io
 import re
 from datetime import datetime, timedelta
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .apple import _number
 from .bronze import _event
 

@@ -6,7 +6,7 @@ import re
 
 import pyarrow as pa
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .apple import _apple_xml, _apple_zip
 from .fit import _fit, _is_fit
 from .fitbit import _fitbit_csv

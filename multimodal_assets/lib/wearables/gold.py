@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY as RK
-from ..tables import RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY as RK
+from ..platform.tables import RUN_ID, Column, Table
 
 DAILY = Table(
     layer="gold",

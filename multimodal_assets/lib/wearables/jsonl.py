@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from ..ingest import PartlyRead, QuarantineError, mostly_bad
+from ..platform.ingest import PartlyRead, QuarantineError, mostly_bad
 
 # ---- vendor JSONL ---------------------------------------------------------------------------
 # Read by Arrow's JSON reader and mapped by DuckDB: tens of millions of events a run do not go

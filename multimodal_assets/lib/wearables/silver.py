@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..tables import RESEARCH_KEY as RK
-from ..tables import Column, Table, provenance_columns
+from ..platform.tables import RESEARCH_KEY as RK
+from ..platform.tables import Column, Table, provenance_columns
 from .bronze import _LOCATOR, CANONICAL_UNITS, LATENESS_HORIZON_DAYS
 
 # ---- silver and gold ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from xml.etree import ElementTree
 
-from ..ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 from .apple import _XML_INVALID, _number
 from .bronze import _heart_rate, _workout
 

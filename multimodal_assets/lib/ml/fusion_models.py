@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import ml
+from . import training
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -220,13 +220,13 @@ def fit(rows: pd.DataFrame, seed: int, min_patients: int = 20) -> FusionModels |
     patients of both classes; with no such modality there is nothing to fuse (None)."""
     from sklearn.linear_model import LogisticRegression
 
-    y = rows[ml.LABEL].astype(int).to_numpy()
+    y = rows[training.LABEL].astype(int).to_numpy()
     train = (rows.split == "train").to_numpy()
     fit_on = (rows.split == "validation").to_numpy()
     if len(set(y[fit_on].tolist())) < 2:  # a tiny cohort: fit the combiners on train + validation
         fit_on = fit_on | train
     features, models = {}, {}
-    for modality, columns in ml.modality_features().items():
+    for modality, columns in training.modality_features().items():
         has = rows[f"has_{modality}"].to_numpy(dtype=bool)
         if (train & has).sum() < min_patients or len(set(y[train & has].tolist())) < 2:
             continue  # too few patients with this modality to learn from
@@ -237,7 +237,7 @@ def fit(rows: pd.DataFrame, seed: int, min_patients: int = 20) -> FusionModels |
     bundle = FusionModels(features, models, {}, None, None, [], {}, None, np.zeros(0))
     z, has = bundle.modality_logits(rows), bundle._has(rows)
     bundle.validation_auroc = {
-        m: ml.auroc(y[fit_on & has[:, j]], z[fit_on & has[:, j], j]) or 0.5
+        m: training.auroc(y[fit_on & has[:, j]], z[fit_on & has[:, j], j]) or 0.5
         for j, m in enumerate(bundle.modalities)
     }
     bundle.late = LogisticRegression(C=1.0, max_iter=1000).fit(
@@ -260,7 +260,7 @@ def without_modalities(
     """A copy of `rows` where each listed modality is removed, independently, from `share` of
     the patients who have it: flag false and its features missing."""
     masked = rows.copy()
-    features = ml.modality_features()
+    features = training.modality_features()
     for modality in modalities:
         has = np.flatnonzero(masked[f"has_{modality}"].to_numpy(dtype=bool))
         drop = masked.index[rng.choice(has, size=round(share * len(has)), replace=False)]

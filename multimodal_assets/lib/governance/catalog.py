@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from . import audit, clinical, fusion, genomics, imaging, ingest, notes, wearables
-from .tables import RESEARCH_KEY as RK
-from .tables import Column, Table
+from .. import clinical, genomics, imaging, notes, wearables
+from ..ml import fusion
+from ..platform import ingest
+from ..platform.tables import RESEARCH_KEY as RK
+from ..platform.tables import Column, Table
+from . import audit
 
 COLUMN_CATALOG = Table(
     layer="governance",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parent.parent / "reference" / "genomics"
+REFERENCE = Path(__file__).resolve().parents[2] / "reference" / "genomics"
 
 # GRCh38 primary-assembly chromosome lengths (the ##contig lines of a GRCh38 VCF).
 GRCH38_LENGTHS = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .tables import CLASSIFICATIONS, Table
+from ..platform.tables import CLASSIFICATIONS, Table
 
 MASKS = ("none", "redact", "hash", "shift_date", "zip3", "age_90_plus")
 DEFAULT_POLICY = "access.yaml"

@@ -18,7 +18,7 @@ from .fusion_models import PRODUCTION_STRATEGY, FusionModels
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .tables import Table
+    from ..platform.tables import Table
 
 WINDOW_DAYS = 365
 MIN_POPULATION = 20  # fewer patients than this on either side: drift is not assessed

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from decimal import Decimal
 
-from .ingest import PartlyRead, QuarantineError, mostly_bad
+from ..platform.ingest import PartlyRead, QuarantineError, mostly_bad
 
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 _DATETIME = re.compile(

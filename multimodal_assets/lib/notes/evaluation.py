@@ -8,7 +8,7 @@ import csv
 import re
 from pathlib import Path
 
-from . import notes_nlp
+from . import nlp as notes_nlp
 
 CONTEXT_CORPUS = "rsAnnotations-1-120-random.txt"
 
@@ -134,7 +134,7 @@ def evaluate_entities(predicted: list[dict], truth: list[dict]) -> dict:
         f = sum(1 for k in found if k[3] == label)
         e = sum(1 for k in expected if k[3] == label)
         out[f"{label.lower()}_f1"] = _prf(len(t), f - len(t), e - len(t))["f1"]
-    from .notes import ASSERTIONS
+    from . import ASSERTIONS
 
     for assertion in ASSERTIONS:
         right = sum(found[k][assertion] == expected[k][assertion] for k in tp)
@@ -146,7 +146,7 @@ def evaluate_deidentification(notes: list[tuple[str, dict | None, list[dict]]]) 
     """Recall per Safe Harbor category (a truth span counts when detected spans cover all of
     it) and overall precision (detected spans that touch a truth span), with the patient's EHR
     identifiers and with patterns alone."""
-    from .notes_deid import find_identifiers
+    from .deid import find_identifiers
 
     out: dict = {}
     for mode in ("with_ehr_identifiers", "patterns_only"):

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import config, ml
+from ..platform import config
+from . import training
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,10 +110,10 @@ def compare_on_frozen_cohort(
     from .fusion_models import PRODUCTION_STRATEGY
 
     cohort = rows[rows.research_key.isin(keys)]
-    y = cohort[ml.LABEL].to_numpy(dtype=bool)
+    y = cohort[training.LABEL].to_numpy(dtype=bool)
 
     def score(models):
-        return ml.auroc(y, models.predict(cohort)[PRODUCTION_STRATEGY].to_numpy())
+        return training.auroc(y, models.predict(cohort)[PRODUCTION_STRATEGY].to_numpy())
 
     new = score(candidate)
     old = score(incumbent) if incumbent is not None else None

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import catalog, fusion
+from ..governance import catalog
+from . import fusion
 
 LABEL = "label"
 SPLITS = (("train", 70), ("validation", 85), ("test", 100))  # cumulative hash buckets of 100

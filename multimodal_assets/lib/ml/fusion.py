@@ -8,7 +8,7 @@ the index date), so the join adds no leakage.
 
 from __future__ import annotations
 
-from .tables import RESEARCH_KEY, RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, Table
 
 ANCHOR = "gold.clinical_features"  # defines the cohort and the index date
 _SKIP = ("research_key", "_run_id")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import lakehouse, warehouse
-from .tables import Column, Table
+from ..platform import lakehouse, warehouse
+from ..platform.tables import Column, Table
 
 GENESIS = "0" * 64
 ACTIONS = ("query", "materialize", "export", "lineage")

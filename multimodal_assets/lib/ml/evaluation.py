@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import ml
+from . import training
 from .fusion import ANCHOR
 from .fusion_models import STRATEGIES, FusionModels, without_modalities
 
@@ -81,9 +81,11 @@ def _subgroups(test: pd.DataFrame, y: np.ndarray, p: np.ndarray, rng) -> tuple[l
         for group in sorted({str(v) for v in values}):
             members = values.astype(str) == group
             n_pos, n_neg = int(y[members].sum()), int((~y[members]).sum())
-            value = ml.auroc(y[members], p[members])
+            value = training.auroc(y[members], p[members])
             comparable = min(n_pos, n_neg) > 0 and members.sum() >= MIN_SUBGROUP
-            boot = [ml.auroc(y[s][members[s]], p[s][members[s]]) for s in samples if comparable]
+            boot = [
+                training.auroc(y[s][members[s]], p[s][members[s]]) for s in samples if comparable
+            ]
             boot = [b for b in boot if b is not None]
             rows.append(
                 {
@@ -103,8 +105,8 @@ def _subgroups(test: pd.DataFrame, y: np.ndarray, p: np.ndarray, rng) -> tuple[l
             best, worst = max(point, key=point.get), min(point, key=point.get)
             diffs = []
             for s in samples:
-                a = ml.auroc(y[s][values[s] == best], p[s][values[s] == best])
-                b = ml.auroc(y[s][values[s] == worst], p[s][values[s] == worst])
+                a = training.auroc(y[s][values[s] == best], p[s][values[s] == best])
+                b = training.auroc(y[s][values[s] == worst], p[s][values[s] == worst])
                 if a is not None and b is not None:
                     diffs.append(a - b)
             gaps[SUBGROUPS[attribute]] = {
@@ -125,7 +127,7 @@ def evaluate(
     `truth` (research_key, true_probability), when the cohort is synthetic, gives the oracle."""
     rng = np.random.default_rng(seed)
     test = rows[rows.split == "test"].reset_index(drop=True)
-    y = test[ml.LABEL].to_numpy(dtype=bool)
+    y = test[training.LABEL].to_numpy(dtype=bool)
     predicted = models.predict(test)
     result = Evaluation()
     anchor = anchor_modality()
@@ -133,14 +135,14 @@ def evaluate(
     for name in [*COMPARED, *[f"p_{m}" for m in models.modalities]]:
         p = predicted[name].to_numpy()
         available = ~np.isnan(p)
-        result.strategies.append({"model": name, **ml.metrics(y[available], p[available])})
+        result.strategies.append({"model": name, **training.metrics(y[available], p[available])})
         if name in COMPARED and len(set(y.tolist())) == 2:
-            result.calibration[name] = ml.calibration_bins(y.astype(int), p)
+            result.calibration[name] = training.calibration_bins(y.astype(int), p)
             result.roc[name] = _roc_points(y, p)
     if truth is not None:
         oracle = test[["research_key"]].merge(truth, on="research_key", how="left")
         p = oracle.true_probability.to_numpy(dtype=float)
-        result.strategies.append({"model": "oracle", **ml.metrics(y, p)})
+        result.strategies.append({"model": "oracle", **training.metrics(y, p)})
         if len(set(y.tolist())) == 2:
             result.roc["oracle"] = _roc_points(y, p)
 
@@ -149,14 +151,18 @@ def evaluate(
         members = patterns == pattern
         for name in COMPARED:
             p = predicted[name].to_numpy()[members]
-            result.patterns.append({"pattern": pattern, "model": name, **ml.metrics(y[members], p)})
+            result.patterns.append(
+                {"pattern": pattern, "model": name, **training.metrics(y[members], p)}
+            )
 
     optional = [m for m in models.modalities if m != anchor]
     removal_sets = {m: [m] for m in optional} | (
         {ALL_OPTIONAL: optional} if len(optional) > 1 else {}
     )
     anchor_only = (
-        ml.auroc(y, predicted[f"p_{anchor}"].to_numpy()) if anchor in models.features else None
+        training.auroc(y, predicted[f"p_{anchor}"].to_numpy())
+        if anchor in models.features
+        else None
     )
     for label, removed in removal_sets.items():
         for share in SHARES:
@@ -164,7 +170,7 @@ def evaluate(
             for _ in range(REPEATS if 0 < share < 1 else 1):
                 masked = models.predict(without_modalities(test, removed, share, rng))
                 for name in COMPARED:
-                    value = ml.auroc(y, masked[name].to_numpy())
+                    value = training.auroc(y, masked[name].to_numpy())
                     if value is not None:
                         scores[name].append(value)
             for name, values in scores.items():
@@ -195,9 +201,9 @@ def _summary(result, test, y, predicted, models, anchor_only, gaps, baseline) ->
     oracle = by_model.get("oracle", {}).get("auroc")
     multi = _pattern(test, models.modalities)
     multi = np.array(["+" in p for p in multi])
-    late_multi = ml.auroc(y[multi], predicted["late_fusion"].to_numpy()[multi])
+    late_multi = training.auroc(y[multi], predicted["late_fusion"].to_numpy()[multi])
     single_multi = {
-        m: ml.auroc(y[multi], predicted[f"p_{m}"].to_numpy()[multi])
+        m: training.auroc(y[multi], predicted[f"p_{m}"].to_numpy()[multi])
         for m in models.modalities
         if not np.isnan(predicted[f"p_{m}"].to_numpy()[multi]).any()
     }

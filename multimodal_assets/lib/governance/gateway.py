@@ -17,10 +17,11 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from . import audit, catalog, config, warehouse
+from ..platform import config, warehouse
+from ..platform.tables import Table
+from . import audit, catalog
 from .policy import Denied, Policy, PolicyError, TableAccess, load_policy
 from .pseudonym import pseudonym_key
-from .tables import Table
 
 # sqlglot warns with fragments of the SQL, which may quote identifiers a user typed.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import date
 
-from .ingest import QuarantineError
+from ..platform.ingest import QuarantineError
 
 _BLOCKS = {"paragraph", "tr", "item", "br", "caption", "title", "list", "table", "thead", "tbody"}
 _CELLS = {"td", "th"}

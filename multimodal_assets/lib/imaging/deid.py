@@ -18,7 +18,7 @@ import json
 from datetime import date, timedelta
 from functools import cache
 
-from .pseudonym import pseudonym_key
+from ..governance.pseudonym import pseudonym_key
 
 ANNEX_E_EDITION = "dicomfields_2026c"
 # Deidentification Method is LO (64 characters at most); the codes below carry the detail.

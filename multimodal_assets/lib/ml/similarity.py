@@ -14,8 +14,8 @@ import re
 
 import pyarrow as pa
 
-from .gateway import governed_request, run_query
-from .policy import Denied, Policy
+from ..governance.gateway import governed_request, run_query
+from ..governance.policy import Denied, Policy
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _RESEARCH_KEY = re.compile(r"rk_[0-9a-f]{20}")

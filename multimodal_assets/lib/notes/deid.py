@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .notes_nlp import date_mentions
+from .nlp import date_mentions
 
 # \b after the suffix: "Ave" must not stop the match inside "Avenue".
 _STREET = r"(?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Way|Blvd|Boulevard|Pl|Place|Ter|Terrace)\b\.?"
@@ -240,7 +240,7 @@ def deidentified_note(note: dict, identities: dict[str, dict]) -> dict:
     """The silver.notes_deidentified row of one bronze note: its text with every identifier
     (the EHR's and the document header's identity, and what the detector finds) replaced and
     dates shifted by the patient's offset."""
-    from .pseudonym import date_shift_days
+    from ..governance.pseudonym import date_shift_days
 
     ehr = identities.get(note["mrn"])
     key = ehr["research_key"] if ehr else None
