@@ -127,7 +127,7 @@ def _native_like_parse(data: bytes) -> list[dict]:
 
 
 def test_an_isolated_parser_that_crashes_or_hangs_costs_its_file_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "PARSE_SECONDS", 5)
+    monkeypatch.setattr(ingest.isolation, "PARSE_SECONDS", 5)
     batch = tmp_path / "landing" / "clinical" / "2024-01-01"
     batch.mkdir(parents=True)
     shutil.copy(REAL / "bundle_urn_ref.json", batch / "a.json")
