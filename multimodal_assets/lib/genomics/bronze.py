@@ -87,6 +87,20 @@ _DOSAGE = Column(
 _LOCATOR = "CHROM:POS:REF:ALT of the record in its file."
 _RECEIVED = Column("received_at", "TIMESTAMP", "Arrival of the file (UTC).", "none")
 
+# What the manifest says of a sample, in bronze and in silver alike.
+SAMPLE_DESCRIPTION = (
+    Column(
+        "sample_type",
+        "VARCHAR",
+        "tumor, normal or germline.",
+        "none",
+        nullable=False,
+        allowed=SAMPLE_TYPES,
+    ),
+    Column("assay", "VARCHAR", "Assay name.", "none"),
+    Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+)
+
 GENOMIC_SAMPLES = Table(
     layer="bronze",
     name="genomic_samples",
@@ -98,16 +112,7 @@ GENOMIC_SAMPLES = Table(
     columns=(
         _SAMPLE_ID,
         Column("mrn", "VARCHAR", "Medical record number.", "phi", "hipaa", nullable=False),
-        Column(
-            "sample_type",
-            "VARCHAR",
-            "tumor, normal or germline.",
-            "none",
-            nullable=False,
-            allowed=SAMPLE_TYPES,
-        ),
-        Column("assay", "VARCHAR", "Assay name.", "none"),
-        Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+        *SAMPLE_DESCRIPTION,
         Column("file", "VARCHAR", "Delivered data file named by the manifest.", "none"),
         Column("received_at", "TIMESTAMP", "Arrival of the manifest (UTC).", "none"),
         *provenance_columns("Manifest line number."),

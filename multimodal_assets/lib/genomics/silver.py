@@ -19,7 +19,7 @@ from .bronze import (
     _REF,
     _SAMPLE_ID,
     GENETIC,
-    SAMPLE_TYPES,
+    SAMPLE_DESCRIPTION,
     VARIANT_TYPES,
 )
 
@@ -36,16 +36,7 @@ SAMPLES = Table(
     columns=(
         _SAMPLE_ID,
         RESEARCH_KEY,
-        Column(
-            "sample_type",
-            "VARCHAR",
-            "tumor, normal or germline.",
-            "none",
-            nullable=False,
-            allowed=SAMPLE_TYPES,
-        ),
-        Column("assay", "VARCHAR", "Assay name.", "none"),
-        Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
+        *SAMPLE_DESCRIPTION,
         Column(
             "in_file",
             "BOOLEAN",
