@@ -12,7 +12,8 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs.genomics import register_delivery_batches
-from multimodal_assets.defs.resources import LakehouseResource
+from multimodal_assets.defs.resources import LakehouseResource, PseudonymKey
+from multimodal_assets.lib.governance import pseudonym
 from multimodal_assets.lib.synthetic.writer import generate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -87,6 +88,28 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+# The key the pipeline uses in the tests: MM_PSEUDONYM_KEY, or the public development key.
+KEY = pseudonym.pseudonym_key()
+
+
+def research_key(mrn: str) -> str:
+    """The research key the pipeline gives this MRN in the tests."""
+    return pseudonym.research_key(mrn, KEY)
+
+
+def date_shift_days(key_of_patient: str) -> int:
+    """The date shift the pipeline gives this patient in the tests."""
+    return pseudonym.date_shift_days(key_of_patient, KEY)
+
+
+def pipeline_resources(lakehouse: Path) -> dict:
+    """The resources governed assets need: the lakehouse at `lakehouse`, the tests' key."""
+    return {
+        "lakehouse": LakehouseResource(root=str(lakehouse)),
+        "pseudonym": PseudonymKey(secret=KEY.decode()),
+    }
+
+
 def materialize(
     data: Path,
     instance: dg.DagsterInstance | None = None,
@@ -98,7 +121,7 @@ def materialize(
     instance = instance or dg.DagsterInstance.ephemeral()
     return dg.materialize(
         ALL_ASSETS,
-        resources={"lakehouse": LakehouseResource(root=str(data / "lakehouse"))},
+        resources=pipeline_resources(data / "lakehouse"),
         instance=instance,
         selection=selection,
         raise_on_error=raise_on_error,

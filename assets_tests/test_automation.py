@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets_tests.conftest import pipeline_resources
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs import automation
 
@@ -114,7 +115,6 @@ def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
 
 def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_path):
     from assets_tests.conftest import ALL_ASSETS, copy_lakehouse
-    from multimodal_assets.defs.resources import LakehouseResource
     from multimodal_assets.lib import genomics
 
     # The batch run writes to a copy of the lakehouse; the shared instance only gains its run.
@@ -127,7 +127,7 @@ def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_pa
     bronze = [dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES]
     assert dg.materialize(
         ALL_ASSETS,
-        resources={"lakehouse": LakehouseResource(root=str(lakehouse))},
+        resources=pipeline_resources(lakehouse),
         instance=instance,
         selection=bronze,
         partition_key="2099-01-01",

@@ -86,3 +86,15 @@ def test_code_location_import_does_not_load_heavy_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_pseudonym_key_comes_from_an_env_var_the_ui_never_shows(monkeypatch):
+    import dagster as dg
+
+    from multimodal_assets.defs.resources import pseudonym_key_resource
+
+    monkeypatch.setenv("MM_PSEUDONYM_KEY", "not-the-development-key")
+    resource = pseudonym_key_resource()
+    assert isinstance(resource.secret, dg.EnvVar) and "not-the-development" not in repr(resource)
+    with dg.build_resources({"pseudonym": resource}) as built:
+        assert built.pseudonym.value() == b"not-the-development-key"

@@ -3,8 +3,8 @@
 import duckdb
 import numpy as np
 
+from assets_tests.conftest import research_key
 from multimodal_assets.lib.governance import catalog
-from multimodal_assets.lib.governance.pseudonym import research_key
 from multimodal_assets.lib.ml import fusion
 from multimodal_assets.lib.platform import warehouse
 from multimodal_assets.lib.platform.tables import RESEARCH_KEY, Column, Table

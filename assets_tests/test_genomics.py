@@ -7,10 +7,10 @@ import cyvcf2
 import pandas as pd
 import pytest
 
+from assets_tests.conftest import pipeline_resources, research_key
 from multimodal_assets.lib import genomics
 from multimodal_assets.lib.genomics import reference
 from multimodal_assets.lib.governance import catalog
-from multimodal_assets.lib.governance.pseudonym import research_key
 from multimodal_assets.lib.platform.ingest import QuarantineError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vcf"
@@ -384,7 +384,6 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
 
     from assets_tests.conftest import ALL_ASSETS
     from multimodal_assets.defs.genomics import register_delivery_batches
-    from multimodal_assets.defs.resources import LakehouseResource
     from multimodal_assets.lib.platform import ingest, warehouse
 
     landing = data_dir / "landing" / "genomics"
@@ -399,7 +398,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
     ]
     bronze = dg.AssetSelection.assets(*(list(t.asset_key) for t in genomics.BRONZE_TABLES))
     database = data_dir / "lakehouse"
-    resources = {"lakehouse": LakehouseResource(root=str(database))}
+    resources = pipeline_resources(database)
     with dg.instance_for_test() as instance:
         tags = register_delivery_batches(instance)
         assert instance.get_dynamic_partitions("genomics_delivery_batch") == [

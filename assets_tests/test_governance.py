@@ -8,12 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from assets_tests.conftest import copy_lakehouse, overwrite_table
+from assets_tests.conftest import copy_lakehouse, overwrite_table, research_key
 from multimodal_assets.lib.governance import audit, catalog, lineage
 from multimodal_assets.lib.governance import policy as policy_module
 from multimodal_assets.lib.governance.gateway import run_query
 from multimodal_assets.lib.governance.policy import Denied, load_policy
-from multimodal_assets.lib.governance.pseudonym import research_key
 from multimodal_assets.lib.governance.serving import serving_path
 from multimodal_assets.lib.platform import warehouse
 

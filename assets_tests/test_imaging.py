@@ -14,11 +14,10 @@ import pydicom.data
 import pydicom.encaps
 import pytest
 
-from assets_tests.conftest import copy_lakehouse
+from assets_tests.conftest import KEY, copy_lakehouse, date_shift_days, research_key
 from assets_tests.test_governance import _allowed_keys, _audit_rows
 from multimodal_assets.lib import imaging
 from multimodal_assets.lib.governance.policy import Denied
-from multimodal_assets.lib.governance.pseudonym import date_shift_days, research_key
 from multimodal_assets.lib.imaging import deid as dicom_deid
 from multimodal_assets.lib.ml.similarity import similar_cases
 from multimodal_assets.lib.platform import ingest
@@ -229,7 +228,7 @@ def _deidentified(path: Path, key: str = "rk_0123456789abcdef0123") -> tuple[dic
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     originals = dicom_deid.identifying_values(ds)
     ds.file_meta = pydicom.dataset.FileMetaDataset()
-    dicom_deid.deidentify(ds, key, date_shift_days(key))
+    dicom_deid.deidentify(ds, key, date_shift_days(key), KEY)
     return json.loads(dicom_deid.to_json(ds)), originals
 
 
@@ -248,7 +247,7 @@ def test_annex_e_removes_replaces_and_shifts(rendered):
     shifted = out["00080020"]["Value"][0]
     expected = pd.Timestamp(source.StudyDate) + pd.Timedelta(days=date_shift_days(key))
     assert shifted == expected.strftime("%Y%m%d")
-    assert out["0020000E"]["Value"] == [dicom_deid.new_uid(source.SeriesInstanceUID)]
+    assert out["0020000E"]["Value"] == [dicom_deid.new_uid(source.SeriesInstanceUID, KEY)]
     assert out["00080016"]["Value"] == [imaging.CT_IMAGE_STORAGE]  # registered UIDs stay
     assert out["00120062"]["Value"] == ["YES"]
 

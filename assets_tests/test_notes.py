@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from assets_tests.conftest import date_shift_days, research_key
 from multimodal_assets.lib import notes
-from multimodal_assets.lib.governance.pseudonym import date_shift_days, research_key
 from multimodal_assets.lib.notes import deid as notes_deid
 from multimodal_assets.lib.notes import evaluation as notes_evaluation
 from multimodal_assets.lib.notes import nlp as notes_nlp

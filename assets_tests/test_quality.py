@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from assets_tests.conftest import pipeline_resources
 from multimodal_assets.defs.governed import governed_table_asset
-from multimodal_assets.defs.resources import LakehouseResource
 from multimodal_assets.lib.platform import quality, warehouse
 from multimodal_assets.lib.platform.tables import Column, Table
 
@@ -74,7 +74,7 @@ def test_failed_blocking_check_leaves_the_published_table_unchanged(tmp_path):
         return {}
 
     asset = governed_table_asset(SCORES, build=build)
-    resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"))}
+    resources = pipeline_resources(tmp_path / "lakehouse")
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([asset], resources=resources, instance=instance).success
     with warehouse.connect(tmp_path / "lakehouse") as conn:
@@ -99,7 +99,7 @@ def test_non_blocking_failure_still_publishes_and_warns(tmp_path):
 
     result = dg.materialize(
         [governed_table_asset(SCORES, build=build)],
-        resources={"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"))},
+        resources=pipeline_resources(tmp_path / "lakehouse"),
     )
     (warned,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert warned.check_name == "in_set__grade" and warned.severity == dg.AssetCheckSeverity.WARN
@@ -119,7 +119,7 @@ def test_a_build_that_reads_a_table_it_does_not_depend_on_fails(tmp_path):
         warehouse.stage(conn, SCORES, GOOD)
         return {}
 
-    resources = {"lakehouse": LakehouseResource(root=str(root))}
+    resources = pipeline_resources(root)
     result = dg.materialize(
         [governed_table_asset(SCORES, build=build)], resources=resources, raise_on_error=False
     )

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets_tests.conftest import REAL_WEARABLES, copy_lakehouse, materialize
+from assets_tests.conftest import REAL_WEARABLES, copy_lakehouse, materialize, research_key
 from multimodal_assets.defs import automation
-from multimodal_assets.lib.governance.pseudonym import research_key
 from multimodal_assets.lib.platform import warehouse
 from multimodal_assets.lib.platform.ingest import QuarantineError
 from multimodal_assets.lib.wearables import parse_wearables_file

@@ -17,12 +17,12 @@ fhir_resources = bronze_ingest_asset(
 )
 
 
-def _build_patients(conn, run_id: str) -> dict:
+def _build_patients(conn, run_id: str, key: bytes) -> dict:
     patients = conn.execute(clinical.LATEST_RESOURCES_SQL, ["Patient"]).fetchall()
     consents = [
         (r[0], r[1]) for r in conn.execute(clinical.LATEST_RESOURCES_SQL, ["Consent"]).fetchall()
     ]
-    rows = clinical.patient_rows(patients, consents, run_id)
+    rows = clinical.patient_rows(patients, consents, run_id, key)
     warehouse.stage_rows(conn, PATIENTS, rows)
     return {
         "patient_resources": len(patients),
@@ -50,6 +50,7 @@ def _child_builder(table_name: str):
 patients = governed_table_asset(
     PATIENTS,
     build=_build_patients,
+    pseudonymizes=True,
 )
 child_tables = [
     governed_table_asset(

@@ -83,10 +83,12 @@ def column_catalog(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
     )
 
 
-def _build_date_shifts(conn, run_id: str) -> dict:
+def _build_date_shifts(conn, run_id: str, key: bytes) -> dict:
     keys = [r[0] for r in conn.execute("SELECT research_key FROM silver.patients").fetchall()]
     warehouse.stage_rows(
-        conn, DATE_SHIFTS, [{"research_key": k, "shift_days": date_shift_days(k)} for k in keys]
+        conn,
+        DATE_SHIFTS,
+        [{"research_key": k, "shift_days": date_shift_days(k, key)} for k in keys],
     )
     return {}
 
@@ -109,7 +111,7 @@ def _build_policy_decisions(conn, run_id: str) -> dict:
     }
 
 
-date_shifts = governed_table_asset(DATE_SHIFTS, build=_build_date_shifts)
+date_shifts = governed_table_asset(DATE_SHIFTS, build=_build_date_shifts, pseudonymizes=True)
 key_crosswalk = governed_table_asset(KEY_CROSSWALK, build=_build_key_crosswalk)
 policy_decisions = governed_table_asset(
     POLICY_DECISIONS, build=_build_policy_decisions, kinds={"duckdb", "yaml"}

@@ -9,10 +9,11 @@ from multimodal_assets.lib.governance import audit, catalog
 from multimodal_assets.lib.platform import config, ingest, quality, tables, warehouse
 from multimodal_assets.lib.platform.tables import Table
 
-from .resources import OWNERS, LakehouseResource
+from .resources import OWNERS, LakehouseResource, PseudonymKey
 
-# build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata.
-Build = Callable[[warehouse.LakehouseConnection, str], dict]
+# build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata; a build
+# that pseudonymizes takes the key too: build(conn, run_id, key).
+Build = Callable[..., dict]
 # A non-blocking check on a published table: its spec and how to evaluate it.
 Monitor = tuple[dg.AssetCheckSpec, Callable[[warehouse.LakehouseConnection], dg.AssetCheckResult]]
 # A blocking check on the staged rows (spec, evaluate(conn, staged table name)): when it fails,
@@ -182,6 +183,7 @@ def governed_table_asset(
     build: Build | None = None,
     sql: str | None = None,
     reads: Sequence[Table] = (),
+    pseudonymizes: bool = False,
     kinds: set[str] | None = None,
     freshness_policy: dg.FreshnessPolicy | None = None,
     extra_deps: Sequence[dg.AssetKey] = (),
@@ -195,7 +197,8 @@ def governed_table_asset(
     build that reads a lakehouse table it does not depend on fails: the graph would not order
     it after that table. `gates` are extra blocking checks on the staged rows (e.g. a PHI scan);
     `monitors` are non-blocking checks evaluated on the published table (e.g. drift);
-    `extra_deps` are assets that are not tables (a model, the landed pixels)."""
+    `extra_deps` are assets that are not tables (a model, the landed pixels). A build that
+    `pseudonymizes` is given the `pseudonym` resource's key as its third argument."""
     from multimodal_assets.lib.platform.sql_reads import tables_read
 
     if (build is None) == (sql is None):
@@ -243,11 +246,12 @@ def governed_table_asset(
         freshness_policy=freshness_policy,
     )
     def _governed(
-        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, pseudonym: PseudonymKey
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with lakehouse.get_connection() as conn:
             conn.recording_reads = True
-            extra = build(conn, context.run_id)
+            key = (pseudonym.value(),) if pseudonymizes else ()
+            extra = build(conn, context.run_id, *key)
             conn.recording_reads = False
             undeclared = sorted(conn.reads - allowed)
             if undeclared:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import dagster as dg
 
 from multimodal_assets.lib import imaging
-from multimodal_assets.lib.governance.pseudonym import date_shift_days, pseudonym_key
+from multimodal_assets.lib.governance.pseudonym import date_shift_days
 from multimodal_assets.lib.imaging import (
     DICOM_INSTANCES,
     FEATURES,
@@ -32,8 +32,7 @@ dicom_instances = bronze_ingest_asset(
 )
 
 
-def _build_instances(conn, run_id: str) -> dict:
-    key = pseudonym_key()
+def _build_instances(conn, run_id: str, key: bytes) -> dict:
     key_by_mrn = dict(conn.execute("SELECT mrn, research_key FROM silver.patients").fetchall())
     bronze = (
         conn.sql(
@@ -85,6 +84,7 @@ def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
 instances = governed_table_asset(
     INSTANCES,
     build=_build_instances,
+    pseudonymizes=True,
     kinds={"duckdb", "dicom"},
     gates=[
         (
@@ -126,7 +126,7 @@ series = governed_table_asset(
 )
 
 
-def _build_series_features(conn, run_id: str) -> dict:
+def _build_series_features(conn, run_id: str, key: bytes) -> dict:
     landing = config.landing_dir()
     todo = conn.execute(imaging.SERIES_FILES_SQL).fetchall()
     work = [
@@ -145,7 +145,7 @@ def _build_series_features(conn, run_id: str) -> dict:
                 "modality": modality,
                 # Silver keeps only the shifted date; point-in-time joins need the true one.
                 "acquired_on": (
-                    shifted - timedelta(days=date_shift_days(research_key))
+                    shifted - timedelta(days=date_shift_days(research_key, key))
                     if shifted and research_key
                     else None
                 ),
@@ -186,6 +186,7 @@ def _embeddings_complete(conn) -> dg.AssetCheckResult:
 series_features = governed_table_asset(
     SERIES_FEATURES,
     build=_build_series_features,
+    pseudonymizes=True,
     kinds={"duckdb", "python"},
     # The registry names the landed files whose pixels are decoded.
     reads=[DICOM_INSTANCES],

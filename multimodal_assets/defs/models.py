@@ -15,7 +15,7 @@ from multimodal_assets.lib.ml import evaluation, fusion, model_registry, scoring
 from multimodal_assets.lib.platform import config, warehouse
 
 from .governed import asset_key, file_asset_spec_kwargs, governed_table_asset
-from .resources import LakehouseResource
+from .resources import LakehouseResource, PseudonymKey
 
 SEED = 20261128
 _NOT_WORSE = "not_worse_than_current"
@@ -182,7 +182,9 @@ def risk_models(context: dg.AssetExecutionContext):
     deps=[risk_models],
     automation_condition=dg.AutomationCondition.eager(),
 )
-def model_evaluation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def model_evaluation(
+    context: dg.AssetExecutionContext, pseudonym: PseudonymKey
+) -> dg.MaterializeResult:
     """Evaluation report of the published model, with plots, under data/reports/models."""
     import pandas as pd
 
@@ -194,7 +196,8 @@ def model_evaluation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     truth_file = config.truth_dir() / "patients.parquet"
     if truth_file.exists():  # only synthetic cohorts have a ceiling to compare with
         truth = pd.read_parquet(truth_file, columns=["mrn", "true_probability"])
-        truth["research_key"] = truth.mrn.map(research_key)
+        key = pseudonym.value()
+        truth["research_key"] = [research_key(mrn, key) for mrn in truth.mrn]
         truth = truth.drop(columns="mrn")
     result = evaluation.evaluate(
         model_registry.load_models(published["version"]), rows, SEED, truth

@@ -75,12 +75,12 @@ note_entities = governed_table_asset(
 )
 
 
-def _build_deidentified(conn, run_id: str) -> dict:
+def _build_deidentified(conn, run_id: str, key: bytes) -> dict:
     from multimodal_assets.lib.notes.deid import deidentified_note
 
     identities = _identities(conn)
     results = map_items_in_processes(
-        deidentified_note, _bronze_notes(conn), (identities,), config.pixel_workers(), 64
+        deidentified_note, _bronze_notes(conn), (identities, key), config.pixel_workers(), 64
     )
     if None in results:  # a note left out here would be a note missing from silver, unsaid
         raise RuntimeError(f"{results.count(None)} note(s) could not be de-identified")
@@ -121,6 +121,7 @@ def _no_identifier_left(conn, staged: str) -> dg.AssetCheckResult:
 notes_deidentified = governed_table_asset(
     NOTES_DEIDENTIFIED,
     build=_build_deidentified,
+    pseudonymizes=True,
     kinds={"duckdb", "python"},
     gates=[
         (

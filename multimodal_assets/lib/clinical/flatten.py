@@ -229,7 +229,7 @@ def consent_by_patient(consents: Iterable[tuple[str, str]]) -> dict[str, dict]:
     return out
 
 
-def patient_rows(patients, consents, run_id: str, key: bytes | None = None) -> list[dict]:
+def patient_rows(patients, consents, run_id: str, key: bytes) -> list[dict]:
     """Silver patient rows; one per research key (the latest delivery of that patient wins)."""
     consent = consent_by_patient(consents)
     rows: dict[str, dict] = {}

@@ -12,7 +12,10 @@ _warned = False
 
 
 def pseudonym_key() -> bytes:
-    """The secret from MM_PSEUDONYM_KEY; the development default is announced loudly, once."""
+    """The secret from MM_PSEUDONYM_KEY; the development default is announced loudly, once.
+
+    Read by entry points only (the code location's resources, the CLI, the gateway, tests);
+    every function below takes the key as an argument."""
     global _warned
     key = os.environ.get(KEY_ENV)
     if key:
@@ -27,17 +30,15 @@ def pseudonym_key() -> bytes:
     return _DEV_KEY.encode()
 
 
-def research_key(identifier: str, key: bytes | None = None) -> str:
+def research_key(identifier: str, key: bytes) -> str:
     """Keyed pseudonym of a patient identifier (20 hex chars, 80 bits)."""
-    digest = hmac.new(key or pseudonym_key(), identifier.encode(), hashlib.sha256)
+    digest = hmac.new(key, identifier.encode(), hashlib.sha256)
     return "rk_" + digest.hexdigest()[:20]
 
 
-def date_shift_days(key_of_patient: str, key: bytes | None = None) -> int:
+def date_shift_days(key_of_patient: str, key: bytes) -> int:
     """A per-patient shift of 1 to 182 days either way (never 0), keyed so it cannot be
     recomputed without the key."""
-    digest = hmac.new(
-        key or pseudonym_key(), b"date-shift:" + key_of_patient.encode(), hashlib.sha256
-    ).digest()
+    digest = hmac.new(key, b"date-shift:" + key_of_patient.encode(), hashlib.sha256).digest()
     offset = int.from_bytes(digest[:4], "big") % 364
     return offset - 182 if offset < 182 else offset - 181

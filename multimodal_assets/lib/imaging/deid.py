@@ -18,8 +18,6 @@ import json
 from datetime import date, timedelta
 from functools import cache
 
-from ..governance.pseudonym import pseudonym_key
-
 ANNEX_E_EDITION = "dicomfields_2026c"
 # Deidentification Method is LO (64 characters at most); the codes below carry the detail.
 METHOD = "DICOM PS3.15 Annex E: Basic Profile, Modified Dates"
@@ -86,9 +84,9 @@ def annex_e_actions() -> dict[int, str]:
     return actions
 
 
-def new_uid(uid: str, key: bytes | None = None) -> str:
+def new_uid(uid: str, key: bytes) -> str:
     """The same replacement for the same UID in every run: '2.25.' + a keyed 128-bit hash."""
-    digest = hmac.new(key or pseudonym_key(), b"dicom-uid:" + uid.encode(), hashlib.sha256)
+    digest = hmac.new(key, b"dicom-uid:" + uid.encode(), hashlib.sha256)
     return "2.25." + str(int.from_bytes(digest.digest()[:16], "big"))
 
 
@@ -113,12 +111,11 @@ def _in_repeating_group(group: int) -> bool:
     return any(low <= group <= high for low, high in _REPEATING_GROUPS)
 
 
-def deidentify(ds, research_key: str | None, shift_days: int | None, key: bytes | None = None):
+def deidentify(ds, research_key: str | None, shift_days: int | None, key: bytes):
     """De-identify `ds` in place (and return it). Without a patient (no research key) dates
     are emptied instead of shifted."""
     from pydicom.dataset import Dataset
 
-    key = key or pseudonym_key()
     actions = annex_e_actions()
 
     def dated(value) -> str:

@@ -236,18 +236,19 @@ def deidentify(text: str, identity: dict | None, shift_days: int | None) -> tupl
     return "".join(out), spans
 
 
-def deidentified_note(note: dict, identities: dict[str, dict]) -> dict:
+def deidentified_note(note: dict, identities: dict[str, dict], key: bytes) -> dict:
     """The silver.notes_deidentified row of one bronze note: its text with every identifier
     (the EHR's and the document header's identity, and what the detector finds) replaced and
     dates shifted by the patient's offset."""
     from ..governance.pseudonym import date_shift_days
 
     ehr = identities.get(note["mrn"])
-    key = ehr["research_key"] if ehr else None
+    patient = ehr["research_key"] if ehr else None
     identity = merged_identity(ehr, note["document_identity"])
-    text, spans = deidentify(note["text"] or "", identity, date_shift_days(key) if key else None)
+    shift = date_shift_days(patient, key) if patient else None
+    text, spans = deidentify(note["text"] or "", identity, shift)
     return {
-        "research_key": key,
+        "research_key": patient,
         "note_id": note["note_id"],
         "note_type": note["note_type"],
         "note_date": note["note_date"],
