@@ -203,10 +203,11 @@ def governed_table_asset(
 
     if (build is None) == (sql is None):
         raise ValueError(f"{table.fqn}: give a build or its SQL, one of the two")
-    declared_reads = sorted({t.fqn for t in reads} | (tables_read(sql) if sql else set()))
+    sql_reads = tables_read(sql) if sql else frozenset()
+    declared_reads = sorted({t.fqn for t in reads} | sql_reads)
     named = {fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn}
-    if sql and not named <= tables_read(sql):
-        stray = ", ".join(sorted(named - tables_read(sql)))
+    if sql and not named <= sql_reads:
+        stray = ", ".join(sorted(named - sql_reads))
         raise ValueError(
             f"{table.fqn}: its column lineage names {stray}, which its SQL does not read"
         )

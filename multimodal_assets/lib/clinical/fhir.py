@@ -354,4 +354,4 @@ def _parse_fhir(data: bytes) -> list[dict] | PartlyRead:
                 "_source_locator": f"{res['resourceType']}/{rid}",
             }
         )
-    return PartlyRead(records, sorted(rejected)) if rejected else records
+    return PartlyRead.join(records, sorted(rejected))

@@ -1,5 +1,5 @@
 """Imaging modality: DICOM files into bronze instance headers (identified), silver de-identified
-instances and series (Annex E, see `dicom_deid`), gold per-series pixel features with a
+instances and series (Annex E, see `deid.py`), gold per-series pixel features with a
 fixed-length embedding, and per-patient imaging features as of the index date.
 
 Bronze reads headers only (`stop_before_pixels`) and keeps the header bytes, so silver can

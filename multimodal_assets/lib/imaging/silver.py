@@ -1,4 +1,5 @@
-"""Imaging silver: de-identified instances (Annex E, see `dicom_deid`) with their geometry, and series."""
+"""Imaging silver: de-identified instances (Annex E, see `deid.py`) with their geometry, and
+series."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ date.
 
 Bronze reads plain text in any common encoding and line ending (normalized to LF, so character
 offsets are stable), HL7 CDA documents (the body's sections as text, the header as the
-document's identity: `notes_cda`), and backtick-delimited exports (one note per row). A labelled header block (MRN, date of service, note type) links a note to its patient.
+document's identity: `cda.py`), and backtick-delimited exports (one note per row). A labelled
+header block (MRN, date of service, note type) links a note to its patient.
 
 Modules: `bronze` (note files into bronze text), `silver` (entities with assertions, de-identified
 text), `gold` (timelines and per-patient features and their SQL).

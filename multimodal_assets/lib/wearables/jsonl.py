@@ -188,4 +188,4 @@ def _jsonl(data: bytes) -> pa.Table | PartlyRead:
         mapped.column("device_id"), mapped.column("event_id"), "/"
     )
     events = mapped.append_column("_source_locator", locator)
-    return PartlyRead(events, sorted(rejected)) if rejected else events
+    return PartlyRead.join(events, sorted(rejected))

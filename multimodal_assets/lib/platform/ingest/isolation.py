@@ -34,16 +34,14 @@ def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: st
     outcome = _parse_file(parse, with_path, path)
     if isinstance(outcome, QuarantineError):
         return outcome.code, outcome.message
-    rejected = outcome.rejected if isinstance(outcome, PartlyRead) else None
-    if rejected:
-        outcome = outcome.records
+    outcome, rejected = PartlyRead.split(outcome)
     by_table = outcome if isinstance(outcome, dict) else {None: outcome}
     staged = {}
     for i, (name, rows) in enumerate(by_table.items()):
         arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
         staged[name] = str(staging / f"{key}-{i}.parquet")
         pq.write_table(arrow, staged[name])
-    return PartlyRead(staged, rejected) if rejected else staged
+    return PartlyRead.join(staged, rejected)
 
 
 PARSE_SECONDS = 600  # per-file budget of an isolated parser (a 1 GB VCF parses in ~2 minutes)
@@ -101,12 +99,9 @@ class _Parser:
             staged = self._alone(landed)
         if isinstance(staged, tuple):
             return QuarantineError(*staged)
-        rejected = staged.rejected if isinstance(staged, PartlyRead) else None
-        if rejected:
-            staged = staged.records
+        staged, rejected = PartlyRead.split(staged)
         tables = {name: pq.read_table(path) for name, path in staged.items()}
-        tables = tables[None] if None in tables else tables
-        return PartlyRead(tables, rejected) if rejected else tables
+        return PartlyRead.join(tables[None] if None in tables else tables, rejected)
 
     def _stop_pool(self) -> None:
         for process in list(getattr(self.pool, "_processes", {}).values()):

@@ -186,10 +186,9 @@ def _ingest_unregistered(
                 row["status"] = "duplicate"
                 summary.duplicates += 1
             else:
-                outcome = parser.result(landed)
-                if isinstance(outcome, PartlyRead):
-                    _quarantine_records(row, quarantine_rows, summary, outcome.rejected)
-                    outcome = outcome.records
+                outcome, rejected = PartlyRead.split(parser.result(landed))
+                if rejected:
+                    _quarantine_records(row, quarantine_rows, summary, rejected)
                 if isinstance(outcome, QuarantineError):
                     _quarantine(row, quarantine_rows, summary, outcome.code, outcome.message)
                 else:

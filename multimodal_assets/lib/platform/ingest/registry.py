@@ -91,6 +91,18 @@ class PartlyRead:
     records: Parsed | dict[str, Parsed]
     rejected: list[tuple[int, str, str]]
 
+    @staticmethod
+    def split(outcome) -> tuple[object, list[tuple[int, str, str]]]:
+        """(the records, the records that could not be read) of a parser's outcome."""
+        if isinstance(outcome, PartlyRead):
+            return outcome.records, outcome.rejected
+        return outcome, []
+
+    @staticmethod
+    def join(records, rejected: list[tuple[int, str, str]]):
+        """The outcome of `records` with `rejected` ones: a PartlyRead only when there are."""
+        return PartlyRead(records, rejected) if rejected else records
+
 
 # A file of standalone records with more bad records than this, or more bad than good, is not a
 # file with a few damaged records: it is quarantined whole.
