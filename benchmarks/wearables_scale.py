@@ -107,7 +107,9 @@ def silver(work: Path) -> dict:
         )
         warehouse.publish(conn, wearables.WEARABLE_EVENTS, staged)
         started = time.perf_counter()
-        staged = warehouse.stage(conn, wearables.EVENTS, wearables.EVENTS_SQL, {"run_id": "b"})
+        staged = warehouse.stage(
+            conn, wearables.EVENTS, wearables.EVENTS.build_sql, {"run_id": "b"}
+        )
         staged_s = time.perf_counter() - started
         slices = warehouse.publish_changed_slices(conn, wearables.EVENTS, staged)
         seconds = time.perf_counter() - started
@@ -149,7 +151,9 @@ def aggregate(work: Path) -> dict:
         events = warehouse.row_count(conn, wearables.EVENTS.fqn)
 
         def ours():
-            staged = warehouse.stage(conn, wearables.DAILY, wearables.DAILY_SQL, {"run_id": "b"})
+            staged = warehouse.stage(
+                conn, wearables.DAILY, wearables.DAILY.build_sql, {"run_id": "b"}
+            )
             return warehouse.publish_changed_slices(conn, wearables.DAILY, staged)
 
         # Warm both paths once, then take the median of three runs each, interleaved.

@@ -63,7 +63,7 @@ child_tables = [
 
 
 def _build_clinical_features(conn, run_id: str) -> dict:
-    warehouse.stage(conn, CLINICAL_FEATURES, clinical.CLINICAL_FEATURES_SQL, {"run_id": run_id})
+    warehouse.stage(conn, CLINICAL_FEATURES, CLINICAL_FEATURES.build_sql, {"run_id": run_id})
     in_cohort = conn.execute(
         f"SELECT count(*) FILTER (in_nsclc_cohort) FROM {warehouse.staging_name(CLINICAL_FEATURES)}"
     ).fetchone()[0]
@@ -78,7 +78,6 @@ clinical_features = governed_table_asset(
 
 clinical_outcomes = governed_table_asset(
     CLINICAL_OUTCOMES,
-    sql=clinical.CLINICAL_OUTCOMES_SQL,
     kinds={"duckdb", "sql"},
 )
 

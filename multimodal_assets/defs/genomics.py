@@ -15,13 +15,11 @@ from multimodal_assets.lib.genomics import (
     SAMPLES,
     SOMATIC_VARIANTS,
 )
-from multimodal_assets.lib.genomics.reference import GRCH38_LENGTHS
 from multimodal_assets.lib.platform import config, ingest
 
 from .governed import (
     asset_key,
     bronze_ingest_multi_asset,
-    count_monitor,
     governed_table_asset,
 )
 
@@ -53,56 +51,18 @@ def register_delivery_batches(instance: dg.DagsterInstance) -> dict[str, str]:
     }
 
 
-_LENGTHS = ", ".join(f"('{c}', {n})" for c, n in GRCH38_LENGTHS.items())
-
 samples = governed_table_asset(
     SAMPLES,
-    sql=genomics.SAMPLES_SQL,
     kinds={"duckdb", "sql"},
-    monitors=[
-        count_monitor(
-            SAMPLES,
-            "file_samples_mapped_to_patients",
-            "Every sample an ingested genotype file carries maps to a patient through a manifest.",
-            "SELECT count(DISTINCT sample_id) FROM bronze.file_samples "
-            "WHERE sample_id NOT IN (SELECT sample_id FROM silver.genomic_samples)",
-        )
-    ],
 )
 
 somatic_variants = governed_table_asset(
     SOMATIC_VARIANTS,
-    sql=genomics.SOMATIC_VARIANTS_SQL,
     kinds={"duckdb", "sql"},
-    monitors=[
-        count_monitor(
-            SOMATIC_VARIANTS,
-            "ref_alt_alphabet",
-            "REF and sequence ALTs use only A, C, G, T, N.",
-            "SELECT count(*) FROM silver.somatic_variants WHERE NOT regexp_full_match(ref, "
-            "'[ACGTN]+') OR (variant_type IN ('snv','mnv','insertion','deletion','complex') "
-            "AND NOT regexp_full_match(alt, '[ACGTN]+'))",
-        ),
-        count_monitor(
-            SOMATIC_VARIANTS,
-            "position_within_contig",
-            "POS lies within the GRCh38 length of a known contig.",
-            f"SELECT count(*) FROM silver.somatic_variants v LEFT JOIN (VALUES {_LENGTHS}) "
-            "g(chrom, length) USING (chrom) WHERE g.length IS NULL OR v.pos > g.length",
-        ),
-        count_monitor(
-            SOMATIC_VARIANTS,
-            "genotype_ploidy_consistent",
-            "Ploidy equals the alleles written in GT, and ALT copies do not exceed it.",
-            "SELECT count(*) FROM silver.somatic_variants WHERE ploidy <> "
-            "len(regexp_split_to_array(genotype, '[/|]')) OR alt_copies > ploidy",
-        ),
-    ],
 )
 
 germline_dosages = governed_table_asset(
     GERMLINE_DOSAGES,
-    sql=genomics.GERMLINE_DOSAGES_SQL,
     kinds={"duckdb", "sql"},
 )
 
@@ -129,7 +89,6 @@ def _prs_distribution(conn) -> dg.AssetCheckResult:
 
 genomics_features = governed_table_asset(
     FEATURES,
-    sql=genomics.FEATURES_SQL,
     kinds={"duckdb", "sql"},
     monitors=[
         (

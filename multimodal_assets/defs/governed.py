@@ -80,20 +80,21 @@ def table_schema(table: Table) -> dg.TableSchema:
     )
 
 
-def count_monitor(table, name: str, description: str, sql: str) -> tuple:
-    """A non-blocking check that passes when `sql` (one count) returns 0."""
+def rule_monitor(table: Table, rule: tables.RuleCheck) -> Monitor:
+    """A non-blocking check that passes when the rule's SQL (one count) returns 0."""
 
     def evaluate(conn) -> dg.AssetCheckResult:
-        (count,) = conn.execute(sql).fetchall()[0]
+        (count,) = conn.execute(rule.sql).fetchall()[0]
         return dg.AssetCheckResult(
             asset_key=asset_key(table),
-            check_name=name,
+            check_name=rule.name,
             passed=count == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"offending_rows": count},
         )
 
-    return dg.AssetCheckSpec(name, asset=asset_key(table), description=description), evaluate
+    spec = dg.AssetCheckSpec(rule.name, asset=asset_key(table), description=rule.description)
+    return spec, evaluate
 
 
 def sql_build(table: Table, select_sql: str) -> Build:
@@ -107,32 +108,35 @@ def sql_build(table: Table, select_sql: str) -> Build:
 
 
 def upstream_tables(table: Table, reads: Sequence[str] = ()) -> list[Table]:
-    """The tables this one's declared column lineage reads from, and the other tables its build
-    reads (`reads`: fully qualified names)."""
+    """The tables this one's hand-declared column lineage reads from, and the other tables its
+    build reads (`reads`: fully qualified names, e.g. those its SQL reads)."""
     lineage = {fqn for deps in table.lineage.values() for fqn, _ in deps}
     return [catalog.table(fqn) for fqn in sorted((lineage | set(reads)) - {table.fqn})]
 
 
-def column_lineage(table: Table) -> dg.TableColumnLineage:
+def column_lineage(lineage: dict) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
             column: [
                 dg.TableColumnDep(asset_key=asset_key(catalog.table(fqn)), column_name=name)
                 for fqn, name in deps
             ]
-            for column, deps in table.lineage.items()
+            for column, deps in lineage.items()
         }
     )
 
 
-def table_metadata(table: Table) -> dict:
+def table_metadata(table: Table, *, derive_lineage: bool = False) -> dict:
+    """Schema, name, key and column lineage. Lineage derived from SQL (~0.1 s a table with
+    sqlglot) is attached to materializations only, to keep the code location's load fast."""
     meta = {
         "dagster/column_schema": table_schema(table),
         "dagster/table_name": table.fqn,
         "primary_key": ", ".join(table.primary_key) or "none",
     }
-    if table.lineage:
-        meta["dagster/column_lineage"] = column_lineage(table)
+    lineage = catalog.column_lineage(table) if derive_lineage else table.lineage
+    if lineage:
+        meta["dagster/column_lineage"] = column_lineage(lineage)
     return meta
 
 
@@ -181,7 +185,6 @@ def governed_table_asset(
     table: Table,
     *,
     build: Build | None = None,
-    sql: str | None = None,
     reads: Sequence[Table] = (),
     pseudonymizes: bool = False,
     kinds: set[str] | None = None,
@@ -192,26 +195,23 @@ def governed_table_asset(
 ) -> dg.AssetsDefinition:
     """A silver/gold asset that publishes only what passed its blocking checks (write-audit-publish).
 
-    The build is one SQL query (`sql`, whose tables read become the asset's deps, found by
-    parsing it) or a Python `build` that reads the tables of its column lineage and `reads`. A
-    build that reads a lakehouse table it does not depend on fails: the graph would not order
-    it after that table. `gates` are extra blocking checks on the staged rows (e.g. a PHI scan);
-    `monitors` are non-blocking checks evaluated on the published table (e.g. drift);
+    The build is the declaration's SQL (`table.build_sql`, whose tables read become the asset's
+    deps, found by parsing it) or a Python `build` that reads the tables of its column lineage
+    and `reads` (a Python build may stage the declaration's SQL and add metadata). A build that
+    reads a lakehouse table it does not depend on fails: the graph would not order it after
+    that table. `gates` are extra blocking checks on the staged rows (e.g. a PHI scan);
+    `monitors` are non-blocking checks evaluated on the published table (e.g. drift), besides
+    the declaration's own rule checks;
     `extra_deps` are assets that are not tables (a model, the landed pixels). A build that
     `pseudonymizes` is given the `pseudonym` resource's key as its third argument."""
     from multimodal_assets.lib.platform.sql_reads import tables_read
 
-    if (build is None) == (sql is None):
-        raise ValueError(f"{table.fqn}: give a build or its SQL, one of the two")
-    sql_reads = tables_read(sql) if sql else frozenset()
+    if build is None and not table.build_sql:
+        raise ValueError(f"{table.fqn}: declare its build SQL or give a Python build")
+    sql_reads = tables_read(table.build_sql) if table.build_sql else frozenset()
     declared_reads = sorted({t.fqn for t in reads} | sql_reads)
-    named = {fqn for deps in table.lineage.values() for fqn, _ in deps} - {table.fqn}
-    if sql and not named <= sql_reads:
-        stray = ", ".join(sorted(named - sql_reads))
-        raise ValueError(
-            f"{table.fqn}: its column lineage names {stray}, which its SQL does not read"
-        )
-    build = build or sql_build(table, sql)
+    build = build or sql_build(table, table.build_sql)
+    monitors = [*(rule_monitor(table, rule) for rule in table.checks), *monitors]
     upstream = upstream_tables(table, declared_reads)
     allowed = {t.fqn for t in upstream} | {table.fqn}
     if any(t.layer == "bronze" for t in upstream):
@@ -290,7 +290,7 @@ def governed_table_asset(
             )
         yield dg.MaterializeResult(
             metadata={
-                **table_metadata(table),
+                **table_metadata(table, derive_lineage=True),
                 "dagster/row_count": rows,
                 **({"slices_republished": slices} if slices is not None else {}),
                 **extra,
@@ -428,7 +428,7 @@ def bronze_ingest_asset(
         )
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(table),
+                **table_metadata(table, derive_lineage=True),
                 "dagster/row_count": totals[table.fqn],
                 **summary,
                 **observed,

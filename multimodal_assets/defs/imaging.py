@@ -23,7 +23,6 @@ from multimodal_assets.lib.platform.parallel import map_in_processes, map_items_
 from .governed import (
     asset_key,
     bronze_ingest_asset,
-    count_monitor,
     governed_table_asset,
 )
 
@@ -98,31 +97,11 @@ instances = governed_table_asset(
             _no_phi_left,
         )
     ],
-    monitors=[
-        count_monitor(
-            INSTANCES,
-            "instances_mapped_to_patients",
-            "Every instance's Patient ID is the MRN of a known patient.",
-            "SELECT count(*) FROM silver.imaging_instances WHERE NOT linked_to_patient",
-        )
-    ],
 )
 
 series = governed_table_asset(
     SERIES,
-    sql=imaging.SERIES_SQL,
     kinds={"duckdb", "sql"},
-    monitors=[
-        count_monitor(
-            SERIES,
-            "geometry_sane",
-            "CT series: one geometry across instances, positive pixel spacing, slices regularly "
-            "spaced with no two at one location.",
-            "SELECT count(*) FROM silver.imaging_series WHERE modality = 'CT' AND instances > 1 "
-            "AND (NOT geometry_consistent OR NOT coalesce(slices_regular, false) "
-            "OR pixel_spacing_mm[1] <= 0 OR pixel_spacing_mm[2] <= 0)",
-        )
-    ],
 )
 
 
@@ -200,17 +179,9 @@ series_features = governed_table_asset(
             ),
             _embeddings_complete,
         ),
-        count_monitor(
-            SERIES_FEATURES,
-            "ct_intensities_in_hu_range",
-            "CT voxel percentiles lie within the HU scale (-1024 … 3071, ±100 for rescale "
-            "rounding): a wrong slope or intercept shows here.",
-            "SELECT count(*) FROM gold.imaging_series_features WHERE intensity_units = 'HU' "
-            "AND (intensity_p05 < -1124 OR intensity_p95 > 3171)",
-        ),
     ],
 )
 
-imaging_features = governed_table_asset(FEATURES, sql=imaging.FEATURES_SQL, kinds={"duckdb", "sql"})
+imaging_features = governed_table_asset(FEATURES, kinds={"duckdb", "sql"})
 
 assets = [dicom_instances, instances, series, series_features, imaging_features]

@@ -12,6 +12,7 @@ from multimodal_assets.lib import clinical
 from multimodal_assets.lib.governance import catalog
 from multimodal_assets.lib.governance.pseudonym import research_key
 from multimodal_assets.lib.ml import evaluation, fusion, model_registry, scoring, training
+from multimodal_assets.lib.ml import report as evaluation_report
 from multimodal_assets.lib.platform import config, warehouse
 
 from .governed import asset_key, file_asset_spec_kwargs, governed_table_asset
@@ -203,7 +204,7 @@ def model_evaluation(
         model_registry.load_models(published["version"]), rows, SEED, truth
     )
     folder = config.data_dir() / "reports" / "models" / published["version"]
-    report = evaluation.write_report(
+    report_text = evaluation_report.write_report(
         result,
         folder,
         {
@@ -229,7 +230,7 @@ def model_evaluation(
     return dg.MaterializeResult(
         metadata={
             "model_version": published["version"],
-            "report": dg.MetadataValue.md(report),
+            "report": dg.MetadataValue.md(report_text),
             "report_path": dg.MetadataValue.path(str(folder / "report.md")),
             **{k: v for k, v in numbers.items() if v is not None},
         }

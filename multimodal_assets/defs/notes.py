@@ -138,11 +138,9 @@ notes_deidentified = governed_table_asset(
     ],
 )
 
-patient_timeline = governed_table_asset(
-    PATIENT_TIMELINE, sql=notes.TIMELINE_SQL, kinds={"duckdb", "sql"}
-)
+patient_timeline = governed_table_asset(PATIENT_TIMELINE, kinds={"duckdb", "sql"})
 
-notes_features = governed_table_asset(FEATURES, sql=notes.FEATURES_SQL, kinds={"duckdb", "sql"})
+notes_features = governed_table_asset(FEATURES, kinds={"duckdb", "sql"})
 
 
 def _evaluation(name: str, description: str) -> dict:

@@ -65,7 +65,7 @@ wearable_events = bronze_ingest_asset(
 
 
 def _build_events(conn, run_id: str) -> dict:
-    warehouse.stage(conn, EVENTS, wearables.EVENTS_SQL, {"run_id": run_id})
+    warehouse.stage(conn, EVENTS, EVENTS.build_sql, {"run_id": run_id})
     bronze, linked, late = conn.execute(wearables.EVENT_COVERAGE_SQL).fetchone()
     # Kept in bronze, reported here: nothing is dropped silently.
     return {
@@ -79,14 +79,11 @@ def _build_events(conn, run_id: str) -> dict:
 events = governed_table_asset(EVENTS, build=_build_events)
 daily_features = governed_table_asset(
     DAILY,
-    sql=wearables.DAILY_SQL,
     kinds={"duckdb", "sql"},
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=2), warn_window=timedelta(days=1)
     ),
 )
-wearables_features = governed_table_asset(
-    FEATURES, sql=wearables.FEATURES_SQL, kinds={"duckdb", "sql"}
-)
+wearables_features = governed_table_asset(FEATURES, kinds={"duckdb", "sql"})
 
 assets = [wearable_events, events, daily_features, wearables_features]

@@ -23,9 +23,7 @@ from .flatten import (
 )
 from .gold import (
     CLINICAL_FEATURES,
-    CLINICAL_FEATURES_SQL,
     CLINICAL_OUTCOMES,
-    CLINICAL_OUTCOMES_SQL,
     OUTCOME_HORIZON_DAYS,
 )
 from .silver import (
@@ -55,9 +53,7 @@ __all__ = [
     "ANTINEOPLASTIC_RXNORM",
     "BRONZE",
     "CLINICAL_FEATURES",
-    "CLINICAL_FEATURES_SQL",
     "CLINICAL_OUTCOMES",
-    "CLINICAL_OUTCOMES_SQL",
     "CONDITIONS",
     "DEVICE_USE",
     "ENCOUNTERS",

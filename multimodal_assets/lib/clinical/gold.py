@@ -95,6 +95,156 @@ def _feature_record_filters() -> dict:
     return out
 
 
+OUTCOME_HORIZON_DAYS = 365
+
+# Secondary malignancies (ICD-10-CM C77-C79) after the index date mark progression.
+CLINICAL_OUTCOMES_SQL = f"""
+WITH cohort AS (
+    SELECT research_key, index_date FROM gold.clinical_features WHERE in_nsclc_cohort
+),
+progression AS (
+    SELECT c.research_key, min(c.onset_date) AS progression_date
+    FROM silver.conditions c JOIN cohort k USING (research_key)
+    WHERE regexp_matches(c.icd10_code, '^C7[7-9]') AND c.onset_date > k.index_date
+    GROUP BY 1
+),
+seen AS (
+    SELECT research_key, max(day) AS observed_until FROM (
+        SELECT research_key, CAST(start_time AS DATE) AS day FROM silver.encounters
+        UNION ALL SELECT research_key, onset_date FROM silver.conditions
+    ) GROUP BY 1
+)
+SELECT k.research_key, k.index_date, p.progression_date, pt.deceased_date AS death_date,
+       coalesce(p.progression_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
+       OR coalesce(pt.deceased_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
+           AS progressed_or_died_12m,
+       s.observed_until, $run_id AS _run_id
+FROM cohort k
+JOIN silver.patients pt USING (research_key)
+LEFT JOIN progression p USING (research_key)
+LEFT JOIN seen s USING (research_key)
+"""
+
+
+CLINICAL_OUTCOMES = Table(
+    layer="gold",
+    name="clinical_outcomes",
+    modality="clinical",
+    primary_key=("research_key",),
+    description="12-month progression or death after the NSCLC index date, from the EHR (the label).",
+    columns=(
+        RK,
+        Column("index_date", "DATE", "First NSCLC diagnosis date.", "phi", "hipaa", nullable=False),
+        Column(
+            "progression_date",
+            "DATE",
+            "First secondary malignancy (ICD-10-CM C77-C79) after the index date.",
+            "phi",
+            "hipaa",
+        ),
+        Column("death_date", "DATE", "Date of death, if recorded.", "phi", "hipaa"),
+        Column(
+            "progressed_or_died_12m",
+            "BOOLEAN",
+            "Progression or death within 365 days of the index date.",
+            "sensitive",
+            "hipaa",
+            nullable=False,
+        ),
+        Column("observed_until", "DATE", "Latest dated EHR record of the patient.", "phi", "hipaa"),
+        RUN_ID,
+    ),
+    build_sql=CLINICAL_OUTCOMES_SQL,
+)
+
+
+CLINICAL_FEATURES_SQL = f"""
+WITH idx AS (
+    SELECT research_key, min(onset_date) AS index_date,
+           arg_min(snomed_code, onset_date) AS snomed_code,
+           arg_min(stage_group, onset_date) AS stage_group
+    FROM silver.conditions WHERE is_nsclc AND onset_date IS NOT NULL GROUP BY research_key
+),
+obs AS (
+    SELECT o.research_key, o.loinc_code, o.value, o.value_code, o.unit, o.effective_time,
+           i.index_date
+    FROM silver.observations o JOIN idx i USING (research_key)
+    WHERE CAST(o.effective_time AS DATE) <= i.index_date
+),
+latest AS (
+    SELECT research_key,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["hemoglobin"]}' AND unit = 'g/dL') AS hemoglobin_g_dl,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["albumin"]}' AND unit = 'g/dL') AS albumin_g_dl,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["ldh"]}' AND unit = 'U/L') AS ldh_u_l,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["crp"]}' AND unit = 'mg/L') AS crp_mg_l,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["weight"]}' AND unit = 'kg') AS weight_kg,
+        arg_min(value, effective_time) FILTER (loinc_code = '{LOINC["weight"]}' AND unit = 'kg'
+            AND CAST(effective_time AS DATE) >= index_date - INTERVAL 180 DAY) AS weight_first_180d,
+        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["ecog"]}') AS ecog,
+        arg_max(value_code, effective_time) FILTER (loinc_code = '{LOINC["smoking"]}') AS smoking_code,
+        max(CAST(effective_time AS DATE)) AS observed_through
+    FROM obs GROUP BY research_key
+),
+meds AS (
+    SELECT m.research_key, count(DISTINCT m.rxnorm_code) AS prior_antineoplastic_count,
+           max(m.authored_date) AS treated_through
+    FROM silver.medications m JOIN idx i USING (research_key)
+    WHERE m.is_antineoplastic AND m.authored_date < i.index_date GROUP BY m.research_key
+),
+comorb AS (
+    SELECT c.research_key, count(DISTINCT coalesce(c.icd10_code, c.snomed_code)) AS comorbidity_count,
+           max(c.onset_date) AS diagnosed_through
+    FROM silver.conditions c JOIN idx i USING (research_key)
+    WHERE NOT c.is_nsclc AND c.onset_date <= i.index_date GROUP BY c.research_key
+),
+enc AS (
+    SELECT e.research_key, count(*) AS encounters_365d,
+           max(CAST(e.start_time AS DATE)) AS seen_through
+    FROM silver.encounters e JOIN idx i USING (research_key)
+    WHERE CAST(e.start_time AS DATE) BETWEEN i.index_date - INTERVAL 365 DAY AND i.index_date
+    GROUP BY e.research_key
+),
+histology_map(snomed_code, histology) AS (
+    VALUES {", ".join(f"('{k}', '{v}')" for k, v in HISTOLOGY_BY_SNOMED.items())}
+),
+smoking_map(smoking_code, smoking_status) AS (
+    VALUES {", ".join(f"('{k}', '{v}')" for k, v in SMOKING_BY_SNOMED.items())}
+)
+SELECT
+    p.research_key,
+    TRUE AS has_clinical,
+    i.index_date IS NOT NULL AS in_nsclc_cohort,
+    i.index_date,
+    CAST(date_part('year', age(i.index_date, p.birth_date)) AS INTEGER) AS age_at_index,
+    p.sex, p.race, p.site, p.research_consent,
+    h.histology,
+    i.stage_group,
+    CAST(l.ecog AS INTEGER) AS ecog,
+    s.smoking_status,
+    l.hemoglobin_g_dl, l.albumin_g_dl, l.ldh_u_l, l.crp_mg_l, l.weight_kg,
+    round(100.0 * (l.weight_kg - l.weight_first_180d) / nullif(l.weight_first_180d, 0), 2)
+        AS weight_change_pct_180d,
+    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(m.prior_antineoplastic_count, 0) END
+        AS prior_antineoplastic_count,
+    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(c.comorbidity_count, 0) END
+        AS comorbidity_count,
+    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(e.encounters_365d, 0) END
+        AS encounters_365d,
+    CASE WHEN i.index_date IS NOT NULL THEN
+        greatest(i.index_date, l.observed_through, m.treated_through, c.diagnosed_through,
+                 e.seen_through) END AS clinical_data_through,
+    $run_id AS _run_id
+FROM silver.patients p
+LEFT JOIN idx i USING (research_key)
+LEFT JOIN latest l USING (research_key)
+LEFT JOIN meds m USING (research_key)
+LEFT JOIN comorb c USING (research_key)
+LEFT JOIN enc e USING (research_key)
+LEFT JOIN histology_map h ON h.snomed_code = i.snomed_code
+LEFT JOIN smoking_map s ON s.smoking_code = l.smoking_code
+"""
+
+
 CLINICAL_FEATURES = Table(
     layer="gold",
     name="clinical_features",
@@ -254,171 +404,6 @@ CLINICAL_FEATURES = Table(
         ),
         RUN_ID,
     ),
-    lineage=_feature_lineage(),
     record_filters=_feature_record_filters(),
+    build_sql=CLINICAL_FEATURES_SQL,
 )
-
-
-OUTCOME_HORIZON_DAYS = 365
-CLINICAL_OUTCOMES = Table(
-    layer="gold",
-    name="clinical_outcomes",
-    modality="clinical",
-    primary_key=("research_key",),
-    description="12-month progression or death after the NSCLC index date, from the EHR (the label).",
-    columns=(
-        RK,
-        Column("index_date", "DATE", "First NSCLC diagnosis date.", "phi", "hipaa", nullable=False),
-        Column(
-            "progression_date",
-            "DATE",
-            "First secondary malignancy (ICD-10-CM C77-C79) after the index date.",
-            "phi",
-            "hipaa",
-        ),
-        Column("death_date", "DATE", "Date of death, if recorded.", "phi", "hipaa"),
-        Column(
-            "progressed_or_died_12m",
-            "BOOLEAN",
-            "Progression or death within 365 days of the index date.",
-            "sensitive",
-            "hipaa",
-            nullable=False,
-        ),
-        Column("observed_until", "DATE", "Latest dated EHR record of the patient.", "phi", "hipaa"),
-        RUN_ID,
-    ),
-    lineage={
-        "research_key": (("gold.clinical_features", "research_key"),),
-        "index_date": (("gold.clinical_features", "index_date"),),
-        "progression_date": (
-            ("silver.conditions", "icd10_code"),
-            ("silver.conditions", "onset_date"),
-        ),
-        "death_date": (("silver.patients", "deceased_date"),),
-        "progressed_or_died_12m": (
-            ("silver.conditions", "onset_date"),
-            ("silver.patients", "deceased_date"),
-            ("gold.clinical_features", "index_date"),
-        ),
-        "observed_until": (
-            ("silver.encounters", "start_time"),
-            ("silver.conditions", "onset_date"),
-        ),
-    },
-)
-
-# Secondary malignancies (ICD-10-CM C77-C79) after the index date mark progression.
-CLINICAL_OUTCOMES_SQL = f"""
-WITH cohort AS (
-    SELECT research_key, index_date FROM gold.clinical_features WHERE in_nsclc_cohort
-),
-progression AS (
-    SELECT c.research_key, min(c.onset_date) AS progression_date
-    FROM silver.conditions c JOIN cohort k USING (research_key)
-    WHERE regexp_matches(c.icd10_code, '^C7[7-9]') AND c.onset_date > k.index_date
-    GROUP BY 1
-),
-seen AS (
-    SELECT research_key, max(day) AS observed_until FROM (
-        SELECT research_key, CAST(start_time AS DATE) AS day FROM silver.encounters
-        UNION ALL SELECT research_key, onset_date FROM silver.conditions
-    ) GROUP BY 1
-)
-SELECT k.research_key, k.index_date, p.progression_date, pt.deceased_date AS death_date,
-       coalesce(p.progression_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
-       OR coalesce(pt.deceased_date <= k.index_date + INTERVAL {OUTCOME_HORIZON_DAYS} DAY, FALSE)
-           AS progressed_or_died_12m,
-       s.observed_until, $run_id AS _run_id
-FROM cohort k
-JOIN silver.patients pt USING (research_key)
-LEFT JOIN progression p USING (research_key)
-LEFT JOIN seen s USING (research_key)
-"""
-
-
-CLINICAL_FEATURES_SQL = f"""
-WITH idx AS (
-    SELECT research_key, min(onset_date) AS index_date,
-           arg_min(snomed_code, onset_date) AS snomed_code,
-           arg_min(stage_group, onset_date) AS stage_group
-    FROM silver.conditions WHERE is_nsclc AND onset_date IS NOT NULL GROUP BY research_key
-),
-obs AS (
-    SELECT o.research_key, o.loinc_code, o.value, o.value_code, o.unit, o.effective_time,
-           i.index_date
-    FROM silver.observations o JOIN idx i USING (research_key)
-    WHERE CAST(o.effective_time AS DATE) <= i.index_date
-),
-latest AS (
-    SELECT research_key,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["hemoglobin"]}' AND unit = 'g/dL') AS hemoglobin_g_dl,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["albumin"]}' AND unit = 'g/dL') AS albumin_g_dl,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["ldh"]}' AND unit = 'U/L') AS ldh_u_l,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["crp"]}' AND unit = 'mg/L') AS crp_mg_l,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["weight"]}' AND unit = 'kg') AS weight_kg,
-        arg_min(value, effective_time) FILTER (loinc_code = '{LOINC["weight"]}' AND unit = 'kg'
-            AND CAST(effective_time AS DATE) >= index_date - INTERVAL 180 DAY) AS weight_first_180d,
-        arg_max(value, effective_time) FILTER (loinc_code = '{LOINC["ecog"]}') AS ecog,
-        arg_max(value_code, effective_time) FILTER (loinc_code = '{LOINC["smoking"]}') AS smoking_code,
-        max(CAST(effective_time AS DATE)) AS observed_through
-    FROM obs GROUP BY research_key
-),
-meds AS (
-    SELECT m.research_key, count(DISTINCT m.rxnorm_code) AS prior_antineoplastic_count,
-           max(m.authored_date) AS treated_through
-    FROM silver.medications m JOIN idx i USING (research_key)
-    WHERE m.is_antineoplastic AND m.authored_date < i.index_date GROUP BY m.research_key
-),
-comorb AS (
-    SELECT c.research_key, count(DISTINCT coalesce(c.icd10_code, c.snomed_code)) AS comorbidity_count,
-           max(c.onset_date) AS diagnosed_through
-    FROM silver.conditions c JOIN idx i USING (research_key)
-    WHERE NOT c.is_nsclc AND c.onset_date <= i.index_date GROUP BY c.research_key
-),
-enc AS (
-    SELECT e.research_key, count(*) AS encounters_365d,
-           max(CAST(e.start_time AS DATE)) AS seen_through
-    FROM silver.encounters e JOIN idx i USING (research_key)
-    WHERE CAST(e.start_time AS DATE) BETWEEN i.index_date - INTERVAL 365 DAY AND i.index_date
-    GROUP BY e.research_key
-),
-histology_map(snomed_code, histology) AS (
-    VALUES {", ".join(f"('{k}', '{v}')" for k, v in HISTOLOGY_BY_SNOMED.items())}
-),
-smoking_map(smoking_code, smoking_status) AS (
-    VALUES {", ".join(f"('{k}', '{v}')" for k, v in SMOKING_BY_SNOMED.items())}
-)
-SELECT
-    p.research_key,
-    TRUE AS has_clinical,
-    i.index_date IS NOT NULL AS in_nsclc_cohort,
-    i.index_date,
-    CAST(date_part('year', age(i.index_date, p.birth_date)) AS INTEGER) AS age_at_index,
-    p.sex, p.race, p.site, p.research_consent,
-    h.histology,
-    i.stage_group,
-    CAST(l.ecog AS INTEGER) AS ecog,
-    s.smoking_status,
-    l.hemoglobin_g_dl, l.albumin_g_dl, l.ldh_u_l, l.crp_mg_l, l.weight_kg,
-    round(100.0 * (l.weight_kg - l.weight_first_180d) / nullif(l.weight_first_180d, 0), 2)
-        AS weight_change_pct_180d,
-    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(m.prior_antineoplastic_count, 0) END
-        AS prior_antineoplastic_count,
-    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(c.comorbidity_count, 0) END
-        AS comorbidity_count,
-    CASE WHEN i.index_date IS NULL THEN NULL ELSE coalesce(e.encounters_365d, 0) END
-        AS encounters_365d,
-    CASE WHEN i.index_date IS NOT NULL THEN
-        greatest(i.index_date, l.observed_through, m.treated_through, c.diagnosed_through,
-                 e.seen_through) END AS clinical_data_through,
-    $run_id AS _run_id
-FROM silver.patients p
-LEFT JOIN idx i USING (research_key)
-LEFT JOIN latest l USING (research_key)
-LEFT JOIN meds m USING (research_key)
-LEFT JOIN comorb c USING (research_key)
-LEFT JOIN enc e USING (research_key)
-LEFT JOIN histology_map h ON h.snomed_code = i.snomed_code
-LEFT JOIN smoking_map s ON s.smoking_code = l.smoking_code
-"""

@@ -27,16 +27,13 @@ from .bronze import (
     VARIANT_TYPES,
 )
 from .formats import parse_genomics_file
-from .gold import FEATURES, FEATURES_SQL, PRS_MIN_COVERAGE, PRS_MIN_SAMPLE, TABLES, TMB_TYPES
+from .gold import FEATURES, PRS_MIN_COVERAGE, PRS_MIN_SAMPLE, TABLES, TMB_TYPES
 from .manifest import parse_manifest
 from .plink import PLINK_COMPANIONS, PLINK_MAGIC, parse_plink
 from .silver import (
     GERMLINE_DOSAGES,
-    GERMLINE_DOSAGES_SQL,
     SAMPLES,
-    SAMPLES_SQL,
     SOMATIC_VARIANTS,
-    SOMATIC_VARIANTS_SQL,
     canonical_contig_sql,
 )
 from .vcf import CHUNK_GENOTYPES, CHUNK_SITES, parse_vcf, variant_type
@@ -47,12 +44,10 @@ __all__ = [
     "CHUNK_GENOTYPES",
     "CHUNK_SITES",
     "FEATURES",
-    "FEATURES_SQL",
     "FILE_SAMPLES",
     "GENETIC",
     "GENOMIC_SAMPLES",
     "GERMLINE_DOSAGES",
-    "GERMLINE_DOSAGES_SQL",
     "GERMLINE_GENOTYPES",
     "MANIFEST_COLUMNS",
     "PLINK_COMPANIONS",
@@ -60,10 +55,8 @@ __all__ = [
     "PRS_MIN_COVERAGE",
     "PRS_MIN_SAMPLE",
     "SAMPLES",
-    "SAMPLES_SQL",
     "SAMPLE_TYPES",
     "SOMATIC_VARIANTS",
-    "SOMATIC_VARIANTS_SQL",
     "TABLES",
     "TMB_TYPES",
     "VARIANT_CALLS",

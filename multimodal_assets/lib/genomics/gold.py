@@ -25,6 +25,57 @@ _FLAGS = {
 }
 TMB_TYPES = ("snv", "mnv", "insertion", "deletion", "complex")
 
+
+FEATURES_SQL = f"""
+WITH sequenced AS (
+    SELECT s.research_key, max(s.collected_on) AS data_through
+    FROM silver.genomic_samples s JOIN gold.clinical_features c USING (research_key)
+    WHERE s.sample_type = 'tumor' AND s.in_file AND s.collected_on <= c.index_date
+    GROUP BY 1
+),
+variants AS (
+    SELECT v.* FROM silver.somatic_variants v JOIN sequenced q USING (research_key)
+    JOIN gold.clinical_features c USING (research_key)
+    WHERE v.passed AND v.collected_on <= c.index_date
+),
+{_weights_sql()},
+score_dosages AS (  -- one dosage per patient and score SNP, whatever the samples
+    SELECT * FROM silver.germline_dosages WHERE effect_dosage IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY research_key, score_variant_id ORDER BY sample_id) = 1
+),
+score AS (
+    SELECT d.research_key, count(*) AS snps,
+           sum((d.effect_dosage - 2 * w.freq) * w.weight) AS centred
+    FROM score_dosages d JOIN weights w ON w.variant_id = d.score_variant_id
+    GROUP BY 1
+),
+per_patient AS (
+    SELECT research_key,
+           {", ".join(f"bool_or({rule}) AS {name}" for name, rule in _FLAGS.items())},
+           count(*) FILTER (variant_type IN {TMB_TYPES} AND in_panel) AS small_in_panel,
+           count(*) AS somatic_variant_count
+    FROM variants GROUP BY 1
+)
+SELECT c.research_key, q.research_key IS NOT NULL AS has_genomics,
+       {", ".join(f"CASE WHEN q.research_key IS NULL THEN NULL ELSE coalesce(p.{name}, FALSE) END AS {name}" for name in _FLAGS)},
+       CASE WHEN q.research_key IS NULL THEN NULL
+            ELSE round(coalesce(p.small_in_panel, 0) / {reference.panel_megabases()}, 3) END
+           AS tmb_per_mb,
+       CASE WHEN q.research_key IS NULL THEN NULL
+            ELSE CAST(coalesce(p.somatic_variant_count, 0) AS INTEGER) END AS somatic_variant_count,
+       coalesce(g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}, FALSE)
+           AS has_germline,
+       CASE WHEN g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}
+            THEN round(g.centred / {reference.prs_reference_moments()[1]}, 4) END AS prs_z,
+       q.data_through AS genomics_data_through,
+       $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN sequenced q USING (research_key)
+LEFT JOIN per_patient p USING (research_key)
+LEFT JOIN score g USING (research_key)
+"""
+
+
 FEATURES = Table(
     layer="gold",
     name="genomics_features",
@@ -86,78 +137,7 @@ FEATURES = Table(
         ),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("gold.clinical_features", "research_key"),),
-        "has_genomics": (
-            ("silver.genomic_samples", "in_file"),
-            ("silver.genomic_samples", "collected_on"),
-            ("gold.clinical_features", "index_date"),
-        ),
-        **{
-            name: (("silver.somatic_variants", "biomarker"), ("silver.somatic_variants", "gene"))
-            for name in _FLAGS
-        },
-        "tmb_per_mb": (
-            ("silver.somatic_variants", "variant_type"),
-            ("silver.somatic_variants", "in_panel"),
-        ),
-        "somatic_variant_count": (("silver.somatic_variants", "passed"),),
-        "has_germline": (("silver.germline_dosages", "effect_dosage"),),
-        "prs_z": (
-            ("silver.germline_dosages", "effect_dosage"),
-            ("silver.germline_dosages", "score_variant_id"),
-        ),
-        "genomics_data_through": (("silver.genomic_samples", "collected_on"),),
-    },
+    build_sql=FEATURES_SQL,
 )
-
-FEATURES_SQL = f"""
-WITH sequenced AS (
-    SELECT s.research_key, max(s.collected_on) AS data_through
-    FROM silver.genomic_samples s JOIN gold.clinical_features c USING (research_key)
-    WHERE s.sample_type = 'tumor' AND s.in_file AND s.collected_on <= c.index_date
-    GROUP BY 1
-),
-variants AS (
-    SELECT v.* FROM silver.somatic_variants v JOIN sequenced q USING (research_key)
-    JOIN gold.clinical_features c USING (research_key)
-    WHERE v.passed AND v.collected_on <= c.index_date
-),
-{_weights_sql()},
-score_dosages AS (  -- one dosage per patient and score SNP, whatever the samples
-    SELECT * FROM silver.germline_dosages WHERE effect_dosage IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY research_key, score_variant_id ORDER BY sample_id) = 1
-),
-score AS (
-    SELECT d.research_key, count(*) AS snps,
-           sum((d.effect_dosage - 2 * w.freq) * w.weight) AS centred
-    FROM score_dosages d JOIN weights w ON w.variant_id = d.score_variant_id
-    GROUP BY 1
-),
-per_patient AS (
-    SELECT research_key,
-           {", ".join(f"bool_or({rule}) AS {name}" for name, rule in _FLAGS.items())},
-           count(*) FILTER (variant_type IN {TMB_TYPES} AND in_panel) AS small_in_panel,
-           count(*) AS somatic_variant_count
-    FROM variants GROUP BY 1
-)
-SELECT c.research_key, q.research_key IS NOT NULL AS has_genomics,
-       {", ".join(f"CASE WHEN q.research_key IS NULL THEN NULL ELSE coalesce(p.{name}, FALSE) END AS {name}" for name in _FLAGS)},
-       CASE WHEN q.research_key IS NULL THEN NULL
-            ELSE round(coalesce(p.small_in_panel, 0) / {reference.panel_megabases()}, 3) END
-           AS tmb_per_mb,
-       CASE WHEN q.research_key IS NULL THEN NULL
-            ELSE CAST(coalesce(p.somatic_variant_count, 0) AS INTEGER) END AS somatic_variant_count,
-       coalesce(g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}, FALSE)
-           AS has_germline,
-       CASE WHEN g.snps >= {PRS_MIN_COVERAGE * len(reference.prs_weights())}
-            THEN round(g.centred / {reference.prs_reference_moments()[1]}, 4) END AS prs_z,
-       q.data_through AS genomics_data_through,
-       $run_id AS _run_id
-FROM gold.clinical_features c
-LEFT JOIN sequenced q USING (research_key)
-LEFT JOIN per_patient p USING (research_key)
-LEFT JOIN score g USING (research_key)
-"""
 
 TABLES = (*BRONZE_TABLES, SAMPLES, SOMATIC_VARIANTS, GERMLINE_DOSAGES, FEATURES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..platform.tables import RESEARCH_KEY, Column, Table, provenance_columns
+from ..platform.tables import RESEARCH_KEY, Column, RuleCheck, Table, provenance_columns
 from . import reference
 from .bronze import (
     _ALLELE_FRACTION,
@@ -27,6 +27,36 @@ from .bronze import (
 
 _RK_FROM_PATIENTS = (("silver.patients", "research_key"), ("bronze.genomic_samples", "mrn"))
 
+
+def canonical_contig_sql(column: str) -> str:
+    """`7`, `chr7` and `CHR7` are one contig, `chr7` (and `MT`/`chrMT` is `chrM`), in SQL."""
+    bare = f"regexp_replace({column}, '^[cC][hH][rR]', '')"
+    return (
+        f"'chr' || CASE upper({bare}) WHEN 'MT' THEN 'M' WHEN 'X' THEN 'X' WHEN 'Y' THEN 'Y' "
+        f"WHEN 'M' THEN 'M' ELSE {bare} END"
+    )
+
+
+def _reference_sql() -> str:
+    panel = ", ".join(f"('{r.chrom}', {r.start}, {r.end}, '{r.gene}')" for r in reference.panel())
+    spots = ", ".join(
+        f"('{h.chrom}', {h.pos}, '{h.ref}', '{h.alt}', '{h.biomarker}', {str(h.actionable).upper()})"
+        for h in reference.hotspots()
+    )
+    return (
+        f"panel(chrom, start_0, end_excl, gene) AS (VALUES {panel}),\n"
+        f"hotspot(chrom, pos, ref, alt, biomarker, actionable) AS (VALUES {spots})"
+    )
+
+
+SAMPLES_SQL = """
+SELECT b.sample_id, p.research_key, b.sample_type, b.assay, b.collected_on,
+       b.sample_id IN (SELECT sample_id FROM bronze.file_samples) AS in_file,
+       b._source_sha256, b._source_locator, $run_id AS _run_id
+FROM bronze.genomic_samples b JOIN silver.patients p ON p.mrn = b.mrn
+"""
+
+
 SAMPLES = Table(
     layer="silver",
     name="genomic_samples",
@@ -46,15 +76,38 @@ SAMPLES = Table(
         ),
         *provenance_columns("Manifest line number."),
     ),
-    lineage={
-        "sample_id": (("bronze.genomic_samples", "sample_id"),),
-        "research_key": _RK_FROM_PATIENTS,
-        "sample_type": (("bronze.genomic_samples", "sample_type"),),
-        "assay": (("bronze.genomic_samples", "assay"),),
-        "collected_on": (("bronze.genomic_samples", "collected_on"),),
-        "in_file": (("bronze.file_samples", "sample_id"),),
-    },
+    build_sql=SAMPLES_SQL,
+    checks=(
+        RuleCheck(
+            "file_samples_mapped_to_patients",
+            "Every sample an ingested genotype file carries maps to a patient through a manifest.",
+            "SELECT count(DISTINCT sample_id) FROM bronze.file_samples "
+            "WHERE sample_id NOT IN (SELECT sample_id FROM silver.genomic_samples)",
+        ),
+    ),
 )
+
+SOMATIC_VARIANTS_SQL = f"""
+WITH {_reference_sql()},
+calls AS (
+    SELECT c.*, {canonical_contig_sql("c.chrom")} AS contig, s.research_key, s.collected_on,
+           t.variant_type, t.filter
+    FROM bronze.variant_calls c
+    JOIN silver.genomic_samples s ON s.sample_id = c.sample_id AND s.sample_type = 'tumor'
+    JOIN bronze.variant_sites t ON t._source_sha256 = c._source_sha256 AND t.chrom = c.chrom
+         AND t.pos = c.pos AND t.ref = c.ref AND t.alt = c.alt
+    QUALIFY row_number() OVER (PARTITION BY c.sample_id, contig, c.pos, c.ref, c.alt
+                               ORDER BY c.received_at, c._source_sha256) = 1
+)
+SELECT c.research_key, c.sample_id, c.contig AS chrom, c.pos, c.ref, c.alt, c.variant_type,
+       c.filter, c.filter = 'PASS' AS passed, c.genotype, c.ploidy, c.alt_copies,
+       c.allele_fraction, c.depth, g.gene, g.gene IS NOT NULL AS in_panel, h.biomarker,
+       h.actionable, c.collected_on, c._source_sha256, c._source_locator, $run_id AS _run_id
+FROM calls c
+LEFT JOIN panel g ON g.chrom = c.contig AND c.pos > g.start_0 AND c.pos <= g.end_excl
+LEFT JOIN hotspot h ON h.chrom = c.contig AND h.pos = c.pos AND h.ref = c.ref AND h.alt = c.alt
+"""
+
 
 SOMATIC_VARIANTS = Table(
     layer="silver",
@@ -104,135 +157,29 @@ SOMATIC_VARIANTS = Table(
         Column("collected_on", "DATE", "Specimen collection date.", "phi", "hipaa"),
         *provenance_columns(_LOCATOR, "sensitive"),
     ),
-    lineage={
-        "research_key": (("silver.genomic_samples", "research_key"),),
-        "sample_id": (("bronze.variant_calls", "sample_id"),),
-        **{
-            c: (("bronze.variant_calls", c),)
-            for c in (
-                "chrom",
-                "pos",
-                "ref",
-                "alt",
-                "genotype",
-                "ploidy",
-                "alt_copies",
-                "allele_fraction",
-                "depth",
-            )
-        },
-        "variant_type": (("bronze.variant_sites", "variant_type"),),
-        "filter": (("bronze.variant_sites", "filter"),),
-        "passed": (("bronze.variant_sites", "filter"),),
-        "gene": (("bronze.variant_calls", "pos"),),
-        "in_panel": (("bronze.variant_calls", "pos"),),
-        "biomarker": (("bronze.variant_calls", "alt"),),
-        "actionable": (("bronze.variant_calls", "alt"),),
-        "collected_on": (("silver.genomic_samples", "collected_on"),),
-    },
-)
-
-
-def canonical_contig_sql(column: str) -> str:
-    """`7`, `chr7` and `CHR7` are one contig, `chr7` (and `MT`/`chrMT` is `chrM`), in SQL."""
-    bare = f"regexp_replace({column}, '^[cC][hH][rR]', '')"
-    return (
-        f"'chr' || CASE upper({bare}) WHEN 'MT' THEN 'M' WHEN 'X' THEN 'X' WHEN 'Y' THEN 'Y' "
-        f"WHEN 'M' THEN 'M' ELSE {bare} END"
-    )
-
-
-def _reference_sql() -> str:
-    panel = ", ".join(f"('{r.chrom}', {r.start}, {r.end}, '{r.gene}')" for r in reference.panel())
-    spots = ", ".join(
-        f"('{h.chrom}', {h.pos}, '{h.ref}', '{h.alt}', '{h.biomarker}', {str(h.actionable).upper()})"
-        for h in reference.hotspots()
-    )
-    return (
-        f"panel(chrom, start_0, end_excl, gene) AS (VALUES {panel}),\n"
-        f"hotspot(chrom, pos, ref, alt, biomarker, actionable) AS (VALUES {spots})"
-    )
-
-
-SAMPLES_SQL = """
-SELECT b.sample_id, p.research_key, b.sample_type, b.assay, b.collected_on,
-       b.sample_id IN (SELECT sample_id FROM bronze.file_samples) AS in_file,
-       b._source_sha256, b._source_locator, $run_id AS _run_id
-FROM bronze.genomic_samples b JOIN silver.patients p ON p.mrn = b.mrn
-"""
-
-SOMATIC_VARIANTS_SQL = f"""
-WITH {_reference_sql()},
-calls AS (
-    SELECT c.*, {canonical_contig_sql("c.chrom")} AS contig, s.research_key, s.collected_on,
-           t.variant_type, t.filter
-    FROM bronze.variant_calls c
-    JOIN silver.genomic_samples s ON s.sample_id = c.sample_id AND s.sample_type = 'tumor'
-    JOIN bronze.variant_sites t ON t._source_sha256 = c._source_sha256 AND t.chrom = c.chrom
-         AND t.pos = c.pos AND t.ref = c.ref AND t.alt = c.alt
-    QUALIFY row_number() OVER (PARTITION BY c.sample_id, contig, c.pos, c.ref, c.alt
-                               ORDER BY c.received_at, c._source_sha256) = 1
-)
-SELECT c.research_key, c.sample_id, c.contig AS chrom, c.pos, c.ref, c.alt, c.variant_type,
-       c.filter, c.filter = 'PASS' AS passed, c.genotype, c.ploidy, c.alt_copies,
-       c.allele_fraction, c.depth, g.gene, g.gene IS NOT NULL AS in_panel, h.biomarker,
-       h.actionable, c.collected_on, c._source_sha256, c._source_locator, $run_id AS _run_id
-FROM calls c
-LEFT JOIN panel g ON g.chrom = c.contig AND c.pos > g.start_0 AND c.pos <= g.end_excl
-LEFT JOIN hotspot h ON h.chrom = c.contig AND h.pos = c.pos AND h.ref = c.ref AND h.alt = c.alt
-"""
-
-GERMLINE_DOSAGES = Table(
-    layer="silver",
-    name="germline_dosages",
-    modality="genomics",
-    primary_key=("sample_id", "chrom", "pos", "dosage_allele", "other_allele"),
-    description="Germline array dosages of patients' samples, contigs normalized, aligned to the "
-    "polygenic score's effect allele where the variant is one of its SNPs.",
-    columns=(
-        RESEARCH_KEY,
-        _SAMPLE_ID,
-        Column("variant_id", "VARCHAR", "Variant ID as delivered.", "none"),
-        _CANONICAL_CHROM,
-        _POS,
-        _DOSAGE_ALLELE,
-        _OTHER_ALLELE,
-        _DOSAGE,
-        Column("score_variant_id", "VARCHAR", "The score SNP this variant is, if any.", "none"),
-        Column(
-            "effect_dosage",
-            "DOUBLE",
-            "Copies of the score's effect allele (alleles matched "
-            "either way round; NULL if they do not match).",
-            "sensitive",
-            GENETIC,
-            min_value=0,
-            max_value=2,
+    build_sql=SOMATIC_VARIANTS_SQL,
+    checks=(
+        RuleCheck(
+            "ref_alt_alphabet",
+            "REF and sequence ALTs use only A, C, G, T, N.",
+            "SELECT count(*) FROM silver.somatic_variants WHERE NOT regexp_full_match(ref, "
+            "'[ACGTN]+') OR (variant_type IN ('snv','mnv','insertion','deletion','complex') "
+            "AND NOT regexp_full_match(alt, '[ACGTN]+'))",
         ),
-        Column("source_format", "VARCHAR", "plink or bgen.", "none"),
-        *provenance_columns("CHROM:POS:variant_id in its file."),
+        RuleCheck(
+            "position_within_contig",
+            "POS lies within the GRCh38 length of a known contig.",
+            "SELECT count(*) FROM silver.somatic_variants v LEFT JOIN (VALUES "
+            + ", ".join(f"('{c}', {n})" for c, n in reference.GRCH38_LENGTHS.items())
+            + ") g(chrom, length) USING (chrom) WHERE g.length IS NULL OR v.pos > g.length",
+        ),
+        RuleCheck(
+            "genotype_ploidy_consistent",
+            "Ploidy equals the alleles written in GT, and ALT copies do not exceed it.",
+            "SELECT count(*) FROM silver.somatic_variants WHERE ploidy <> "
+            "len(regexp_split_to_array(genotype, '[/|]')) OR alt_copies > ploidy",
+        ),
     ),
-    lineage={
-        "research_key": (("silver.genomic_samples", "research_key"),),
-        **{
-            c: (("bronze.germline_genotypes", c),)
-            for c in (
-                "sample_id",
-                "variant_id",
-                "chrom",
-                "pos",
-                "dosage_allele",
-                "other_allele",
-                "dosage",
-                "source_format",
-            )
-        },
-        "score_variant_id": (("bronze.germline_genotypes", "pos"),),
-        "effect_dosage": (
-            ("bronze.germline_genotypes", "dosage"),
-            ("bronze.germline_genotypes", "dosage_allele"),
-        ),
-    },
 )
 
 
@@ -266,3 +213,37 @@ SELECT g.research_key, g.sample_id, g.variant_id, g.contig AS chrom, g.pos, g.do
        g.source_format, g._source_sha256, g._source_locator, $run_id AS _run_id
 FROM genotypes g LEFT JOIN weights w ON w.chrom = g.contig AND w.pos = g.pos
 """
+
+
+GERMLINE_DOSAGES = Table(
+    layer="silver",
+    name="germline_dosages",
+    modality="genomics",
+    primary_key=("sample_id", "chrom", "pos", "dosage_allele", "other_allele"),
+    description="Germline array dosages of patients' samples, contigs normalized, aligned to the "
+    "polygenic score's effect allele where the variant is one of its SNPs.",
+    columns=(
+        RESEARCH_KEY,
+        _SAMPLE_ID,
+        Column("variant_id", "VARCHAR", "Variant ID as delivered.", "none"),
+        _CANONICAL_CHROM,
+        _POS,
+        _DOSAGE_ALLELE,
+        _OTHER_ALLELE,
+        _DOSAGE,
+        Column("score_variant_id", "VARCHAR", "The score SNP this variant is, if any.", "none"),
+        Column(
+            "effect_dosage",
+            "DOUBLE",
+            "Copies of the score's effect allele (alleles matched "
+            "either way round; NULL if they do not match).",
+            "sensitive",
+            GENETIC,
+            min_value=0,
+            max_value=2,
+        ),
+        Column("source_format", "VARCHAR", "plink or bgen.", "none"),
+        *provenance_columns("CHROM:POS:variant_id in its file."),
+    ),
+    build_sql=GERMLINE_DOSAGES_SQL,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .. import clinical, genomics, imaging, notes, wearables
 from ..ml import fusion
 from ..platform import ingest
@@ -122,6 +124,25 @@ _BY_FQN = {t.fqn: t for t in ALL_TABLES}
 def table(fqn: str) -> Table:
     """The declaration of a table by schema-qualified name (KeyError if undeclared)."""
     return _BY_FQN[fqn]
+
+
+def column_lineage(declared: Table) -> dict[str, tuple[tuple[str, str], ...]]:
+    """A table's column lineage: derived from its SQL if SQL builds it, else as declared."""
+    if not declared.build_sql:
+        return declared.lineage
+    return _derived_lineage(declared.build_sql, tuple(declared.column_names))
+
+
+@lru_cache(maxsize=256)
+def _derived_lineage(sql: str, columns: tuple[str, ...]) -> dict:
+    from ..platform.sql_lineage import derive_column_lineage
+
+    schema: dict = {}
+    for declared in ALL_TABLES:
+        schema.setdefault(declared.layer, {})[declared.name] = {
+            c.name: c.type for c in declared.columns
+        }
+    return derive_column_lineage(sql, columns, schema)
 
 
 def undeclared_warehouse_columns(conn) -> list[str]:

@@ -23,12 +23,13 @@ class ValueLineage:
 
 
 def column_sources(table_fqn: str, column: str) -> list[tuple[str, str]]:
-    """All upstream (table, column) pairs of a column, breadth first, from the declarations."""
+    """All upstream (table, column) pairs of a column, breadth first, from the declarations
+    (derived from the SQL of SQL-built tables)."""
     seen: list[tuple[str, str]] = []
     frontier = [(table_fqn, column)]
     while frontier:
         fqn, col = frontier.pop(0)
-        for dep in catalog.table(fqn).lineage.get(col, ()):
+        for dep in catalog.column_lineage(catalog.table(fqn)).get(col, ()):
             if dep not in seen:
                 seen.append(dep)
                 frontier.append(dep)

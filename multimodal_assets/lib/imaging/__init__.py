@@ -19,7 +19,7 @@ from .bronze import (
     GZIP_MAGIC,
 )
 from .dicom import parse_dicom_file, read_dicom
-from .gold import FEATURES, FEATURES_SQL, SERIES_FEATURES, SERIES_FILES_SQL
+from .gold import FEATURES, SERIES_FEATURES, SERIES_FILES_SQL
 from .pixels import (
     BODY_HISTOGRAM_HU,
     CHANGED_SINCE_INGEST,
@@ -31,7 +31,7 @@ from .pixels import (
     embedding,
     series_features,
 )
-from .silver import INSTANCES, SERIES, SERIES_SQL, deidentified_instance, instance_geometry
+from .silver import INSTANCES, SERIES, deidentified_instance, instance_geometry
 
 TABLES = (DICOM_INSTANCES, INSTANCES, SERIES, SERIES_FEATURES, FEATURES)
 
@@ -44,7 +44,6 @@ __all__ = [
     "DICOM_INSTANCES",
     "EMBEDDING_DIM",
     "FEATURES",
-    "FEATURES_SQL",
     "GZIP_MAGIC",
     "INSTANCES",
     "LESION_HISTOGRAM_HU",
@@ -52,7 +51,6 @@ __all__ = [
     "SERIES",
     "SERIES_FEATURES",
     "SERIES_FILES_SQL",
-    "SERIES_SQL",
     "TABLES",
     "_syntax_name",
     "ct_lesion",

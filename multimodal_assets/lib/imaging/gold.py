@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, Table
+from ..platform.tables import RESEARCH_KEY, RUN_ID, Column, RuleCheck, Table
 from .bronze import EMBEDDING_DIM
 from .silver import _DEID_KEY, _new_uid_column
 
@@ -100,6 +100,15 @@ SERIES_FEATURES = Table(
             )
         },
     },
+    checks=(
+        RuleCheck(
+            "ct_intensities_in_hu_range",
+            "CT voxel percentiles lie within the HU scale (-1024 … 3071, ±100 for rescale "
+            "rounding): a wrong slope or intercept shows here.",
+            "SELECT count(*) FROM gold.imaging_series_features WHERE intensity_units = 'HU' "
+            "AND (intensity_p05 < -1124 OR intensity_p95 > 3171)",
+        ),
+    ),
 )
 
 # The files behind each series with pixel data, and the voxel size the features need.
@@ -116,6 +125,27 @@ JOIN (SELECT sha256, min(path) AS path FROM bronze.files WHERE status = 'ingeste
 GROUP BY ALL
 ORDER BY s.series_uid
 """
+
+
+_LESION_NAMES = ", ".join(f"e.{c.name}" for c in _LESION_COLUMNS)
+FEATURES_SQL = f"""
+WITH eligible AS (
+    SELECT f.*, count(*) OVER (PARTITION BY f.research_key) AS ct_series_count,
+           row_number() OVER (PARTITION BY f.research_key
+                              ORDER BY f.acquired_on DESC, f.lesion_found DESC NULLS LAST,
+                                       f.series_uid) AS latest
+    FROM gold.imaging_series_features f
+    JOIN gold.clinical_features c USING (research_key)
+    WHERE f.modality = 'CT' AND f.pixel_status IN ('ok', 'partial')
+      AND f.acquired_on <= c.index_date
+)
+SELECT c.research_key, e.research_key IS NOT NULL AS has_imaging, {_LESION_NAMES},
+       coalesce(e.ct_series_count, 0)::INTEGER AS ct_series_count,
+       e.acquired_on AS imaging_data_through, $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN eligible e ON e.research_key = c.research_key AND e.latest = 1
+"""
+
 
 FEATURES = Table(
     layer="gold",
@@ -150,33 +180,5 @@ FEATURES = Table(
         ),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("gold.clinical_features", "research_key"),),
-        "has_imaging": (
-            ("gold.imaging_series_features", "acquired_on"),
-            ("gold.clinical_features", "index_date"),
-        ),
-        **{c.name: (("gold.imaging_series_features", c.name),) for c in _LESION_COLUMNS},
-        "ct_series_count": (("gold.imaging_series_features", "series_uid"),),
-        "imaging_data_through": (("gold.imaging_series_features", "acquired_on"),),
-    },
+    build_sql=FEATURES_SQL,
 )
-
-_LESION_NAMES = ", ".join(f"e.{c.name}" for c in _LESION_COLUMNS)
-FEATURES_SQL = f"""
-WITH eligible AS (
-    SELECT f.*, count(*) OVER (PARTITION BY f.research_key) AS ct_series_count,
-           row_number() OVER (PARTITION BY f.research_key
-                              ORDER BY f.acquired_on DESC, f.lesion_found DESC NULLS LAST,
-                                       f.series_uid) AS latest
-    FROM gold.imaging_series_features f
-    JOIN gold.clinical_features c USING (research_key)
-    WHERE f.modality = 'CT' AND f.pixel_status IN ('ok', 'partial')
-      AND f.acquired_on <= c.index_date
-)
-SELECT c.research_key, e.research_key IS NOT NULL AS has_imaging, {_LESION_NAMES},
-       coalesce(e.ct_series_count, 0)::INTEGER AS ct_series_count,
-       e.acquired_on AS imaging_data_through, $run_id AS _run_id
-FROM gold.clinical_features c
-LEFT JOIN eligible e ON e.research_key = c.research_key AND e.latest = 1
-"""

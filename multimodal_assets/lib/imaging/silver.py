@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from ..platform.tables import RUN_ID, Column, Table, provenance_columns
+from ..platform.tables import RUN_ID, Column, RuleCheck, Table, provenance_columns
 
 # ---- silver: de-identified instances and series ----------------------------------------------
 
@@ -119,6 +119,13 @@ INSTANCES = Table(
             )
         },
     },
+    checks=(
+        RuleCheck(
+            "instances_mapped_to_patients",
+            "Every instance's Patient ID is the MRN of a known patient.",
+            "SELECT count(*) FROM silver.imaging_instances WHERE NOT linked_to_patient",
+        ),
+    ),
 )
 
 
@@ -217,6 +224,41 @@ def deidentified_instance(bronze: dict, key_by_mrn: dict[str, str], key: bytes) 
     }
 
 
+SERIES_SQL = """
+WITH gaps AS (
+    SELECT series_uid,
+           slice_location_mm - lag(slice_location_mm) OVER (
+               PARTITION BY series_uid ORDER BY slice_location_mm) AS gap
+    FROM silver.imaging_instances WHERE series_uid IS NOT NULL
+),
+gap_stats AS (
+    SELECT series_uid, median(gap) AS median_gap,
+           bool_and(abs(gap - median_gap_w) <= 0.1 * abs(median_gap_w) AND gap > 0) AS regular
+    FROM (SELECT *, median(gap) OVER (PARTITION BY series_uid) AS median_gap_w
+          FROM gaps WHERE gap IS NOT NULL)
+    GROUP BY series_uid
+)
+SELECT any_value(i.research_key) AS research_key,
+       bool_or(i.linked_to_patient) AS linked_to_patient,
+       i.series_uid, any_value(i.study_uid) AS study_uid, any_value(i.modality) AS modality,
+       min(i.study_date) AS study_date, count(*)::INTEGER AS instances,
+       sum(coalesce(i.number_of_frames, 1))::INTEGER AS frames,
+       any_value(i.rows) AS rows, any_value(i.columns) AS columns,
+       any_value(i.pixel_spacing_mm) AS pixel_spacing_mm,
+       any_value(i.slice_thickness_mm) AS slice_thickness_mm,
+       any_value(g.median_gap) AS slice_gap_mm,
+       count(DISTINCT i.rows) <= 1 AND count(DISTINCT i.columns) <= 1
+           AND count(DISTINCT i.pixel_spacing_mm) <= 1
+           AND count(DISTINCT i.image_orientation) <= 1 AS geometry_consistent,
+       any_value(g.regular) AS slices_regular,
+       bool_or(i.has_pixel_data) AS has_pixel_data,
+       $run_id AS _run_id
+FROM silver.imaging_instances i LEFT JOIN gap_stats g USING (series_uid)
+WHERE i.series_uid IS NOT NULL
+GROUP BY i.series_uid
+"""
+
+
 SERIES = Table(
     layer="silver",
     name="imaging_series",
@@ -256,61 +298,15 @@ SERIES = Table(
         Column("has_pixel_data", "BOOLEAN", "Some instance carries pixel data.", "none"),
         RUN_ID,
     ),
-    lineage={
-        **{
-            name: (("silver.imaging_instances", name),)
-            for name in (
-                "research_key",
-                "linked_to_patient",
-                "series_uid",
-                "study_uid",
-                "modality",
-                "study_date",
-                "rows",
-                "columns",
-                "pixel_spacing_mm",
-                "slice_thickness_mm",
-                "has_pixel_data",
-            )
-        },
-        "instances": (("silver.imaging_instances", "instance_uid"),),
-        "frames": (("silver.imaging_instances", "number_of_frames"),),
-        "slice_gap_mm": (("silver.imaging_instances", "slice_location_mm"),),
-        "geometry_consistent": (("silver.imaging_instances", "image_orientation"),),
-        "slices_regular": (("silver.imaging_instances", "slice_location_mm"),),
-    },
+    build_sql=SERIES_SQL,
+    checks=(
+        RuleCheck(
+            "geometry_sane",
+            "CT series: one geometry across instances, positive pixel spacing, slices regularly "
+            "spaced with no two at one location.",
+            "SELECT count(*) FROM silver.imaging_series WHERE modality = 'CT' AND instances > 1 "
+            "AND (NOT geometry_consistent OR NOT coalesce(slices_regular, false) "
+            "OR pixel_spacing_mm[1] <= 0 OR pixel_spacing_mm[2] <= 0)",
+        ),
+    ),
 )
-
-SERIES_SQL = """
-WITH gaps AS (
-    SELECT series_uid,
-           slice_location_mm - lag(slice_location_mm) OVER (
-               PARTITION BY series_uid ORDER BY slice_location_mm) AS gap
-    FROM silver.imaging_instances WHERE series_uid IS NOT NULL
-),
-gap_stats AS (
-    SELECT series_uid, median(gap) AS median_gap,
-           bool_and(abs(gap - median_gap_w) <= 0.1 * abs(median_gap_w) AND gap > 0) AS regular
-    FROM (SELECT *, median(gap) OVER (PARTITION BY series_uid) AS median_gap_w
-          FROM gaps WHERE gap IS NOT NULL)
-    GROUP BY series_uid
-)
-SELECT any_value(i.research_key) AS research_key,
-       bool_or(i.linked_to_patient) AS linked_to_patient,
-       i.series_uid, any_value(i.study_uid) AS study_uid, any_value(i.modality) AS modality,
-       min(i.study_date) AS study_date, count(*)::INTEGER AS instances,
-       sum(coalesce(i.number_of_frames, 1))::INTEGER AS frames,
-       any_value(i.rows) AS rows, any_value(i.columns) AS columns,
-       any_value(i.pixel_spacing_mm) AS pixel_spacing_mm,
-       any_value(i.slice_thickness_mm) AS slice_thickness_mm,
-       any_value(g.median_gap) AS slice_gap_mm,
-       count(DISTINCT i.rows) <= 1 AND count(DISTINCT i.columns) <= 1
-           AND count(DISTINCT i.pixel_spacing_mm) <= 1
-           AND count(DISTINCT i.image_orientation) <= 1 AS geometry_consistent,
-       any_value(g.regular) AS slices_regular,
-       bool_or(i.has_pixel_data) AS has_pixel_data,
-       $run_id AS _run_id
-FROM silver.imaging_instances i LEFT JOIN gap_stats g USING (series_uid)
-WHERE i.series_uid IS NOT NULL
-GROUP BY i.series_uid
-"""

@@ -12,7 +12,7 @@ text), `gold` (timelines and per-patient features and their SQL).
 """
 
 from .bronze import NOTE_FORMATS, NOTE_TEXTS, decode, parse_note_file
-from .gold import FEATURES, FEATURES_SQL, PATIENT_TIMELINE, TIMELINE_SQL
+from .gold import FEATURES, PATIENT_TIMELINE
 from .silver import (
     ASSERTIONS,
     ENTITY_LABELS,
@@ -28,14 +28,12 @@ __all__ = [
     "ASSERTIONS",
     "ENTITY_LABELS",
     "FEATURES",
-    "FEATURES_SQL",
     "NOTES_DEIDENTIFIED",
     "NOTE_ENTITIES",
     "NOTE_FORMATS",
     "NOTE_TEXTS",
     "PATIENT_TIMELINE",
     "TABLES",
-    "TIMELINE_SQL",
     "decode",
     "entity_rows",
     "entity_rows_of",

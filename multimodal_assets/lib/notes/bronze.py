@@ -10,7 +10,7 @@ from datetime import date
 
 from ..platform.ingest import QuarantineError
 from ..platform.tables import Column, Table, provenance_columns
-from .nlp import date_mentions
+from .dates import date_mentions
 
 NOTE_FORMATS = ("text", "cda", "export")
 _MRN = re.compile(

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .nlp import date_mentions
+from .dates import date_mentions
 
 # \b after the suffix: "Ave" must not stop the match inside "Avenue".
 _STREET = r"(?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Way|Blvd|Boulevard|Pl|Place|Ter|Terrace)\b\.?"

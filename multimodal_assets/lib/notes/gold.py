@@ -7,6 +7,17 @@ from .silver import _NOTE_ID, ENTITY_LABELS
 
 # ---- gold --------------------------------------------------------------------------------------
 
+
+TIMELINE_SQL = """
+SELECT research_key, coalesce(entity_date, note_date) AS event_date,
+       coalesce(date_source, 'note_date') AS date_source, label, concept, code, historical,
+       note_id, start_char, end_char, section, $run_id AS _run_id
+FROM silver.note_entities
+WHERE research_key IS NOT NULL AND coalesce(entity_date, note_date) IS NOT NULL
+  AND NOT (negated OR family OR hypothetical OR uncertain)
+"""
+
+
 PATIENT_TIMELINE = Table(
     layer="gold",
     name="patient_timeline",
@@ -42,39 +53,52 @@ PATIENT_TIMELINE = Table(
         Column("section", "VARCHAR", "Section of the span.", "none"),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("silver.note_entities", "research_key"),),
-        "event_date": (
-            ("silver.note_entities", "entity_date"),
-            ("silver.note_entities", "note_date"),
-        ),
-        "date_source": (("silver.note_entities", "date_source"),),
-        **{
-            c: (("silver.note_entities", c),)
-            for c in (
-                "label",
-                "concept",
-                "code",
-                "historical",
-                "note_id",
-                "start_char",
-                "end_char",
-                "section",
-            )
-        },
-    },
+    build_sql=TIMELINE_SQL,
 )
 
-TIMELINE_SQL = """
-SELECT research_key, coalesce(entity_date, note_date) AS event_date,
-       coalesce(date_source, 'note_date') AS date_source, label, concept, code, historical,
-       note_id, start_char, end_char, section, $run_id AS _run_id
-FROM silver.note_entities
-WHERE research_key IS NOT NULL AND coalesce(entity_date, note_date) IS NOT NULL
-  AND NOT (negated OR family OR hypothetical OR uncertain)
+_AS_OF = "n.research_key = c.research_key AND n.note_date <= c.index_date"
+
+_OWN = "NOT (n.family OR n.hypothetical OR n.uncertain)"
+FEATURES_SQL = f"""
+WITH notes AS (
+    SELECT n.* FROM silver.note_entities n JOIN gold.clinical_features c ON {_AS_OF}
+),
+latest AS (
+    SELECT research_key, label, arg_max(concept, note_date) AS concept
+    FROM notes n WHERE label IN ('ECOG', 'SMOKING') AND {_OWN} AND NOT n.negated
+    GROUP BY 1, 2
+),
+per_patient AS (
+    SELECT research_key, count(DISTINCT note_id) AS notes_count, max(note_date) AS data_through,
+        count(DISTINCT concept) FILTER (WHERE label = 'SYMPTOM' AND {_OWN} AND NOT negated
+                                        AND NOT historical) AS symptoms,
+        count(DISTINCT concept) FILTER (WHERE label = 'SYMPTOM' AND {_OWN} AND negated)
+            AS denied,
+        count(DISTINCT concept) FILTER (WHERE label = 'TREATMENT' AND {_OWN} AND NOT negated
+                                        AND historical) AS treatments,
+        bool_or(concept = 'metastasis' AND {_OWN} AND NOT negated) AS metastatic,
+        bool_or(concept LIKE 'EGFR%' AND {_OWN} AND NOT negated) AS egfr,
+        bool_or(concept LIKE 'KRAS%' AND {_OWN} AND NOT negated) AS kras,
+        bool_or(concept = 'ALK' AND {_OWN} AND NOT negated) AS alk
+    FROM notes n GROUP BY 1
+)
+SELECT c.research_key, p.research_key IS NOT NULL AS has_notes,
+       coalesce(p.notes_count, 0)::INTEGER AS notes_count,
+       TRY_CAST(e.concept AS INTEGER) AS notes_ecog,
+       s.concept = 'current' AS notes_current_smoker, s.concept = 'never' AS notes_never_smoker,
+       p.symptoms::INTEGER AS notes_symptom_count,
+       p.denied::INTEGER AS notes_negated_symptom_count,
+       p.treatments::INTEGER AS notes_prior_treatments,
+       p.metastatic AS notes_metastatic, p.egfr AS notes_egfr_positive,
+       p.kras AS notes_kras_positive, p.alk AS notes_alk_positive,
+       p.data_through AS notes_data_through, $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN per_patient p USING (research_key)
+LEFT JOIN latest e ON e.research_key = c.research_key AND e.label = 'ECOG'
+LEFT JOIN latest s ON s.research_key = c.research_key AND s.label = 'SMOKING'
 """
 
-_AS_OF = "n.research_key = c.research_key AND n.note_date <= c.index_date"
+
 FEATURES = Table(
     layer="gold",
     name="notes_features",
@@ -132,68 +156,5 @@ FEATURES = Table(
         ),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("gold.clinical_features", "research_key"),),
-        "has_notes": (
-            ("silver.note_entities", "note_date"),
-            ("gold.clinical_features", "index_date"),
-        ),
-        "notes_count": (("silver.note_entities", "note_id"),),
-        **{
-            c: (("silver.note_entities", "concept"), ("silver.note_entities", "negated"))
-            for c in (
-                "notes_ecog",
-                "notes_current_smoker",
-                "notes_never_smoker",
-                "notes_symptom_count",
-                "notes_negated_symptom_count",
-                "notes_prior_treatments",
-                "notes_metastatic",
-                "notes_egfr_positive",
-                "notes_kras_positive",
-                "notes_alk_positive",
-            )
-        },
-        "notes_data_through": (("silver.note_entities", "note_date"),),
-    },
+    build_sql=FEATURES_SQL,
 )
-
-_OWN = "NOT (n.family OR n.hypothetical OR n.uncertain)"
-FEATURES_SQL = f"""
-WITH notes AS (
-    SELECT n.* FROM silver.note_entities n JOIN gold.clinical_features c ON {_AS_OF}
-),
-latest AS (
-    SELECT research_key, label, arg_max(concept, note_date) AS concept
-    FROM notes n WHERE label IN ('ECOG', 'SMOKING') AND {_OWN} AND NOT n.negated
-    GROUP BY 1, 2
-),
-per_patient AS (
-    SELECT research_key, count(DISTINCT note_id) AS notes_count, max(note_date) AS data_through,
-        count(DISTINCT concept) FILTER (WHERE label = 'SYMPTOM' AND {_OWN} AND NOT negated
-                                        AND NOT historical) AS symptoms,
-        count(DISTINCT concept) FILTER (WHERE label = 'SYMPTOM' AND {_OWN} AND negated)
-            AS denied,
-        count(DISTINCT concept) FILTER (WHERE label = 'TREATMENT' AND {_OWN} AND NOT negated
-                                        AND historical) AS treatments,
-        bool_or(concept = 'metastasis' AND {_OWN} AND NOT negated) AS metastatic,
-        bool_or(concept LIKE 'EGFR%' AND {_OWN} AND NOT negated) AS egfr,
-        bool_or(concept LIKE 'KRAS%' AND {_OWN} AND NOT negated) AS kras,
-        bool_or(concept = 'ALK' AND {_OWN} AND NOT negated) AS alk
-    FROM notes n GROUP BY 1
-)
-SELECT c.research_key, p.research_key IS NOT NULL AS has_notes,
-       coalesce(p.notes_count, 0)::INTEGER AS notes_count,
-       TRY_CAST(e.concept AS INTEGER) AS notes_ecog,
-       s.concept = 'current' AS notes_current_smoker, s.concept = 'never' AS notes_never_smoker,
-       p.symptoms::INTEGER AS notes_symptom_count,
-       p.denied::INTEGER AS notes_negated_symptom_count,
-       p.treatments::INTEGER AS notes_prior_treatments,
-       p.metastatic AS notes_metastatic, p.egfr AS notes_egfr_positive,
-       p.kras AS notes_kras_positive, p.alk AS notes_alk_positive,
-       p.data_through AS notes_data_through, $run_id AS _run_id
-FROM gold.clinical_features c
-LEFT JOIN per_patient p USING (research_key)
-LEFT JOIN latest e ON e.research_key = c.research_key AND e.label = 'ECOG'
-LEFT JOIN latest s ON s.research_key = c.research_key AND s.label = 'SMOKING'
-"""

@@ -11,245 +11,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 
-# (label, concept, ICD-10-CM code or None, phrases). Codes only where the mapping is exact.
-VOCABULARY = (
-    (
-        "DIAGNOSIS",
-        "adenocarcinoma",
-        "C34.90",
-        ("adenocarcinoma", "lung adenocarcinoma", "adenocarcinoma of the lung"),
-    ),
-    (
-        "DIAGNOSIS",
-        "squamous_cell",
-        "C34.90",
-        ("squamous cell carcinoma", "squamous cell carcinoma of the lung"),
-    ),
-    (
-        "DIAGNOSIS",
-        "nsclc_nos",
-        "C34.90",
-        ("non-small cell lung cancer", "nsclc", "non-small cell carcinoma"),
-    ),
-    ("DIAGNOSIS", "metastasis", None, ("metastatic disease", "metastases", "metastasis")),
-    ("SYMPTOM", "cough", "R05.9", ("cough", "persistent cough", "dry cough")),
-    ("SYMPTOM", "hemoptysis", "R04.2", ("hemoptysis", "blood-streaked sputum")),
-    (
-        "SYMPTOM",
-        "dyspnea",
-        "R06.00",
-        ("dyspnea", "shortness of breath", "dyspnea on exertion", "sob"),
-    ),
-    ("SYMPTOM", "chest pain", "R07.9", ("chest pain", "pleuritic chest pain")),
-    ("SYMPTOM", "weight loss", "R63.4", ("weight loss", "unintentional weight loss")),
-    ("SYMPTOM", "fatigue", "R53.83", ("fatigue", "marked fatigue")),
-    ("SYMPTOM", "fever", "R50.9", ("fever", "fevers")),
-    ("SYMPTOM", "night sweats", None, ("night sweats",)),
-    ("SYMPTOM", "bone pain", None, ("bone pain",)),
-    ("SYMPTOM", "headache", None, ("headache", "headaches")),
-    ("TREATMENT", "carboplatin", None, ("carboplatin",)),
-    ("TREATMENT", "cisplatin", None, ("cisplatin",)),
-    ("TREATMENT", "pemetrexed", None, ("pemetrexed",)),
-    ("TREATMENT", "paclitaxel", None, ("paclitaxel",)),
-    ("TREATMENT", "radiation therapy", None, ("radiation therapy", "radiotherapy")),
-    ("CONDITION", "hypertension", "I10", ("hypertension",)),
-    ("CONDITION", "pneumonia", None, ("pneumonia",)),
-    ("CONDITION", "breast cancer", None, ("breast cancer",)),
-    ("CONDITION", "colon cancer", None, ("colon cancer",)),
-    ("CONDITION", "lung cancer", None, ("lung cancer",)),
-    ("CONDITION", "prostate cancer", None, ("prostate cancer",)),
-    (
-        "SMOKING",
-        "never",
-        None,
-        ("never smoker", "lifelong nonsmoker", "has never smoked", "nonsmoker"),
-    ),
-    ("SMOKING", "former", None, ("former smoker", "quit smoking", "ex-smoker")),
-    ("SMOKING", "current", None, ("current smoker", "smokes one pack per day", "active smoker")),
-    ("BIOMARKER", "EGFR_exon19del", None, ("egfr exon 19 deletion", "egfr exon 19 del")),
-    ("BIOMARKER", "EGFR_L858R", None, ("egfr l858r mutation", "egfr l858r")),
-    ("BIOMARKER", "KRAS_G12C", None, ("kras g12c mutation", "kras g12c")),
-    ("BIOMARKER", "KRAS_G12D", None, ("kras g12d mutation",)),
-    ("BIOMARKER", "KRAS_G12V", None, ("kras g12v mutation",)),
-    ("BIOMARKER", "ALK", None, ("alk rearrangement", "alk fusion")),
-    ("BIOMARKER", "BRAF_V600E", None, ("braf v600e mutation",)),
-    ("BIOMARKER", "EGFR", None, ("egfr mutation",)),
+from .dates import date_mentions
+from .rules import (
+    FAMILY_SECTIONS,
+    HISTORICAL_SECTIONS,
+    PSEUDO_TRIGGERS,
+    ROMAN_STAGE,
+    TERMINATIONS,
+    TRIGGERS,
+    VOCABULARY,
 )
-ROMAN_STAGE = r"(?:0|I{1,3}|IV)[ABC]?\d?"
-# ConText-style triggers (Harkema et al. 2009): a trigger opens a scope to the end of the
-# sentence (forward) or back to its start (backward), closed early by a termination term.
-TRIGGERS = {
-    "historical": (
-        (
-            "forward",
-            (
-                # medspaCy's ConText rules trigger on "history"/"hx" alone ("past medical history
-                # is significant for …", "Social history: drinks alcohol"); "history of present
-                # illness" is a pseudo-trigger.
-                "history",
-                "hx",
-                "h/o",
-                "previous",
-                "previously",
-                "prior",
-                "status post",
-                "s/p",
-                "remote",
-                "treated with",
-                "started",
-                "was diagnosed with",
-            ),
-        ),
-        ("backward", ("in the past", "ago", "years ago", "previously")),
-    ),
-    "family": (
-        (
-            "both",
-            (
-                "mother",
-                "father",
-                "sister",
-                "brother",
-                "aunt",
-                "uncle",
-                "grandmother",
-                "grandfather",
-                "family history",
-                "cousin",
-                "daughter",
-                "son",
-            ),
-        ),
-    ),
-    "hypothetical": (
-        (
-            "forward",
-            (
-                "if",
-                "should",
-                "in case",
-                "return if",
-                "call if",
-                "watch for",
-                "as needed",
-                "risk of",
-                "could develop",
-            ),
-        ),
-    ),
-    "uncertain": (
-        (
-            "forward",
-            (
-                "possible",
-                "possibly",
-                "probable",
-                "cannot exclude",
-                "cannot rule out",
-                "may represent",
-                "suspicious for",
-                "questionable",
-                "concern for",
-                "suggestive of",
-                "r/o",
-                "rule out",
-            ),
-        ),
-        ("backward", ("is possible", "not excluded", "is suspected")),
-    ),
-}
-# Phrases that contain a trigger but do not trigger (NegEx's pseudo-triggers): a match inside one
-# of these is ignored.
-PSEUDO_TRIGGERS = (
-    "history of present illness",
-    "day history of",
-    "week history of",
-    "days history of",
-    "weeks history of",
-    "month history of",
-    "as previously",
-    "previously noted",
-    "than it previously",
-    "if any",
-    "no change",
-    "not only",
-    "family history of present",
-)
-TERMINATIONS = (
-    "but",
-    "however",
-    "although",
-    "though",
-    "except",
-    "which",
-    "who",
-    "presents",
-    "presenting",
-    "comes in with",
-    "came in with",
-    "reports",
-    "complains",
-    ";",
-    "aside from",
-)
-HISTORICAL_SECTIONS = (
-    "past medical history",
-    "past surgical history",
-    "past history",
-    "medical history",
-    "oncologic history",
-    "treatment history",
-)
-FAMILY_SECTIONS = ("family history",)
+
 _HEADER = re.compile(
     r"^[ \t]*([A-Za-z][A-Za-z /&]{2,48}?)[ \t]*:?[ \t]*$|^[ \t]*([A-Z][A-Za-z /&]{2,48}):", re.M
 )
-_MONTHS = {
-    m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())
-}
-_DATE_PATTERNS = (
-    (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), "mdy"),
-    (re.compile(r"\b(\d{1,2})-(\d{1,2})-(\d{4}|\d{2})\b"), "mdy"),  # "dated 4-2-04"
-    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "ymd"),
-    (
-        re.compile(
-            r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? (\d{1,2}),? (\d{4})\b",
-            re.I,
-        ),
-        "mon_d_y",
-    ),
-    (
-        re.compile(
-            # "20Feb1999", "10 Aug 2009", "02-May-2014"
-            r"\b(\d{1,2})[ -]?(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
-            r"[ -]?(\d{4})\b",
-            re.I,
-        ),
-        "d_mon_y",
-    ),
-)
-_NUMBERS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "a": 1,
-    "an": 1,
-}
-_RELATIVE = re.compile(
-    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a|an) (day|week|month|year)s? ago\b",
-    re.I,
-)
-_UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 MENTIONS = "mentions"  # span group holding the entities for negspacy
 CHUNK_CHARS = 100_000  # longer notes are processed in chunks cut at a line break
 
@@ -407,37 +185,6 @@ def sections(text: str) -> list[tuple[int, str]]:
         if title and len(title.split()) <= 6:
             out.append((match.start(), title))
     return out
-
-
-def _date(kind: str, groups: tuple) -> date | None:
-    try:
-        if kind == "mdy":
-            month, day, year = int(groups[0]), int(groups[1]), int(groups[2])
-            year = year + (2000 if year < 50 else 1900) if year < 100 else year
-            return date(year, month, day)
-        if kind == "ymd":
-            return date(int(groups[0]), int(groups[1]), int(groups[2]))
-        if kind == "mon_d_y":
-            return date(int(groups[2]), _MONTHS[groups[0][:3].lower()], int(groups[1]))
-        return date(int(groups[2]), _MONTHS[groups[1][:3].lower()], int(groups[0]))
-    except (ValueError, KeyError):
-        return None
-
-
-def date_mentions(text: str, note_date: date | None) -> list[tuple[int, int, date, str]]:
-    """(start, end, date, 'absolute'|'relative') for each date expression the text allows."""
-    found = []
-    for pattern, kind in _DATE_PATTERNS:
-        for m in pattern.finditer(text):
-            day = _date(kind, m.groups())
-            if day:
-                found.append((m.start(), m.end(), day, "absolute"))
-    if note_date:
-        for m in _RELATIVE.finditer(text):
-            count = _NUMBERS.get(m.group(1).lower()) or int(m.group(1))
-            delta = timedelta(days=count * _UNIT_DAYS[m.group(2).lower()])
-            found.append((m.start(), m.end(), note_date - delta, "relative"))
-    return sorted(found)
 
 
 def _chunks(text: str):

@@ -26,6 +26,15 @@ class Column:
 
 
 @dataclass(frozen=True)
+class RuleCheck:
+    """A domain rule of a table: `sql` counts the published rows that break it (0 passes)."""
+
+    name: str
+    description: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class Table:
     layer: str
     name: str
@@ -39,11 +48,17 @@ class Table:
     # Bronze tables whose rows arrive repeatedly: keep each primary key once, whatever the
     # number of deliveries.
     append_once: bool = False
-    # column -> ((upstream table fqn, upstream column), ...): Dagster column lineage and the
-    # lineage API both read this.
+    # The SELECT that builds the table (DuckDB SQL, `$run_id` bound to the run), if SQL builds
+    # it: its column lineage and the asset's deps are derived from it by parsing.
+    build_sql: str | None = field(default=None, compare=False, hash=False, repr=False)
+    # Tables built in Python declare their column lineage by hand: column -> ((upstream table
+    # fqn, upstream column), ...). Read it through `catalog.column_lineage`, which derives it
+    # for SQL-built tables.
     lineage: dict = field(default_factory=dict, compare=False, hash=False)
     # column -> {upstream table fqn: SQL predicate}: which upstream records feed the column.
     record_filters: dict = field(default_factory=dict, compare=False, hash=False)
+    # Domain rules checked (non-blocking) on every published version.
+    checks: tuple[RuleCheck, ...] = field(default=(), compare=False, hash=False)
     _by_name: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -54,6 +69,10 @@ class Table:
         missing += [k for k in self.lineage if k not in self._by_name]
         if missing:
             raise ValueError(f"table {self.name}: columns not declared: {missing}")
+        if self.build_sql and self.lineage:
+            raise ValueError(
+                f"table {self.name}: its column lineage is derived from its SQL; declare none"
+            )
 
     @property
     def fqn(self) -> str:

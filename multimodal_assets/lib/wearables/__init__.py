@@ -15,21 +15,18 @@ Modules: `bronze` (the canonical event and its table), `jsonl` (vendor JSONL v1/
 
 from .bronze import CANONICAL_UNITS, LATENESS_HORIZON_DAYS, WEARABLE_EVENTS
 from .formats import parse_wearables_file
-from .gold import DAILY, DAILY_SQL, FEATURES, FEATURES_SQL
+from .gold import DAILY, FEATURES
 from .jsonl import MAX_JSON_NESTING
-from .silver import EVENT_COVERAGE_SQL, EVENTS, EVENTS_SQL
+from .silver import EVENT_COVERAGE_SQL, EVENTS
 
 TABLES = (WEARABLE_EVENTS, EVENTS, DAILY, FEATURES)
 
 __all__ = [
     "CANONICAL_UNITS",
     "DAILY",
-    "DAILY_SQL",
     "EVENTS",
-    "EVENTS_SQL",
     "EVENT_COVERAGE_SQL",
     "FEATURES",
-    "FEATURES_SQL",
     "LATENESS_HORIZON_DAYS",
     "MAX_JSON_NESTING",
     "TABLES",

@@ -5,6 +5,34 @@ from __future__ import annotations
 from ..platform.tables import RESEARCH_KEY as RK
 from ..platform.tables import RUN_ID, Column, Table
 
+DAILY_SQL = """
+WITH days AS (
+    SELECT research_key, event_date AS day,
+           quantile_cont(value, 0.1) FILTER (event_type = 'heart_rate') AS resting_hr,
+           count(*) FILTER (event_type = 'heart_rate') AS hr_readings,
+           sum(value) FILTER (event_type = 'steps') AS steps,
+           coalesce(sum(date_diff('minute', event_time, end_time)) FILTER (
+               event_type = 'steps'
+               AND value >= 40 * date_diff('minute', event_time, end_time)), 0)
+               AS active_minutes,
+           sum(value) FILTER (event_type = 'sleep') AS sleep_minutes
+    FROM silver.wearable_events
+    GROUP BY ALL
+)
+SELECT research_key, day, resting_hr, CAST(hr_readings AS INTEGER) AS hr_readings, steps,
+       active_minutes, sleep_minutes,
+       avg(steps) OVER w7 AS steps_7d, avg(steps) OVER w28 AS steps_28d,
+       avg(resting_hr) OVER w7 AS resting_hr_7d, avg(resting_hr) OVER w28 AS resting_hr_28d,
+       CAST(count(*) OVER w28 AS INTEGER) AS days_covered_28d,
+       $run_id AS _run_id
+FROM days
+WINDOW w7 AS (PARTITION BY research_key ORDER BY day
+              RANGE BETWEEN INTERVAL 6 DAY PRECEDING AND CURRENT ROW),
+       w28 AS (PARTITION BY research_key ORDER BY day
+               RANGE BETWEEN INTERVAL 27 DAY PRECEDING AND CURRENT ROW)
+"""
+
+
 DAILY = Table(
     layer="gold",
     name="wearable_daily",
@@ -88,26 +116,28 @@ DAILY = Table(
         ),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("silver.wearable_events", "research_key"),),
-        "day": (("silver.wearable_events", "event_date"),),
-        **{
-            c: (("silver.wearable_events", "value"), ("silver.wearable_events", "event_type"))
-            for c in (
-                "resting_hr",
-                "hr_readings",
-                "steps",
-                "active_minutes",
-                "sleep_minutes",
-                "steps_7d",
-                "steps_28d",
-                "resting_hr_7d",
-                "resting_hr_28d",
-            )
-        },
-        "days_covered_28d": (("silver.wearable_events", "event_date"),),
-    },
+    build_sql=DAILY_SQL,
 )
+
+FEATURES_SQL = """
+SELECT c.research_key,
+       count(d.day) > 0 AS has_wearables,
+       CAST(count(d.day) AS INTEGER) AS coverage_days_28d,
+       avg(d.steps) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS steps_mean_7d,
+       avg(d.steps) AS steps_mean_28d,
+       regr_slope(d.steps, date_diff('day', c.index_date, d.day)) AS steps_slope_28d,
+       avg(d.resting_hr) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS resting_hr_mean_7d,
+       avg(d.resting_hr) AS resting_hr_mean_28d,
+       avg(d.sleep_minutes) AS sleep_mean_28d,
+       max(d.day) AS wearables_data_through,
+       $run_id AS _run_id
+FROM gold.clinical_features c
+LEFT JOIN gold.wearable_daily d
+  ON d.research_key = c.research_key AND d.day < c.index_date
+ AND d.day >= c.index_date - INTERVAL 28 DAY
+GROUP BY c.research_key
+"""
+
 
 FEATURES = Table(
     layer="gold",
@@ -186,71 +216,5 @@ FEATURES = Table(
         ),
         RUN_ID,
     ),
-    lineage={
-        "research_key": (("gold.clinical_features", "research_key"),),
-        **{
-            c: (("gold.wearable_daily", "day"), ("gold.clinical_features", "index_date"))
-            for c in ("has_wearables", "coverage_days_28d")
-        },
-        **{
-            c: (("gold.wearable_daily", "steps"), ("gold.clinical_features", "index_date"))
-            for c in ("steps_mean_7d", "steps_mean_28d", "steps_slope_28d")
-        },
-        **{
-            c: (("gold.wearable_daily", "resting_hr"), ("gold.clinical_features", "index_date"))
-            for c in ("resting_hr_mean_7d", "resting_hr_mean_28d")
-        },
-        "sleep_mean_28d": (
-            ("gold.wearable_daily", "sleep_minutes"),
-            ("gold.clinical_features", "index_date"),
-        ),
-        "wearables_data_through": (("gold.wearable_daily", "day"),),
-    },
+    build_sql=FEATURES_SQL,
 )
-
-
-DAILY_SQL = """
-WITH days AS (
-    SELECT research_key, event_date AS day,
-           quantile_cont(value, 0.1) FILTER (event_type = 'heart_rate') AS resting_hr,
-           count(*) FILTER (event_type = 'heart_rate') AS hr_readings,
-           sum(value) FILTER (event_type = 'steps') AS steps,
-           coalesce(sum(date_diff('minute', event_time, end_time)) FILTER (
-               event_type = 'steps'
-               AND value >= 40 * date_diff('minute', event_time, end_time)), 0)
-               AS active_minutes,
-           sum(value) FILTER (event_type = 'sleep') AS sleep_minutes
-    FROM silver.wearable_events
-    GROUP BY ALL
-)
-SELECT research_key, day, resting_hr, CAST(hr_readings AS INTEGER) AS hr_readings, steps,
-       active_minutes, sleep_minutes,
-       avg(steps) OVER w7 AS steps_7d, avg(steps) OVER w28 AS steps_28d,
-       avg(resting_hr) OVER w7 AS resting_hr_7d, avg(resting_hr) OVER w28 AS resting_hr_28d,
-       CAST(count(*) OVER w28 AS INTEGER) AS days_covered_28d,
-       $run_id AS _run_id
-FROM days
-WINDOW w7 AS (PARTITION BY research_key ORDER BY day
-              RANGE BETWEEN INTERVAL 6 DAY PRECEDING AND CURRENT ROW),
-       w28 AS (PARTITION BY research_key ORDER BY day
-               RANGE BETWEEN INTERVAL 27 DAY PRECEDING AND CURRENT ROW)
-"""
-
-FEATURES_SQL = """
-SELECT c.research_key,
-       count(d.day) > 0 AS has_wearables,
-       CAST(count(d.day) AS INTEGER) AS coverage_days_28d,
-       avg(d.steps) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS steps_mean_7d,
-       avg(d.steps) AS steps_mean_28d,
-       regr_slope(d.steps, date_diff('day', c.index_date, d.day)) AS steps_slope_28d,
-       avg(d.resting_hr) FILTER (d.day >= c.index_date - INTERVAL 7 DAY) AS resting_hr_mean_7d,
-       avg(d.resting_hr) AS resting_hr_mean_28d,
-       avg(d.sleep_minutes) AS sleep_mean_28d,
-       max(d.day) AS wearables_data_through,
-       $run_id AS _run_id
-FROM gold.clinical_features c
-LEFT JOIN gold.wearable_daily d
-  ON d.research_key = c.research_key AND d.day < c.index_date
- AND d.day >= c.index_date - INTERVAL 28 DAY
-GROUP BY c.research_key
-"""

@@ -9,6 +9,24 @@ from .bronze import _LOCATOR, CANONICAL_UNITS, LATENESS_HORIZON_DAYS
 # ---- silver and gold ----------------------------------------------------------------------
 _B = "bronze.wearable_events"
 
+
+_LINKED = """
+FROM bronze.wearable_events e
+JOIN silver.device_use d ON d.device_id = e.device_id
+ AND e.event_time >= d.period_start AND e.event_time < d.period_end + INTERVAL 1 DAY
+"""
+_ON_TIME = f"e.received_at - e.event_time <= INTERVAL {LATENESS_HORIZON_DAYS} DAY"
+
+EVENTS_SQL = f"""
+SELECT d.research_key, e.event_type, e.event_time, e.end_time,
+       CAST(e.event_time AS DATE) AS event_date, e.value, e.unit, e.source_schema,
+       date_diff('second', e.event_time, e.received_at) / 3600.0 AS hours_late,
+       e._source_sha256, e._source_locator, $run_id AS _run_id
+{_LINKED}
+WHERE {_ON_TIME}
+"""
+
+
 EVENTS = Table(
     layer="silver",
     name="wearable_events",
@@ -43,46 +61,8 @@ EVENTS = Table(
         Column("hours_late", "DOUBLE", "Hours between the event and its file's arrival.", "none"),
         *provenance_columns(_LOCATOR, "phi"),
     ),
-    lineage={
-        "research_key": (
-            ("silver.device_use", "research_key"),
-            (_B, "device_id"),
-            (_B, "event_time"),
-        ),
-        **{
-            c: ((_B, c),)
-            for c in (
-                "event_type",
-                "event_time",
-                "end_time",
-                "value",
-                "unit",
-                "source_schema",
-                "_source_sha256",
-                "_source_locator",
-            )
-        },
-        "event_date": ((_B, "event_time"),),
-        "hours_late": ((_B, "event_time"), (_B, "received_at")),
-    },
+    build_sql=EVENTS_SQL,
 )
-
-
-_LINKED = """
-FROM bronze.wearable_events e
-JOIN silver.device_use d ON d.device_id = e.device_id
- AND e.event_time >= d.period_start AND e.event_time < d.period_end + INTERVAL 1 DAY
-"""
-_ON_TIME = f"e.received_at - e.event_time <= INTERVAL {LATENESS_HORIZON_DAYS} DAY"
-
-EVENTS_SQL = f"""
-SELECT d.research_key, e.event_type, e.event_time, e.end_time,
-       CAST(e.event_time AS DATE) AS event_date, e.value, e.unit, e.source_schema,
-       date_diff('second', e.event_time, e.received_at) / 3600.0 AS hours_late,
-       e._source_sha256, e._source_locator, $run_id AS _run_id
-{_LINKED}
-WHERE {_ON_TIME}
-"""
 
 # Events kept in bronze but not published: no device-use link, or later than the horizon.
 EVENT_COVERAGE_SQL = f"""
