@@ -21,6 +21,8 @@ ANTINEOPLASTIC_RXNORM = {
     "1727455": "alectinib",
     "1597876": "nivolumab",
     "1792776": "atezolizumab",
+    "1919503": "durvalumab",
+    "56946": "paclitaxel",
 }
 LOINC = {
     "hemoglobin": "718-7",

@@ -59,6 +59,7 @@ class Hotspot:
     alt: str
     hgvs_genomic: str
     actionable: bool
+    exon: int  # on the MANE Select transcript
 
 
 @cache
@@ -89,6 +90,7 @@ def hotspots() -> tuple[Hotspot, ...]:
                 alt=row["alt"],
                 hgvs_genomic=row["hgvs_genomic"],
                 actionable=row["actionable"] == "true",
+                exon=int(row["exon"]),
             )
             for row in csv.DictReader(handle)
         )

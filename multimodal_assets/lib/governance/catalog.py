@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .. import clinical, genomics, imaging, notes, wearables
+from .. import clinical, genomics, imaging, notes, oncology, wearables
 from ..ml import fusion
 from ..platform import ingest
 from ..platform.tables import RESEARCH_KEY as RK
@@ -116,7 +116,7 @@ ALL_TABLES: tuple[Table, ...] = (
 # The fused table is derived from the modality feature tables declared above.
 PATIENT_FEATURES = fusion.fused_table(ALL_TABLES)
 RISK_SCORES = fusion.risk_scores_table(PATIENT_FEATURES)
-ALL_TABLES = (*ALL_TABLES, PATIENT_FEATURES, RISK_SCORES)
+ALL_TABLES = (*ALL_TABLES, PATIENT_FEATURES, RISK_SCORES, *oncology.TABLES)
 GOVERNED_LAYERS = ("silver", "gold")
 _BY_FQN = {t.fqn: t for t in ALL_TABLES}
 

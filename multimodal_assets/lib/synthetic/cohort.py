@@ -28,6 +28,18 @@ ANCESTRY_BY_RACE = {
     "Other": "AMR",
 }
 STAGE_EFFECT = {"I": -1.5, "II": -0.7, "III": 0.0, "IV": 1.0}
+# Systemic or local treatments some stage III/IV patients had before the index date (notes
+# mention them all; the EHR holds the drugs' orders for some). Immunotherapy included.
+PRIOR_TREATMENTS = (
+    "carboplatin",
+    "cisplatin",
+    "pemetrexed",
+    "paclitaxel",
+    "radiation therapy",
+    "pembrolizumab",
+    "durvalumab",
+)
+PRIOR_ORDER_RECORDED = 0.6  # share of prior drugs whose order is in the delivered EHR
 # Wearable devices are worn from 8 weeks before the index date to 4 weeks after it.
 WEARABLE_LEAD_DAYS = 56
 WEARABLE_FOLLOW_DAYS = 28
@@ -207,6 +219,7 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
     consent_opt_out = research_consent & (rng.random(n) < 0.06)
     identities = draw_identities(rng, sex)
 
+    brain_metastases, prior = _screening_facts(n, seed, stage)
     return pd.DataFrame(
         {
             "patient_id": patient_id,
@@ -261,5 +274,29 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
             "wearable_end": wearable_end,
             "research_consent": research_consent,
             "consent_opt_out": consent_opt_out,
+            "brain_metastases": brain_metastases,
+            **prior,
         }
     )
+
+
+def _screening_facts(n: int, seed: int, stage: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Facts trial screening asks about: brain metastases and the treatments before the index
+    date. A stream of their own, so adding them left every other draw of a seed unchanged."""
+    rng = np.random.default_rng([seed, 17])
+    advanced = np.isin(stage, ("III", "IV"))
+    brain = rng.random(n) < np.where(stage == "IV", 0.25, np.where(stage == "III", 0.05, 0.0))
+    names, days, recorded = [], [], []
+    for i in range(n):
+        k = int(rng.integers(1, 3)) if advanced[i] and rng.random() < 0.4 else 0
+        chosen = [str(t) for t in rng.choice(np.array(PRIOR_TREATMENTS), k, replace=False)]
+        names.append(chosen)
+        days.append([int(d) for d in rng.integers(20, 120, k)])
+        recorded.append(
+            [t != "radiation therapy" and rng.random() < PRIOR_ORDER_RECORDED for t in chosen]
+        )
+    return brain, {
+        "prior_treatments": names,
+        "prior_treatment_days_before": days,
+        "prior_treatment_ordered": recorded,
+    }

@@ -64,6 +64,15 @@ FIRST_LINE = {
     ),
     "other": (("40048", "carboplatin"), ("1547545", "pembrolizumab")),
 }
+# RxNorm ingredients of the drugs some patients had before the index date (cohort.py).
+PRIOR_DRUG_RXNORM = {
+    "carboplatin": "40048",
+    "cisplatin": "2555",
+    "pemetrexed": "68446",
+    "paclitaxel": "56946",
+    "pembrolizumab": "1547545",
+    "durvalumab": "1919503",
+}
 # Sites report some labs in their own units; silver must normalize them.
 SITE_UNITS = {
     "site_b": {"718-7": ("g/L", 10.0), "29463-7": ("[lb_av]", 1 / 0.45359237)},
@@ -423,6 +432,14 @@ def render_patient(p: dict, rng: np.random.Generator) -> list[Delivery]:
         integer=int(p["ecog"]),
         category="survey",
     )
+    for drug, before, ordered in zip(
+        p["prior_treatments"],
+        p["prior_treatment_days_before"],
+        p["prior_treatment_ordered"],
+        strict=True,
+    ):
+        if ordered:
+            _medication(base, subject, PRIOR_DRUG_RXNORM[drug], drug, days(-before), "completed")
     smoke_code, smoke_display = SMOKING_SNOMED[p["smoking_status"]]
     _observation(
         base,

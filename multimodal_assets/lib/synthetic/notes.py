@@ -38,7 +38,6 @@ HISTOLOGY_WORDS = {
     "squamous_cell": ("squamous cell carcinoma", "squamous cell carcinoma of the lung"),
     "nsclc_nos": ("non-small cell lung cancer", "NSCLC", "non-small cell carcinoma"),
 }
-TREATMENTS = ("carboplatin", "cisplatin", "pemetrexed", "paclitaxel", "radiation therapy")
 FAMILY = ("mother", "father", "sister", "brother", "maternal aunt", "paternal uncle")
 FAMILY_CONDITIONS = ("breast cancer", "colon cancer", "lung cancer", "prostate cancer")
 BIOMARKER_WORDS = {
@@ -246,6 +245,14 @@ def _radiology(note: Note, p: dict) -> None:
         note.text("No evidence of ").entity(
             "metastatic disease", "DIAGNOSIS", "metastasis", negated=True
         ).text(". ")
+    if p["stage_group"] in ("III", "IV"):  # staging brain MRI; no draw, so no other text moves
+        if p["brain_metastases"]:
+            note.text("Brain MRI: ").entity("brain metastases", "DIAGNOSIS", "brain_metastasis")
+        else:
+            note.text("Brain MRI: no ").entity(
+                "brain metastases", "DIAGNOSIS", "brain_metastasis", negated=True
+            )
+        note.text(". ")
     note.text(note.pick(("Cannot exclude ", "Possible ", "Findings may represent ")))
     note.entity("pneumonia", "CONDITION", "pneumonia", uncertain=True).text(". ")
     note.text("Scanner device serial ").identifier(
@@ -279,13 +286,12 @@ def _facts(p: dict, rng: np.random.Generator) -> dict:
     elif p["driver"] == "BRAF":
         biomarker = "BRAF_V600E"
     index_date = p["index_date"]
-    treatments = []
-    if p["stage_group"] in ("III", "IV") and rng.random() < 0.4:
-        k = int(rng.integers(1, 3))
-        for treatment in rng.choice(np.array(TREATMENTS), k, replace=False):
-            treatments.append(
-                (str(treatment), index_date - timedelta(days=int(rng.integers(20, 120))))
-            )
+    treatments = [
+        (str(treatment), index_date - timedelta(days=int(before)))
+        for treatment, before in zip(
+            p["prior_treatments"], p["prior_treatment_days_before"], strict=True
+        )
+    ]
     return {
         "symptoms": names[:n],
         "denied": names[n : n + 2],

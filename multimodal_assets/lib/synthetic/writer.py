@@ -150,6 +150,7 @@ def generate(
         pd.DataFrame(identifiers).to_parquet(truth_dir / "notes_identifiers.parquet", index=False)
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
+    _write_screening_truth(cohort, truth_dir)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
     (truth_dir / "generator.json").write_text(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
@@ -163,6 +164,24 @@ def generate(
         + len(note_files),
         truth_dir,
     )
+
+
+def _write_screening_truth(cohort: pd.DataFrame, truth_dir: Path) -> None:
+    """Each patient × trial arm × criterion of the bundled catalog, judged on the latent state
+    (including what no delivered modality shows), and each arm's true eligibility; by MRN."""
+    from ..oncology import evaluation, trials
+
+    catalog = trials.load_catalog()
+    criteria, arms = evaluation.truth_screening(catalog, cohort, list(cohort.mrn))
+    criteria = criteria.rename(columns={"research_key": "mrn", "evidence_value": "true_value"})
+    columns = ["mrn", "trial_id", "arm_id", "criterion_id", "status", "true_value"]
+    version = trials.catalog_version()
+    criteria[columns].assign(catalog_version=version).to_parquet(
+        truth_dir / "trial_criteria.parquet", index=False
+    )
+    arms.rename(columns={"research_key": "mrn"})[["mrn", "trial_id", "arm_id", "status"]].assign(
+        catalog_version=version
+    ).to_parquet(truth_dir / "trial_eligibility.parquet", index=False)
 
 
 def _row(path: Path, landing: Path, kind: str, expected: str, p: dict | None, day: date) -> dict:
