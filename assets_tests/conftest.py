@@ -70,6 +70,20 @@ def copy_lakehouse(source: Path, target: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def warehouse_copy(pipeline, tmp_path) -> Path:
+    """A private copy of the session lakehouse (with its audit head) that a test may alter."""
+    return copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
+
+
+def audit_rows(root: Path) -> pd.DataFrame:
+    """The audit log of a lakehouse, in order."""
+    from multimodal_assets.lib.platform import warehouse
+
+    with warehouse.connect(root) as conn:
+        return conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
+
+
 def overwrite_table(root: Path, fqn: str, select_sql: str) -> None:
     """Replace a table's rows with `select_sql` in a new Delta commit, as someone with write
     access to the files could (the pipeline never rewrites a table this way)."""

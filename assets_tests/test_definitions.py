@@ -21,6 +21,8 @@ NON_TABLE_ASSETS = {
     "notes/entity_evaluation",
     "notes/context_evaluation",
     "notes/deidentification_evaluation",
+    "oncology/screening_evaluation",
+    "oncology/similarity_evaluation",
 }
 
 

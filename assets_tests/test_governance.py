@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from assets_tests.conftest import copy_lakehouse, overwrite_table, research_key
+from assets_tests.conftest import audit_rows, copy_lakehouse, overwrite_table, research_key
 from multimodal_assets.lib.governance import audit, catalog, lineage
 from multimodal_assets.lib.governance import policy as policy_module
 from multimodal_assets.lib.governance.gateway import run_query
@@ -44,12 +44,6 @@ def test_policy_engine_agrees_with_the_decision_table(row):
     except Denied:
         got, filters = "deny", ""
     assert (got, filters) == (row["expected"], row["row_filters"])
-
-
-@pytest.fixture
-def warehouse_copy(pipeline, tmp_path) -> Path:
-    """A private copy of the session lakehouse (with its audit head) that a test may alter."""
-    return copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
 
 
 def _allowed_keys(pipeline) -> dict[str, set[str]]:
@@ -251,17 +245,12 @@ BYPASSES = [
 ]
 
 
-def _audit_rows(db: Path) -> pd.DataFrame:
-    with warehouse.connect(db) as conn:
-        return conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
-
-
 @pytest.mark.parametrize("sql", BYPASSES)
 def test_bypasses_are_refused_and_audited(warehouse_copy, sql):
-    before = len(_audit_rows(warehouse_copy))
+    before = len(audit_rows(warehouse_copy))
     with pytest.raises(Denied):
         run_query(sql, user="alice", role="researcher", root=warehouse_copy)
-    rows = _audit_rows(warehouse_copy)
+    rows = audit_rows(warehouse_copy)
     assert len(rows) == before + 1
     assert rows.iloc[-1].decision == "deny" and rows.iloc[-1].action == "query"
     assert rows.iloc[-1].query_hash == audit.query_hash(sql)
@@ -304,7 +293,7 @@ def test_unclassified_column_is_denied(warehouse_copy):
 
 def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
     rng = random.Random(7)
-    before = len(_audit_rows(warehouse_copy))
+    before = len(audit_rows(warehouse_copy))
     requests = 30
     for _ in range(requests):
         role = rng.choice(["researcher", "clinician", "auditor", "data_engineer"])
@@ -313,7 +302,7 @@ def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
             run_query(sql, user=USERS[role], role=role, root=warehouse_copy)
         except Denied:
             pass
-    assert len(_audit_rows(warehouse_copy)) == before + requests
+    assert len(audit_rows(warehouse_copy)) == before + requests
     with warehouse.connect(warehouse_copy) as conn:
         assert audit.verify_audit_chain(conn, str(warehouse_copy)).ok
 
@@ -412,13 +401,13 @@ def test_the_data_engineer_reads_an_earlier_version_and_others_may_not(warehouse
         as_of={"gold.clinical_features": before.version},
     )
     assert old.table.column("n")[0].as_py() > 3
-    rows = _audit_rows(warehouse_copy)
+    rows = audit_rows(warehouse_copy)
     assert f"gold.clinical_features@v{before.version}" in rows.iloc[-1].filters
     with pytest.raises(Denied, match="may not read earlier table versions"):
         run_query(
             sql, user="alice", role="researcher", root=root, as_of={"gold.clinical_features": 0}
         )
-    assert _audit_rows(warehouse_copy).iloc[-1].decision == "deny"
+    assert audit_rows(warehouse_copy).iloc[-1].decision == "deny"
 
 
 def test_only_declared_tables_can_be_pinned_to_a_version(warehouse_copy):

@@ -14,8 +14,8 @@ import pydicom.data
 import pydicom.encaps
 import pytest
 
-from assets_tests.conftest import KEY, copy_lakehouse, date_shift_days, research_key
-from assets_tests.test_governance import _allowed_keys, _audit_rows
+from assets_tests.conftest import KEY, audit_rows, copy_lakehouse, date_shift_days, research_key
+from assets_tests.test_governance import _allowed_keys
 from multimodal_assets.lib import imaging
 from multimodal_assets.lib.governance.policy import Denied
 from multimodal_assets.lib.imaging import deid as dicom_deid
@@ -405,7 +405,7 @@ def test_similarity_search_is_exact_and_governed(pipeline, tmp_path):
         similar_cases(user="erin", role="auditor", series_uid=probe, root=db)
     with pytest.raises(Denied):
         similar_cases(user="alice", role="researcher", series_uid="1' OR 1=1 --", root=db)
-    audit = _audit_rows(db)
+    audit = audit_rows(db)
     searches = audit[audit.action == "similarity_search"]
     assert list(searches.decision) == ["allow", "allow", "deny", "deny"]
     assert searches.iloc[1].user_name == "alice"

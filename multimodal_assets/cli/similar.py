@@ -1,36 +1,65 @@
-"""Similar prior cases CLI: `mma similar --user U --role R
-(--series UID | --patient RESEARCH_KEY) [-k 10]` — governed and audited like any query."""
+"""Similar patients CLI: `mma similar --user U --role R --patient RESEARCH_KEY [-k 10]
+[--modalities clinical,genomics,...]` (multimodal: compared on the modalities both patients
+have), or `--series UID` for series similar by imaging embedding. Governed and audited like any
+query. Decision support: similar patients inform a clinician, they decide nothing."""
 
 import argparse
 import sys
 
 from multimodal_assets.lib.governance.policy import Denied
-from multimodal_assets.lib.ml.similarity import similar_cases
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     probe = parser.add_mutually_exclusive_group(required=True)
-    probe.add_argument("--series", help="de-identified series UID to search from")
-    probe.add_argument("--patient", help="research key: search from the patient's latest series")
-    parser.add_argument("-k", type=int, default=10, help="cases to return")
+    probe.add_argument("--patient", help="research key: patients similar across modalities")
+    probe.add_argument("--series", help="de-identified series UID: similar imaging series")
+    parser.add_argument("--modalities", help="compare only on these (comma-separated)")
+    parser.add_argument("-k", type=int, default=10, help="how many to return")
     parser.add_argument("--role", required=True)
     parser.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     try:
-        found = similar_cases(
+        if args.series:
+            from multimodal_assets.lib.ml.similarity import similar_cases
+
+            found = similar_cases(user=args.user, role=args.role, series_uid=args.series, k=args.k)
+            print(found.to_pandas().to_string())
+            print(f"({found.num_rows} similar series)")
+            return 0
+        from multimodal_assets.lib.oncology.search import similar_patients
+
+        modalities = args.modalities.split(",") if args.modalities else None
+        result = similar_patients(
             user=args.user,
             role=args.role,
-            series_uid=args.series,
             research_key=args.patient,
             k=args.k,
+            modalities=modalities,
         )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)
         return 2
-    print(found.to_pandas().to_string())
-    print(f"({found.num_rows} similar series)")
+    _print(result)
     return 0
+
+
+def _print(result) -> None:
+    import pandas as pd
+
+    print(f"patient's modalities: {', '.join(result.probe_modalities)}")
+    if result.hits:
+        print(pd.DataFrame(result.hits).fillna("").to_string(index=False))
+    print(f"({len(result.hits)} listed, {result.hidden} not visible to this role, counted only)")
+    if result.outcomes:
+        o = result.outcomes
+        rate = "n/a" if o["progression_rate_12m"] is None else f"{o['progression_rate_12m']:.2f}"
+        print(
+            f"12-month progression or death among them: {rate} "
+            f"(95% CI {o['ci_low']:.2f}–{o['ci_high']:.2f}, n = {o['with_outcome']})"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

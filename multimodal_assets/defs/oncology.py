@@ -8,7 +8,6 @@ from multimodal_assets.lib.oncology import (
     PATIENT_PROFILES,
     TRIAL_CANDIDATES,
     TRIAL_SCREENING,
-    evaluation,
     facts,
     screening,
     trials,
@@ -70,6 +69,8 @@ def _truth_cohort(pseudonym: PseudonymKey):
 def screening_evaluation(
     lakehouse: LakehouseResource, pseudonym: PseudonymKey
 ) -> dg.MaterializeResult:
+    from multimodal_assets.lib.oncology import evaluation
+
     cohort = _truth_cohort(pseudonym)
     if cohort is None:
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
@@ -103,6 +104,7 @@ def screening_evaluation(
 def similarity_evaluation(
     lakehouse: LakehouseResource, pseudonym: PseudonymKey
 ) -> dg.MaterializeResult:
+    from multimodal_assets.lib.oncology import evaluation
     from multimodal_assets.lib.oncology.similarity import Profiles
 
     cohort = _truth_cohort(pseudonym)
@@ -112,6 +114,8 @@ def similarity_evaluation(
         profiles = Profiles.from_arrow(
             conn.sql(f"SELECT * FROM {PATIENT_PROFILES.fqn}").to_arrow_table()
         )
+    if len(profiles) <= 2 * evaluation.NEIGHBOURS:
+        return dg.MaterializeResult(metadata={"evaluated": False, "why": "too few patients"})
     aligned = cohort.set_index("research_key").loc[list(profiles.keys)]
     metrics = evaluation.similarity_against_latent(
         profiles, evaluation.latent_space(aligned), aligned.label.to_numpy(bool)

@@ -56,6 +56,9 @@ class Role:
     serving: bool = False
     # May read earlier Delta versions of tables (AS OF), e.g. to rebuild a training set.
     time_travel: bool = False
+    # May have patients its row filters hide counted in aggregates (never listed), e.g. a
+    # clinician's similar patients from other sites.
+    aggregates_beyond_row_filters: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ def parse_policy(document, source: str = "") -> Policy:
                 _tuple(spec.get("row_filters"), "row_filters"),
                 bool(spec.get("serving", False)),
                 bool(spec.get("time_travel", False)),
+                bool(spec.get("aggregates_beyond_row_filters", False)),
             )
             if role.mask_profile not in profiles:
                 raise PolicyError(f"role {name}: unknown mask profile {role.mask_profile!r}")

@@ -14,6 +14,7 @@ from .similarity import Profiles, exact_search, wilson_interval
 from .trials import Trial
 
 KEYS = ["research_key", "trial_id", "arm_id", "criterion_id"]
+NEIGHBOURS = 10
 
 
 def criterion_source(node: dict) -> str:
@@ -128,7 +129,7 @@ def similarity_against_latent(
     profiles: Profiles,
     latent: np.ndarray,
     labels: np.ndarray,
-    k: int = 10,
+    k: int = NEIGHBOURS,
     queries: int = 500,
     seed: int = 0,
 ) -> dict:

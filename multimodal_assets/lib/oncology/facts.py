@@ -79,6 +79,11 @@ class PatientFacts:
     notes_reviewed: bool = False  # any note by the screening date (prior treatments live there)
 
 
+def age_text(age: int) -> str:
+    """An age as evidence text: Safe Harbor makes an age over 89 an identifier, so "90 or older"."""
+    return f"age {age}" if age <= 89 else "age 90 or older"
+
+
 def stage_group(stage: str | None) -> str | None:
     """The AJCC group (I–IV) of a stage such as IIIA."""
     if not stage:
@@ -119,7 +124,7 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
         if r["birth_date"]:
             b, s = r["birth_date"], f.screening_date
             age = s.year - b.year - ((s.month, s.day) < (b.month, b.day))
-            f.age = (age, Evidence(f"age {age}", s, "structured_ehr", *record))
+            f.age = (age, Evidence(age_text(age), s, "structured_ehr", *record))
         if r["sex"]:
             f.sex = (r["sex"], Evidence(r["sex"], None, "structured_ehr", *record))
         f.treatment_record = Evidence(
