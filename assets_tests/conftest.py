@@ -12,6 +12,7 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs.genomics import register_delivery_batches
+from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 from multimodal_assets.defs.resources import LakehouseResource, PseudonymKey
 from multimodal_assets.lib.governance import pseudonym
 from multimodal_assets.lib.synthetic.writer import generate
@@ -34,6 +35,7 @@ class Pipeline:
     truth: pd.DataFrame
     result: dg.ExecuteInProcessResult
     instance: dg.DagsterInstance
+    meetings: list[dg.ExecuteInProcessResult]  # one tumor-board packets run per meeting
 
     def connect(self):
         from multimodal_assets.lib.platform import warehouse
@@ -137,10 +139,27 @@ def materialize(
         ALL_ASSETS,
         resources=pipeline_resources(data / "lakehouse"),
         instance=instance,
-        selection=selection,
+        # The tumor-board packets are partitioned by meeting: `materialize_meetings` runs them.
+        selection=selection or dg.AssetSelection.all() - dg.AssetSelection.assets(PACKETS_KEY),
         raise_on_error=raise_on_error,
         tags=register_delivery_batches(instance),
     )
+
+
+def materialize_meetings(
+    data: Path, instance: dg.DagsterInstance
+) -> list[dg.ExecuteInProcessResult]:
+    """Build the packets of every landed tumor-board meeting, one run per meeting partition."""
+    return [
+        dg.materialize(
+            ALL_ASSETS,
+            resources=pipeline_resources(data / "lakehouse"),
+            instance=instance,
+            selection=[PACKETS_KEY],
+            partition_key=meeting,
+        )
+        for meeting in register_meetings(instance)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -164,12 +183,14 @@ def pipeline(tmp_path_factory) -> Pipeline:
             )
         instance = dg.DagsterInstance.ephemeral()
         result = materialize(data, instance)
+        meetings = materialize_meetings(data, instance)
         yield Pipeline(
             data,
             data / "lakehouse",
             pd.read_parquet(data / "truth" / "patients.parquet"),
             result,
             instance,
+            meetings,
         )
     finally:
         if previous is None:

@@ -23,6 +23,7 @@ NON_TABLE_ASSETS = {
     "notes/deidentification_evaluation",
     "oncology/screening_evaluation",
     "oncology/similarity_evaluation",
+    "oncology/tumor_board_packets",
 }
 
 
@@ -74,7 +75,8 @@ def test_every_asset_is_documented_tagged_and_classified():
         assert set(node["tags"]) >= {"modality", "layer", "contains_phi", "access"}, key
         assert all(tags["classification"] for tags in node["columns"].values()), key
         # Every asset is a declared lakehouse table except files: the per-role serving files,
-        # the training-set snapshot, the model artifacts, the evaluation report, maintenance.
+        # the training-set snapshot, the model artifacts, the evaluation report, maintenance, the
+        # evaluations and the tumor-board packets.
         assert node["columns"] or key in NON_TABLE_ASSETS, key
 
 

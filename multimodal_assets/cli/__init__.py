@@ -10,7 +10,8 @@ COMMANDS = {
     "run": ("run", "generate the default cohort if landing is empty, materialize the whole graph"),
     "generate": ("synthetic", "write a synthetic cohort's landing files and truth"),
     "query": ("query", "run SQL through the governance gateway as a role and user"),
-    "similar": ("similar", "find similar prior cases of a patient, governed"),
+    "similar": ("similar", "find patients similar across modalities (or series), governed"),
+    "packet": ("packet", "open a tumor-board packet as a role and user, audited"),
     "lineage": ("lineage", "trace a feature back to its source files and records"),
 }
 

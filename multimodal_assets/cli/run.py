@@ -73,20 +73,35 @@ def main(argv: list[str] | None = None) -> int:
 
     from multimodal_assets.definitions import defs
     from multimodal_assets.defs.genomics import register_delivery_batches
+    from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 
     job = defs.resolve_implicit_global_asset_job_def()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
         # Step-level DEBUG events stay in the run's event log (see the UI); the console gets
-        # warnings and the summary below. One run covers every genomics delivery batch.
+        # warnings and the summary below. One run covers every genomics delivery batch; the
+        # tumor-board packets, partitioned by meeting, get one run per landed meeting after it.
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=quiet,
             tags=register_delivery_batches(instance),
+            asset_selection=[k for k in job.asset_layer.executable_asset_keys if k != PACKETS_KEY],
         )
+        results = [result]
+        for meeting in register_meetings(instance) if result.success else []:
+            results.append(
+                job.execute_in_process(
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config=quiet,
+                    partition_key=meeting,
+                    asset_selection=[PACKETS_KEY],
+                )
+            )
     checks = Counter()
     failed_checks = []
-    for event in result.all_events:
+    for event in (e for r in results for e in r.all_events):
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             checks["passed" if evaluation.passed else "failed"] += 1
@@ -94,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed_checks.append(
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 )
-    _print_summary(result.success, checks, failed_checks, started)
-    return 0 if result.success else 1
+    success = all(r.success for r in results)
+    _print_summary(success, checks, failed_checks, started)
+    return 0 if success else 1
 
 
 def _print_summary(success: bool, checks: Counter, failed_checks: list[str], started: float):
@@ -140,6 +156,12 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
     if published:
         report = config.data_dir() / "reports" / "models" / published["version"] / "report.md"
         print(f"\nmodel {published['version']} published; evaluation report: {report}")
+    boards = config.data_dir() / "reports" / "tumor_board"
+    for meeting in sorted(p.name for p in boards.iterdir()) if boards.exists() else []:
+        print(
+            f"tumor board {meeting}: {boards / meeting / 'identified' / 'index.html'} "
+            "(restricted; open a packet with mma packet)"
+        )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall time {time.perf_counter() - started:.1f} s, peak memory {peak_mib:.0f} MiB")
     print(

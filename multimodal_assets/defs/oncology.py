@@ -1,6 +1,8 @@
 """Oncology assets (decision support): patient profiles, trial screening and candidates, their
 evaluations against the generator's truth, and the sensor that re-screens on a catalog change."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from multimodal_assets.lib.governance.pseudonym import research_key
@@ -14,8 +16,15 @@ from multimodal_assets.lib.oncology import (
 )
 from multimodal_assets.lib.platform import config, warehouse
 
-from .governed import asset_key, file_asset_spec_kwargs, governed_table_asset
+from .governed import (
+    asset_key,
+    file_asset_spec_kwargs,
+    governed_table_asset,
+)
 from .resources import LakehouseResource, PseudonymKey
+
+MEETINGS = dg.DynamicPartitionsDefinition(name="tumor_board_meetings")
+PACKETS_KEY = dg.AssetKey(["oncology", "tumor_board_packets"])
 
 patient_profiles = governed_table_asset(PATIENT_PROFILES, kinds={"duckdb", "sql"})
 
@@ -142,11 +151,111 @@ def trial_catalog_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=f"trial-catalog-{version}")
 
 
+def board_lists() -> dict[str, Path]:
+    """Meeting date -> its landed board list."""
+    from multimodal_assets.lib.oncology.board import MEETING_FILE
+
+    folder = config.landing_dir("tumor_board")
+    files = sorted(folder.glob("*.csv")) if folder.exists() else []
+    return {m.group(1): p for p in files if (m := MEETING_FILE.fullmatch(p.name))}
+
+
+def register_meetings(instance: dg.DagsterInstance) -> list[str]:
+    """Adds a partition for each landed board list; the meeting dates, oldest first."""
+    known = set(instance.get_dynamic_partitions(MEETINGS.name))
+    meetings = sorted(board_lists())
+    new = [m for m in meetings if m not in known]
+    if new:
+        instance.add_dynamic_partitions(MEETINGS.name, new)
+    return meetings
+
+
+@dg.asset(
+    **file_asset_spec_kwargs(
+        "oncology",
+        "tumor_board_packets",
+        layer="gold",
+        kinds={"html"},
+        restricted=True,
+        description="One self-contained HTML packet per listed patient (identified for the "
+        "patient's site, de-identified when consented), every statement linked to its record.",
+    ),
+    partitions_def=MEETINGS,
+    deps=[
+        asset_key(TRIAL_CANDIDATES),
+        asset_key(PATIENT_PROFILES),
+        dg.AssetKey(["gold", "risk_scores"]),
+        dg.AssetKey(["gold", "imaging_series_features"]),
+        dg.AssetKey(["gold", "genomics_features"]),
+        dg.AssetKey(["gold", "clinical_outcomes"]),
+        dg.AssetKey(["silver", "note_entities"]),
+        dg.AssetKey(["silver", "procedures"]),
+    ],
+)
+def tumor_board_packets(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, pseudonym: PseudonymKey
+) -> dg.MaterializeResult:
+    from multimodal_assets.lib.governance import audit
+    from multimodal_assets.lib.oncology.board import read_board_list
+    from multimodal_assets.lib.oncology.meeting import build_meeting, meetings_dir
+
+    meeting = context.partition_key
+    path = board_lists().get(meeting)
+    if path is None:
+        raise dg.Failure(f"no board list landing/tumor_board/{meeting}.csv", allow_retries=False)
+    board = read_board_list(path)
+    with lakehouse.get_connection() as conn:
+        summary = build_meeting(conn, board, config.data_dir(), pseudonym.value())
+    audit.append(
+        lakehouse.root,
+        audit.AuditEvent(
+            action="tumor_board_packets",
+            decision="allow",
+            user_name="dagster",
+            role="pipeline",
+            tables="gold.trial_screening,gold.risk_scores,gold.patient_profiles,silver.*",
+            rows_returned=summary["packets_identified"] + summary["packets_deidentified"],
+            reason=f"packets written for meeting {meeting}",
+            run_id=context.run_id,
+        ),
+    )
+    index = meetings_dir(config.data_dir()) / meeting / "identified" / "index.html"
+    return dg.MaterializeResult(metadata={**summary, "index": dg.MetadataValue.path(str(index))})
+
+
+@dg.sensor(
+    name="tumor_board_sensor",
+    description="A new or changed board list in landing/tumor_board/<meeting-date>.csv adds "
+    "the meeting as a partition and builds its packets (run key = the list's hash).",
+    asset_selection=[PACKETS_KEY],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def tumor_board_sensor(context: dg.SensorEvaluationContext):
+    import hashlib
+    import json
+
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = {m: hashlib.sha256(p.read_bytes()).hexdigest() for m, p in board_lists().items()}
+    changed = sorted(m for m, sha in current.items() if seen.get(m) != sha)
+    if not changed:
+        return dg.SkipReason("no new or changed board list")
+    context.update_cursor(json.dumps(current, sort_keys=True))
+    new = [m for m in changed if not context.instance.has_dynamic_partition(MEETINGS.name, m)]
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(partition_key=m, run_key=f"{m}-{current[m][:16]}") for m in changed
+        ],
+        dynamic_partitions_requests=[MEETINGS.build_add_request(new)] if new else [],
+    )
+
+
 assets = [
     patient_profiles,
     trial_screening,
     trial_candidates,
     screening_evaluation,
     similarity_evaluation,
+    tumor_board_packets,
 ]
-sensors = [trial_catalog_sensor]
+sensors = [trial_catalog_sensor, tumor_board_sensor]

@@ -58,6 +58,7 @@ class Hotspot:
     ref: str
     alt: str
     hgvs_genomic: str
+    hgvs_coding: str
     actionable: bool
     exon: int  # on the MANE Select transcript
 
@@ -89,6 +90,7 @@ def hotspots() -> tuple[Hotspot, ...]:
                 ref=row["ref"],
                 alt=row["alt"],
                 hgvs_genomic=row["hgvs_genomic"],
+                hgvs_coding=row["hgvs_coding"],
                 actionable=row["actionable"] == "true",
                 exon=int(row["exon"]),
             )

@@ -17,6 +17,7 @@ from ..platform.tables import CLASSIFICATIONS, Table
 
 MASKS = ("none", "redact", "hash", "shift_date", "zip3", "age_90_plus")
 DEFAULT_POLICY = "access.yaml"
+PACKET_VARIANTS = ("identified", "deidentified", "none")
 
 
 class PolicyError(Exception):
@@ -59,6 +60,9 @@ class Role:
     # May have patients its row filters hide counted in aggregates (never listed), e.g. a
     # clinician's similar patients from other sites.
     aggregates_beyond_row_filters: bool = False
+    # Which tumor-board packets the role opens (of the patients its row filters show):
+    # identified | deidentified | none.
+    packets: str = "none"
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,10 @@ def parse_policy(document, source: str = "") -> Policy:
                 bool(spec.get("serving", False)),
                 bool(spec.get("time_travel", False)),
                 bool(spec.get("aggregates_beyond_row_filters", False)),
+                str(spec.get("packets", "none")),
             )
+            if role.packets not in PACKET_VARIANTS:
+                raise PolicyError(f"role {name}: packets must be one of {PACKET_VARIANTS}")
             if role.mask_profile not in profiles:
                 raise PolicyError(f"role {name}: unknown mask profile {role.mask_profile!r}")
             unknown = [f for f in role.row_filters if f not in row_filters]

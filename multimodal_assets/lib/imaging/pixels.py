@@ -126,6 +126,7 @@ def ct_lesion(hu: np.ndarray, voxel_mm: tuple[float, float, float]) -> dict | No
         "lesion_entropy": float(-(p * np.log2(p)).sum()),
         "lesion_extent_mm": float((area > 0).sum() * dz),
         "_values": values,
+        "_mask": lesion,
     }
 
 

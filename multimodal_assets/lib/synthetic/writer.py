@@ -151,6 +151,7 @@ def generate(
     truth = cohort.assign(**counts)
     truth.to_parquet(truth_dir / "patients.parquet", index=False)
     _write_screening_truth(cohort, truth_dir)
+    write_board_list(cohort, landing / "tumor_board", BOARD_PATIENTS)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
     (truth_dir / "generator.json").write_text(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
@@ -164,6 +165,27 @@ def generate(
         + len(note_files),
         truth_dir,
     )
+
+
+BOARD_PATIENTS = 6
+BOARD_MEETING = date(2024, 9, 26)  # after every generated index date and its deliveries
+
+
+def write_board_list(cohort: pd.DataFrame, folder: Path, size: int, meeting=BOARD_MEETING) -> Path:
+    """A tumor-board list (`<meeting-date>.csv`: patient MRN, presenting site) of `size`
+    stage III/IV patients, most with imaging; the last is presented by another site."""
+    advanced = cohort[cohort.stage_group.isin(("III", "IV"))].sort_values(
+        ["has_imaging", "patient_id"], ascending=[False, True]
+    )
+    chosen = advanced.head(size)
+    sites = list(chosen.site)
+    if len(sites) > 1:
+        sites[-1] = next(s for s in ("site_a", "site_b", "site_c") if s != sites[-1])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{meeting.isoformat()}.csv"
+    lines = ["patient,site", *(f"{m},{s}" for m, s in zip(chosen.mrn, sites, strict=True))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _write_screening_truth(cohort: pd.DataFrame, truth_dir: Path) -> None:
