@@ -62,18 +62,29 @@ def _truth_cohort(pseudonym: PseudonymKey):
     return cohort.assign(research_key=[research_key(mrn, key) for mrn in cohort.mrn])
 
 
+def _evaluation(name: str, description: str, upstream) -> dict:
+    """An evaluation against the generator's truth, refreshed when its table changes."""
+    return dict(
+        **file_asset_spec_kwargs(
+            "oncology",
+            name,
+            layer="evaluation",
+            kinds={"python"},
+            restricted=False,
+            description=description,
+        ),
+        deps=[asset_key(upstream)],
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+
+
 @dg.asset(
-    **file_asset_spec_kwargs(
-        "oncology",
+    **_evaluation(
         "screening_evaluation",
-        layer="evaluation",
-        kinds={"python"},
-        restricted=False,
-        description="Trial screening against the latent truth: criterion accuracy by evidence "
-        "source (unknown from missing data apart from wrong), eligibility precision/recall.",
-    ),
-    deps=[asset_key(TRIAL_CANDIDATES)],
-    automation_condition=dg.AutomationCondition.eager(),
+        "Trial screening against the latent truth: criterion accuracy by evidence source "
+        "(unknown from missing data apart from wrong), eligibility precision/recall.",
+        TRIAL_CANDIDATES,
+    )
 )
 def screening_evaluation(
     lakehouse: LakehouseResource, pseudonym: PseudonymKey
@@ -98,17 +109,12 @@ def screening_evaluation(
 
 
 @dg.asset(
-    **file_asset_spec_kwargs(
-        "oncology",
+    **_evaluation(
         "similarity_evaluation",
-        layer="evaluation",
-        kinds={"python"},
-        restricted=False,
-        description="Whether similar patients are similar in the latent state: recall@10 of "
-        "latent neighbours by multimodal, imaging-only and random search, and outcome agreement.",
-    ),
-    deps=[asset_key(PATIENT_PROFILES)],
-    automation_condition=dg.AutomationCondition.eager(),
+        "Whether similar patients are similar in the latent state: recall@10 of latent "
+        "neighbours by multimodal, imaging-only and random search, and outcome agreement.",
+        PATIENT_PROFILES,
+    )
 )
 def similarity_evaluation(
     lakehouse: LakehouseResource, pseudonym: PseudonymKey

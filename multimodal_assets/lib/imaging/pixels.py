@@ -162,6 +162,18 @@ def embedding(volume: np.ndarray, lesion: dict | None, is_ct: bool) -> list[floa
 CHANGED_SINCE_INGEST = "the landed bytes are no longer those registered (changed after ingest)"
 
 
+def stacked_volume(decoded: list[tuple]) -> tuple[np.ndarray, bool]:
+    """(volume, is CT) of decoded instances: slices in patient order, instances of another
+    shape than most (a localizer) left out."""
+    shapes = [d[0].shape[1:] for d in decoded]
+    common = max(set(shapes), key=shapes.count)
+    decoded = sorted(
+        (d for d in decoded if d[0].shape[1:] == common),
+        key=lambda d: (d[1] is None, d[1] or 0.0, d[2] or 0),
+    )
+    return np.concatenate([d[0] for d in decoded]), decoded[0][3] == "CT"
+
+
 def series_features(files: list[dict], voxel_mm: tuple[float, float, float]) -> dict:
     """Pixel features of one series from its landed files (`path`, and the `sha256` the registry
     holds: bytes that changed since are left out, so gold describes what bronze holds), decoded
@@ -189,15 +201,7 @@ def series_features(files: list[dict], voxel_mm: tuple[float, float, float]) -> 
     if not decoded:
         no_pixels = all(e == "the instance has no pixel data" for e in errors)
         return {**out, "pixel_status": "no_pixels" if no_pixels else "not_decodable"}
-    # Slices in patient order; instances of another shape (a localizer) are left out.
-    shapes = [d[0].shape[1:] for d in decoded]
-    common = max(set(shapes), key=shapes.count)
-    decoded = sorted(
-        (d for d in decoded if d[0].shape[1:] == common),
-        key=lambda d: (d[1] is None, d[1] or 0.0, d[2] or 0),
-    )
-    volume = np.concatenate([d[0] for d in decoded])
-    is_ct = decoded[0][3] == "CT"
+    volume, is_ct = stacked_volume(decoded)
     lesion = ct_lesion(volume, voxel_mm) if is_ct and volume.shape[0] >= 3 else None
     p05, p95 = np.percentile(volume, (5, 95))
     return {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pixels import ct_lesion, decode_instance
+from .pixels import ct_lesion, decode_instance, stacked_volume
 
 WINDOW_HU = (-1000.0, 400.0)  # lung to soft tissue
 OUTLINE_RGB = (255, 64, 64)
@@ -28,14 +28,8 @@ def key_slice_png(paths: list[Path], voxel_mm: tuple[float, float, float], size:
             continue
     if len(decoded) < 3:
         return None
-    shapes = [d[0].shape[1:] for d in decoded]
-    common = max(set(shapes), key=shapes.count)
-    decoded = sorted(
-        (d for d in decoded if d[0].shape[1:] == common),
-        key=lambda d: (d[1] is None, d[1] or 0.0, d[2] or 0),
-    )
-    volume = np.concatenate([d[0] for d in decoded])
-    lesion = ct_lesion(volume, voxel_mm)
+    volume, is_ct = stacked_volume(decoded)
+    lesion = ct_lesion(volume, voxel_mm) if is_ct else None
     if lesion is None:
         return None
     mask = lesion["_mask"]
