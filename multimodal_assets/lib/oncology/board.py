@@ -366,12 +366,15 @@ def _key_slice(conn, row: dict) -> tuple[bytes, Fact] | None:
 
     files = _rows(
         conn,
-        "SELECT f.path, i.slice_thickness_mm, i.pixel_spacing_mm FROM silver.imaging_instances i "
-        "JOIN bronze.files f ON f.sha256 = i._source_sha256 AND f.status = 'ingested' "
-        "WHERE i.series_uid = $series ORDER BY i.instance_number",
+        "SELECT f.path, i.slice_thickness_mm, i.pixel_spacing_mm, coalesce(json_extract_string("
+        "i.deidentified_header, '$.\"00280301\".Value[0]') = 'YES', false) AS burned_in "
+        "FROM silver.imaging_instances i JOIN bronze.files f ON f.sha256 = i._source_sha256 "
+        "AND f.status = 'ingested' WHERE i.series_uid = $series ORDER BY i.instance_number",
         {"series": row["series_uid"]},
     )
-    if not files:
+    # De-identification cleans headers, not pixels: a series whose pixels may show burned-in
+    # text (BurnedInAnnotation YES) gets no picture.
+    if not files or any(f["burned_in"] for f in files):
         return None
     spacing = files[0]["pixel_spacing_mm"] or [1.0, 1.0]
     voxel = (files[0]["slice_thickness_mm"] or 1.0, float(spacing[0]), float(spacing[1]))
