@@ -41,7 +41,7 @@ def build(patients: int) -> tuple[float, dict, float, float]:
         rk = conn.execute(
             "SELECT research_key FROM silver.patients WHERE mrn = ?", [first.patient]
         ).fetchall()[0][0]
-        packet = gather(conn, rk, board.meeting, profiles)
+        packet = gather(conn, rk, board.meeting, config.landing_dir(), profiles)
     started = time.perf_counter()
     render(packet, identified=True, shift_days=0, salt=locator_salt(key))
     return elapsed, summary, time.perf_counter() - started, peak_mib()

@@ -11,6 +11,7 @@ import sys
 
 from multimodal_assets.lib.governance.lineage import governed_lineage
 from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.platform import config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = governed_lineage(
-            args.kind, args.target, user=args.user, role=args.role, research_key=args.research_key
+            args.kind,
+            args.target,
+            user=args.user,
+            role=args.role,
+            research_key=args.research_key,
+            root=config.lakehouse_root(),
         )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
             meeting=args.meeting,
             research_key=args.patient,
             data_dir=config.data_dir(),
+            root=config.lakehouse_root(),
         )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from multimodal_assets.lib.governance.gateway import run_query
 from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.platform import config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
             if not version.isdigit():
                 raise Denied(f"--as-of wants TABLE=VERSION, got {pin!r}")
             as_of[table.lower()] = int(version)
-        result = run_query(args.sql, user=args.user, role=args.role, as_of=as_of or None)
+        result = run_query(
+            args.sql,
+            user=args.user,
+            role=args.role,
+            as_of=as_of or None,
+            root=config.lakehouse_root(),
+        )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.platform import config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.series:
             from multimodal_assets.lib.ml.similarity import similar_cases
 
-            found = similar_cases(user=args.user, role=args.role, series_uid=args.series, k=args.k)
+            found = similar_cases(
+                user=args.user,
+                role=args.role,
+                series_uid=args.series,
+                k=args.k,
+                root=config.lakehouse_root(),
+            )
             print(found.to_pandas().to_string())
             print(f"({found.num_rows} similar series)")
             return 0
@@ -36,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             research_key=args.patient,
             k=args.k,
             modalities=modalities,
+            root=config.lakehouse_root(),
         )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)

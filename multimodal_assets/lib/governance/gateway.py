@@ -17,7 +17,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from ..platform import config, warehouse
+from ..platform import warehouse
 from ..platform.tables import Table
 from . import audit, catalog
 from .policy import Denied, Policy, PolicyError, TableAccess, load_policy
@@ -239,7 +239,7 @@ def governed_request(
     *,
     user: str,
     role: str,
-    root: str | None = None,
+    root: str,
     policy: Policy | None = None,
     as_of: dict[str, int] | None = None,
 ):
@@ -250,7 +250,7 @@ def governed_request(
     allowed or denied, leaves one audit row; a denial or engine error is raised as Denied with
     a reason that holds no values.
     """
-    root = str(root or config.lakehouse_root())
+    root = str(root)
     fields = {
         "user_name": user,
         "role": role,
@@ -295,7 +295,7 @@ def run_query(
     *,
     user: str,
     role: str,
-    root: str | None = None,
+    root: str,
     policy: Policy | None = None,
     action: str = "query",
     as_of: dict[str, int] | None = None,

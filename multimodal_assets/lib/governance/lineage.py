@@ -97,7 +97,7 @@ def governed_lineage(
     *,
     user: str,
     role: str,
-    root=None,
+    root: str,
     research_key: str | None = None,
     policy: Policy | None = None,
 ):

@@ -59,7 +59,7 @@ def similar_cases(
     series_uid: str | None = None,
     research_key: str | None = None,
     k: int = 10,
-    root: str | None = None,
+    root: str,
     policy: Policy | None = None,
 ) -> pa.Table:
     """The k series most similar to a series (or to a patient's latest one) that `role` may

@@ -159,9 +159,10 @@ def _derived(conn, table_column: str, key: str, text: str, on: date | None = Non
     return Fact(text, sha, locator, on)
 
 
-def gather(conn, research_key: str, meeting: date, profiles=None) -> Packet:
+def gather(conn, research_key: str, meeting: date, landing: Path, profiles=None) -> Packet:
     """Everything the packet states about one patient, from records dated by the meeting
-    (`profiles`: every patient's profile, loaded once per meeting)."""
+    (`landing`: where the landed files are, for the key slice's pixels; `profiles`: every
+    patient's profile, loaded once per meeting)."""
     p = {"rk": research_key, "day": meeting}
     patient = _one(
         conn,
@@ -181,7 +182,7 @@ def gather(conn, research_key: str, meeting: date, profiles=None) -> Packet:
     _diagnosis(conn, packet, p)
     _timeline(conn, packet, p)
     _molecular(conn, packet, p)
-    _imaging(conn, packet, p)
+    _imaging(conn, packet, p, landing)
     _risk(conn, packet, research_key)
     _similar(conn, packet, research_key, profiles or load_profiles(conn))
     _trials(conn, packet, research_key)
@@ -330,7 +331,7 @@ def _molecular(conn, packet: Packet, p: dict) -> None:
         )
 
 
-def _imaging(conn, packet: Packet, p: dict) -> None:
+def _imaging(conn, packet: Packet, p: dict, landing: Path) -> None:
     series = _rows(
         conn,
         "WITH first AS (SELECT series_uid, arg_min(_source_sha256, instance_number) AS "
@@ -357,12 +358,11 @@ def _imaging(conn, packet: Packet, p: dict) -> None:
         )
     ct = [r for r in series if r["modality"] == "CT" and r["lesion_found"]]
     if ct:
-        packet.thumbnail = _key_slice(conn, ct[-1])
+        packet.thumbnail = _key_slice(conn, ct[-1], landing)
 
 
-def _key_slice(conn, row: dict) -> tuple[bytes, Fact] | None:
+def _key_slice(conn, row: dict, landing: Path) -> tuple[bytes, Fact] | None:
     from ..imaging.thumbnail import key_slice_png
-    from ..platform import config
 
     files = _rows(
         conn,
@@ -378,7 +378,7 @@ def _key_slice(conn, row: dict) -> tuple[bytes, Fact] | None:
         return None
     spacing = files[0]["pixel_spacing_mm"] or [1.0, 1.0]
     voxel = (files[0]["slice_thickness_mm"] or 1.0, float(spacing[0]), float(spacing[1]))
-    rendered = key_slice_png([config.landing_dir() / f["path"] for f in files], voxel)
+    rendered = key_slice_png([landing / f["path"] for f in files], voxel)
     if rendered is None:
         return None
     png, diameter = rendered

@@ -60,7 +60,7 @@ def build_meeting(conn, board: BoardList, data_dir: Path, key: bytes) -> dict:
         if research_key is None:
             not_found += 1
             continue
-        packet = gather(conn, research_key, board.meeting, profiles)
+        packet = gather(conn, research_key, board.meeting, data_dir / "landing", profiles)
         html = render(packet, identified=True, shift_days=0, salt=salt)
         name = f"{packet.site}/{research_key}.html"
         sizes.append(_private(folder / IDENTIFIED / name, html))
@@ -102,7 +102,7 @@ def open_packet(
     meeting: str,
     research_key: str,
     data_dir: Path,
-    root: str | None = None,
+    root: str,
     policy: Policy | None = None,
 ) -> Path:
     """The packet `role` may open for a patient at a meeting (audited as `tumor_board_packet`):

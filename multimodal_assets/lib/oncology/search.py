@@ -55,7 +55,7 @@ def similar_patients(
     research_key: str,
     k: int = 10,
     modalities=None,
-    root: str | None = None,
+    root: str,
     policy: Policy | None = None,
 ) -> SimilarPatients:
     """The k patients most similar to one patient on the modalities both have, as `role` may
