@@ -1,5 +1,6 @@
 """The pattern every governed table follows: declared schema and tags, stage → audit → publish."""
 
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -350,6 +351,39 @@ def _ingest_landing(
     return metadata, totals, observed, check_results
 
 
+def _parse_on_spark(context, lakehouse, modality: str, parse, staging: Path):
+    """Parse the run's unregistered landed files with `parse` in a Spark job launched through
+    Dagster Pipes (`multimodal_assets.spark.parse_files`); (a parse that returns those staged
+    rows, the job's reported figures)."""
+    import json
+    import sys
+
+    registered = ingest.registered_paths(lakehouse.root, modality)
+    landed = [
+        f.hashed()
+        for f in ingest.scan_landing(
+            config.landing_dir(), modality, context.partition_keys, registered
+        )
+        if not f.refusal
+    ]
+    completed = dg.PipesSubprocessClient().run(
+        command=[sys.executable, "-m", "multimodal_assets.spark.parse_files"],
+        context=context,
+        extras={
+            "files": [[str(f.absolute), f.sha256] for f in landed],
+            "parser": f"{parse.__module__}:{parse.__name__}",
+            "staging": str(staging),
+            "master": config.spark_master(),
+        },
+    )
+    figures = {"parse_engine": f"spark ({config.spark_master()})"}
+    for message in completed.get_custom_messages():
+        figures.update(message)
+    outcomes = json.loads((staging / "outcomes.json").read_text())
+    staged = {sha: ingest.staged_from_json(doc) for sha, doc in outcomes.items()}
+    return ingest.ParsedElsewhere(staged), figures
+
+
 def bronze_ingest_multi_asset(
     name: str,
     tables: list[Table],
@@ -377,18 +411,26 @@ def bronze_ingest_multi_asset(
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         """Parse the new files of the run's delivery batches once into every table they feed;
         bad files are quarantined."""
-        summary, totals, _, _ = _ingest_landing(
-            context,
-            lakehouse,
-            tables[0].modality,
-            parse,
-            tables,
-            with_path=True,
-            workers=config.ingest_workers(),
-            batches=context.partition_keys,
-            # htslib, bed-reader and bgen are native: a crash must cost one file, not the run.
-            isolated=True,
-        )
+        with tempfile.TemporaryDirectory() as staging:
+            if config.parse_engine() == "spark":
+                parsed, engine = _parse_on_spark(
+                    context, lakehouse, tables[0].modality, parse, Path(staging)
+                )
+                workers, isolated = 1, False  # the rows are parsed already: read them back
+            else:
+                # htslib, bed-reader and bgen are native: a crash must cost one file, not the run.
+                parsed, engine, workers, isolated = parse, {}, config.ingest_workers(), True
+            summary, totals, _, _ = _ingest_landing(
+                context,
+                lakehouse,
+                tables[0].modality,
+                parsed,
+                tables,
+                with_path=True,
+                workers=workers,
+                batches=context.partition_keys,
+                isolated=isolated,
+            )
         for table in tables:
             yield dg.MaterializeResult(
                 asset_key=asset_key(table),
@@ -396,6 +438,7 @@ def bronze_ingest_multi_asset(
                     **table_metadata(table),
                     "dagster/row_count": totals[table.fqn],
                     **summary,
+                    **engine,
                 },
             )
 

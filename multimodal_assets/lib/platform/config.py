@@ -41,3 +41,18 @@ def pixel_workers() -> int:
     """Processes that decode DICOM pixels for the imaging features (MM_PIXEL_WORKERS, default
     2: decoding and feature arithmetic are CPU-bound per series, see benchmarks/)."""
     return int(os.environ.get("MM_PIXEL_WORKERS", "2"))
+
+
+def parse_engine() -> str:
+    """Where the multi-file bronze ingests (genomics) parse: `in_process` (default: worker
+    processes of this machine) or `spark` (MM_PARSE_ENGINE=spark; a Spark job through Dagster
+    Pipes on MM_SPARK_MASTER)."""
+    engine = os.environ.get("MM_PARSE_ENGINE", "in_process")
+    if engine not in ("in_process", "spark"):
+        raise ValueError("MM_PARSE_ENGINE must be in_process or spark")
+    return engine
+
+
+def spark_master() -> str:
+    """The Spark master the parse runs on (MM_SPARK_MASTER, default local[*]: this machine)."""
+    return os.environ.get("MM_SPARK_MASTER", "local[*]")

@@ -5,7 +5,7 @@ Modules: `registry` (the file registry and quarantine tables, and what a reader 
 (parse, quarantine and commit).
 """
 
-from .isolation import PARSE_SECONDS
+from .isolation import PARSE_SECONDS, ParsedElsewhere, staged_from_json
 from .landing import (
     UNBATCHED,
     LandedFile,
@@ -32,6 +32,8 @@ from .registry import (
 )
 
 __all__ = [
+    "ParsedElsewhere",
+    "staged_from_json",
     "FILES",
     "FILE_STATUSES",
     "IngestSummary",

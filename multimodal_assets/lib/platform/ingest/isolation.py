@@ -28,7 +28,7 @@ def _parse_file(parse, with_path: bool, path: Path):
         return QuarantineError("parser_error", f"unexpected {type(err).__name__} while parsing")
 
 
-def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: str):
+def parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: str):
     """Worker side: parse one file and stage each table's rows as Parquet (paths returned, with
     the records that could not be read when there are some)."""
     outcome = _parse_file(parse, with_path, path)
@@ -42,6 +42,53 @@ def _parse_to_parquet(parse, with_path: bool, path: Path, staging: Path, key: st
         staged[name] = str(staging / f"{key}-{i}.parquet")
         pq.write_table(arrow, staged[name])
     return PartlyRead.join(staged, rejected)
+
+
+def read_staged(staged):
+    """The parser outcome that `parse_to_parquet`'s result stands for (rows read back)."""
+    if isinstance(staged, tuple):
+        return QuarantineError(*staged)
+    staged, rejected = PartlyRead.split(staged)
+    tables = {name: pq.read_table(path) for name, path in staged.items()}
+    return PartlyRead.join(tables[None] if None in tables else tables, rejected)
+
+
+def staged_to_json(staged) -> dict:
+    """`parse_to_parquet`'s result as JSON, to cross a process or engine boundary."""
+    if isinstance(staged, tuple):
+        return {"quarantine": list(staged)}
+    staged, rejected = PartlyRead.split(staged)
+    return {
+        "tables": {name or "": path for name, path in staged.items()},
+        "rejected": [list(r) for r in rejected],
+    }
+
+
+def staged_from_json(document: dict):
+    if "quarantine" in document:
+        return tuple(document["quarantine"])
+    tables = {name or None: path for name, path in document["tables"].items()}
+    return PartlyRead.join(tables, [tuple(r) for r in document["rejected"]])
+
+
+class ParsedElsewhere:
+    """A parse that returns what another engine (a Spark job) already parsed and staged with
+    `parse_to_parquet`, looked up by the bytes' SHA-256: the ingest then commits it exactly as
+    it commits its own parses."""
+
+    def __init__(self, staged_by_sha256: dict[str, object]):
+        self.staged = staged_by_sha256
+
+    def __call__(self, data: bytes, path: Path | None = None):
+        import hashlib
+
+        staged = self.staged.get(hashlib.sha256(data).hexdigest())
+        if staged is None:
+            raise QuarantineError("not_parsed", "the distributed parse returned nothing for it")
+        outcome = read_staged(staged)
+        if isinstance(outcome, QuarantineError):
+            raise outcome
+        return outcome
 
 
 PARSE_SECONDS = 600  # per-file budget of an isolated parser (a 1 GB VCF parses in ~2 minutes)
@@ -79,7 +126,7 @@ class _Parser:
         for landed in files:  # identical bytes are parsed once, from their first path
             if landed.sha256 not in self.futures:
                 self.futures[landed.sha256] = self.pool.submit(
-                    _parse_to_parquet,
+                    parse_to_parquet,
                     self.parse,
                     self.with_path,
                     landed.absolute,
@@ -97,11 +144,7 @@ class _Parser:
             staged = self._alone(landed)
         except (BrokenProcessPool, CancelledError):
             staged = self._alone(landed)
-        if isinstance(staged, tuple):
-            return QuarantineError(*staged)
-        staged, rejected = PartlyRead.split(staged)
-        tables = {name: pq.read_table(path) for name, path in staged.items()}
-        return PartlyRead.join(tables[None] if None in tables else tables, rejected)
+        return read_staged(staged)
 
     def _stop_pool(self) -> None:
         for process in list(getattr(self.pool, "_processes", {}).values()):
@@ -132,5 +175,5 @@ class _Parser:
 
 
 def _parse_into_pipe(send, parse, with_path, path, staging, key) -> None:
-    send.send(_parse_to_parquet(parse, with_path, path, staging, key))
+    send.send(parse_to_parquet(parse, with_path, path, staging, key))
     send.close()
