@@ -10,7 +10,7 @@ import pytest
 
 from multimodal_assets.lib.governance import catalog
 from multimodal_assets.lib.governance.policy import Denied
-from multimodal_assets.lib.oncology import board
+from multimodal_assets.lib.oncology import board_list as board
 from multimodal_assets.lib.oncology.meeting import meetings_dir, open_packet
 from multimodal_assets.lib.oncology.packet import SECTIONS
 

@@ -23,7 +23,8 @@ def build(patients: int) -> tuple[float, dict, float, float]:
     import pandas as pd
 
     from multimodal_assets.lib.governance.pseudonym import pseudonym_key
-    from multimodal_assets.lib.oncology.board import gather, load_profiles, read_board_list
+    from multimodal_assets.lib.oncology.board_list import read_board_list
+    from multimodal_assets.lib.oncology.board_sections import gather, load_profiles
     from multimodal_assets.lib.oncology.meeting import build_meeting, locator_salt
     from multimodal_assets.lib.oncology.packet import render
     from multimodal_assets.lib.platform import config, warehouse
@@ -35,7 +36,7 @@ def build(patients: int) -> tuple[float, dict, float, float]:
     key = pseudonym_key()
     with warehouse.connect(config.lakehouse_root(), read_only=True) as conn:
         started = time.perf_counter()
-        summary = build_meeting(conn, board, scratch, key)
+        summary = build_meeting(conn, board, scratch / "reports", config.landing_dir(), key)
         elapsed = time.perf_counter() - started
         (first, *_), profiles = board.entries, load_profiles(conn)
         rk = conn.execute(

@@ -159,7 +159,7 @@ def trial_catalog_sensor(context: dg.SensorEvaluationContext):
 
 def board_lists() -> dict[str, Path]:
     """Meeting date -> its landed board list."""
-    from multimodal_assets.lib.oncology.board import MEETING_FILE
+    from multimodal_assets.lib.oncology.board_list import MEETING_FILE
 
     folder = config.landing_dir("tumor_board")
     files = sorted(folder.glob("*.csv")) if folder.exists() else []
@@ -202,7 +202,7 @@ def tumor_board_packets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, pseudonym: PseudonymKey
 ) -> dg.MaterializeResult:
     from multimodal_assets.lib.governance import audit
-    from multimodal_assets.lib.oncology.board import read_board_list
+    from multimodal_assets.lib.oncology.board_list import read_board_list
     from multimodal_assets.lib.oncology.meeting import build_meeting, meetings_dir
 
     meeting = context.partition_key
@@ -211,7 +211,9 @@ def tumor_board_packets(
         raise dg.Failure(f"no board list landing/tumor_board/{meeting}.csv", allow_retries=False)
     board = read_board_list(path)
     with lakehouse.get_connection() as conn:
-        summary = build_meeting(conn, board, config.data_dir(), pseudonym.value())
+        summary = build_meeting(
+            conn, board, meetings_dir(config.data_dir()), config.landing_dir(), pseudonym.value()
+        )
     audit.append(
         lakehouse.root,
         audit.AuditEvent(

@@ -19,7 +19,8 @@ from pathlib import Path
 from ..governance.gateway import governed_request, governed_select
 from ..governance.policy import Denied, Policy
 from ..governance.pseudonym import date_shift_days
-from .board import BoardList, gather, load_profiles, resolve_patients
+from .board_list import BoardList, resolve_patients
+from .board_sections import gather, load_profiles
 from .packet import identifiers_left, render, render_index
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -49,10 +50,12 @@ def _private(path: Path, text: str) -> int:
     return len(data)
 
 
-def build_meeting(conn, board: BoardList, data_dir: Path, key: bytes) -> dict:
-    """Write every listed patient's packets and the index pages; counts and sizes (no PHI)."""
+def build_meeting(conn, board: BoardList, reports: Path, landing: Path, key: bytes) -> dict:
+    """Write every listed patient's packets and the index pages under `reports` (the
+    meetings folder; `landing` holds the landed files the key slices are drawn from); counts
+    and sizes (no PHI)."""
     started = time.perf_counter()
-    folder = meetings_dir(data_dir) / board.meeting.isoformat()
+    folder = reports / board.meeting.isoformat()
     profiles = load_profiles(conn)
     salt = locator_salt(key)
     identified, deidentified, sizes, not_found, withheld = [], [], [], 0, {}
@@ -60,7 +63,7 @@ def build_meeting(conn, board: BoardList, data_dir: Path, key: bytes) -> dict:
         if research_key is None:
             not_found += 1
             continue
-        packet = gather(conn, research_key, board.meeting, data_dir / "landing", profiles)
+        packet = gather(conn, research_key, board.meeting, landing, profiles)
         html = render(packet, identified=True, shift_days=0, salt=salt)
         name = f"{packet.site}/{research_key}.html"
         sizes.append(_private(folder / IDENTIFIED / name, html))
