@@ -150,9 +150,9 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
                 f"  generator truth: {events.num_rows:,} wearable events, "
                 f"{events.num_rows - late:,} within the lateness horizon"
             )
-    from multimodal_assets.lib.ml import model_registry
+    from multimodal_assets.defs.models import registry
 
-    published = model_registry.current()
+    published = registry().current()
     if published:
         report = config.data_dir() / "reports" / "models" / published["version"] / "report.md"
         print(f"\nmodel {published['version']} published; evaluation report: {report}")

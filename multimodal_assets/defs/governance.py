@@ -11,7 +11,6 @@ from multimodal_assets.lib.governance.catalog import (
     POLICY_DECISIONS,
 )
 from multimodal_assets.lib.governance.pseudonym import date_shift_days
-from multimodal_assets.lib.ml import model_registry
 from multimodal_assets.lib.platform import config, tables, warehouse
 from multimodal_assets.lib.platform import lakehouse as lakehouse_lib
 
@@ -23,6 +22,7 @@ from .governed import (
     record_materialization,
     table_metadata,
 )
+from .models import registry
 from .resources import LakehouseResource
 
 _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS]
@@ -193,7 +193,7 @@ def lakehouse_maintenance(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Compact, checkpoint and vacuum every Delta table, keeping the versions models name."""
     from deltalake.exceptions import CommitFailedError
 
-    pinned = model_registry.pinned_table_versions()
+    pinned = registry().pinned_table_versions()
     before = after = vacuumed = 0
     skipped = []
     per_table = {}

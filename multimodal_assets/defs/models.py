@@ -24,6 +24,11 @@ _NO_LEAKAGE = "no_feature_after_index_date"
 _DRIFT = "scoring_population_drift"
 
 
+def registry() -> model_registry.ModelRegistry:
+    """The model registry under <MM_DATA_DIR>/ml (read when asked: tests move MM_DATA_DIR)."""
+    return model_registry.ModelRegistry(config.data_dir() / "ml")
+
+
 def _code_version() -> str:
     return version("multimodal_assets")
 
@@ -50,11 +55,11 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
         leaked = conn.sql(fusion.leakage_sql(catalog.PATIENT_FEATURES)).to_arrow_table()
         leaked = {name: leaked.column(name)[0].as_py() for name in leaked.column_names}
         snapshot = training.build_training_set(
-            conn, model_registry.training_sets_dir(), _code_version(), SEED
+            conn, registry().training_sets, _code_version(), SEED
         )
     clean = all(count == 0 for count in leaked.values())
     if clean:  # a snapshot with leakage is written (its bytes are evidence) but never used
-        model_registry.mark_latest_training_set(snapshot.version)
+        registry().mark_latest_training_set(snapshot.version)
     counts = snapshot.manifest["counts"]
     return dg.MaterializeResult(
         metadata={
@@ -102,7 +107,7 @@ def risk_models(context: dg.AssetExecutionContext):
     """Per-modality LightGBM models and four fusion strategies; published behind a not-worse gate."""
     from multimodal_assets.lib.ml import fusion_models
 
-    training_version, rows = model_registry.latest_training_set()
+    training_version, rows = registry().latest_training_set()
     models = fusion_models.fit(rows, SEED)
     if models is None:
         yield dg.MaterializeResult(
@@ -125,7 +130,7 @@ def risk_models(context: dg.AssetExecutionContext):
         name: training.metrics(y, predicted[name].to_numpy())
         for name in (*fusion_models.STRATEGIES, "best_single")
     }
-    model_registry.save_models(
+    registry().save_models(
         models,
         model_version,
         {
@@ -136,15 +141,15 @@ def risk_models(context: dg.AssetExecutionContext):
             "test_metrics": test_metrics,
         },
     )
-    incumbent = model_registry.current()
+    incumbent = registry().current()
     gate = model_registry.compare_on_frozen_cohort(
         models,
-        model_registry.load_models(incumbent["version"]) if incumbent else None,
+        registry().load_models(incumbent["version"]) if incumbent else None,
         rows,
-        model_registry.frozen_cohort(rows),
+        registry().frozen_cohort(rows),
     )
     if gate["passed"]:
-        model_registry.publish(model_version, training_version, gate["candidate_auroc"])
+        registry().publish(model_version, training_version, gate["candidate_auroc"])
     context.log.info(
         f"model {model_version} on training set {training_version}: "
         f"{'published' if gate['passed'] else 'refused, the current version stays'}"
@@ -189,10 +194,10 @@ def model_evaluation(
     """Evaluation report of the published model, with plots, under data/reports/models."""
     import pandas as pd
 
-    published = model_registry.current()
+    published = registry().current()
     if published is None:
         return dg.MaterializeResult(metadata={"model_version": "none published yet"})
-    rows = model_registry.training_rows(published["training_set"])
+    rows = registry().training_rows(published["training_set"])
     truth = None
     truth_file = config.truth_dir() / "patients.parquet"
     if truth_file.exists():  # only synthetic cohorts have a ceiling to compare with
@@ -200,9 +205,7 @@ def model_evaluation(
         key = pseudonym.value()
         truth["research_key"] = [research_key(mrn, key) for mrn in truth.mrn]
         truth = truth.drop(columns="mrn")
-    result = evaluation.evaluate(
-        model_registry.load_models(published["version"]), rows, SEED, truth
-    )
+    result = evaluation.evaluate(registry().load_models(published["version"]), rows, SEED, truth)
     folder = config.data_dir() / "reports" / "models" / published["version"]
     report_text = evaluation_report.write_report(
         result,
@@ -238,13 +241,13 @@ def model_evaluation(
 
 
 def _score(conn, run_id: str) -> dict:
-    published = model_registry.current()
+    published = registry().current()
     if published is None:  # nothing to score with yet: an empty, declared table
         warehouse.stage_rows(conn, catalog.RISK_SCORES, [])
         return {"model_version": "none published yet"}
     rows = training.as_model_frame(conn.sql(training.features_sql()).df())
     scores = scoring.score_frame(
-        model_registry.load_models(published["version"]),
+        registry().load_models(published["version"]),
         rows,
         catalog.RISK_SCORES,
         published["version"],
@@ -262,7 +265,7 @@ def _score(conn, run_id: str) -> dict:
 
 def _drift_check(conn) -> dg.AssetCheckResult:
     """Population drift of the newest scored patients against the model's training patients."""
-    published = model_registry.current()
+    published = registry().current()
     if published is None:
         return dg.AssetCheckResult(
             asset_key=asset_key(catalog.RISK_SCORES),
@@ -270,10 +273,10 @@ def _drift_check(conn) -> dg.AssetCheckResult:
             passed=True,
             metadata={"status": "not assessed: no published model"},
         )
-    models = model_registry.load_models(published["version"])
+    models = registry().load_models(published["version"])
     reference, current = scoring.drift_populations(
         conn.sql("SELECT research_key, index_date FROM gold.patient_features").df(),
-        model_registry.training_rows(published["training_set"]),
+        registry().training_rows(published["training_set"]),
         training.as_model_frame(conn.sql(training.features_sql()).df()),
     )
     report = scoring.population_drift(models, reference, current)

@@ -17,6 +17,7 @@ from .board import (
     query_rows,
     record_fact,
 )
+from .facts import FIRST_INSTANCE_SQL
 from .profiles import MODALITIES
 from .search import MIN_HIDDEN
 
@@ -76,7 +77,7 @@ def _diagnosis(conn, packet: Packet, p: dict) -> None:
     for row in query_rows(
         conn,
         "SELECT * FROM silver.conditions WHERE research_key = $rk AND is_nsclc "
-        "AND onset_date <= $day ORDER BY onset_date LIMIT 1",
+        "AND onset_date <= $day ORDER BY onset_date, _source_sha256, _source_locator LIMIT 1",
         p,
     ):
         histology = HISTOLOGY_BY_SNOMED.get(row["snomed_code"], "NSCLC").replace("_", " ")
@@ -87,14 +88,15 @@ def _diagnosis(conn, packet: Packet, p: dict) -> None:
         conn,
         "SELECT *, CAST(effective_time AS DATE) AS day FROM silver.observations "
         f"WHERE research_key = $rk AND loinc_code = '{LOINC['ecog']}' "
-        "AND CAST(effective_time AS DATE) <= $day ORDER BY effective_time DESC LIMIT 1",
+        "AND CAST(effective_time AS DATE) <= $day ORDER BY effective_time DESC, _source_sha256, "
+        "_source_locator LIMIT 1",
         p,
     ):
         packet.diagnosis.append(record_fact(row, f"ECOG: {int(row['value'])}", row["day"]))
     orders = query_rows(
         conn,
         "SELECT * FROM silver.medications WHERE research_key = $rk AND is_antineoplastic "
-        "AND authored_date <= $day ORDER BY authored_date, display",
+        "AND authored_date <= $day ORDER BY authored_date, display, _source_sha256, _source_locator",
         p,
     )
     # Drugs started within 21 days of each other make one line of therapy.
@@ -133,7 +135,9 @@ def _timeline(conn, packet: Packet, p: dict) -> None:
     ):
         concept = row["concept"].replace("_", " ")
         events.append(record_fact(row, f"{concept} ({row['label'].lower()}, note)", row["day"]))
-    packet.timeline = sorted(events, key=lambda f: (f.on or date.min, f.text))
+    packet.timeline = sorted(
+        events, key=lambda f: (f.on or date.min, f.text, f.sha256 or "", f.locator or "")
+    )
 
 
 def _molecular(conn, packet: Packet, p: dict) -> None:
@@ -143,7 +147,8 @@ def _molecular(conn, packet: Packet, p: dict) -> None:
         "SELECT s.sample_id, s.collected_on, f._source_sha256, f._source_locator "
         "FROM silver.genomic_samples s JOIN bronze.file_samples f USING (sample_id) "
         "WHERE s.research_key = $rk AND s.sample_type = 'tumor' AND s.in_file "
-        "AND s.collected_on <= $day ORDER BY s.collected_on DESC, f.received_at DESC LIMIT 1",
+        "AND s.collected_on <= $day ORDER BY s.collected_on DESC, f.received_at DESC, s.sample_id, "
+        "f._source_sha256 LIMIT 1",
         p,
     )
     if sample is None:
@@ -158,7 +163,7 @@ def _molecular(conn, packet: Packet, p: dict) -> None:
     for row in query_rows(
         conn,
         "SELECT * FROM silver.somatic_variants WHERE research_key = $rk AND sample_id = $sample "
-        "AND passed AND biomarker IS NOT NULL ORDER BY gene, pos",
+        "AND passed AND biomarker IS NOT NULL ORDER BY gene, pos, ref, alt, _source_sha256",
         {"rk": p["rk"], "sample": sample["sample_id"]},
     ):
         h = hotspots.get(row["biomarker"])
@@ -198,12 +203,9 @@ def _molecular(conn, packet: Packet, p: dict) -> None:
 def _imaging(conn, packet: Packet, p: dict, landing: Path) -> None:
     series = query_rows(
         conn,
-        "WITH first AS (SELECT series_uid, arg_min(_source_sha256, instance_number) AS "
-        "_source_sha256, arg_min(_source_locator, instance_number) AS _source_locator "
-        "FROM silver.imaging_instances WHERE research_key = $rk GROUP BY 1) "
-        "SELECT f.*, x._source_sha256, x._source_locator FROM gold.imaging_series_features f "
-        "JOIN first x USING (series_uid) WHERE f.research_key = $rk AND f.acquired_on <= $day "
-        "ORDER BY f.acquired_on, f.series_uid",
+        f"SELECT f.*, x.sha256 AS _source_sha256, x.locator AS _source_locator "
+        f"FROM gold.imaging_series_features f JOIN ({FIRST_INSTANCE_SQL}) x USING (series_uid) "
+        "WHERE f.research_key = $rk AND f.acquired_on <= $day ORDER BY f.acquired_on, f.series_uid",
         p,
     )
     for row in series:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 
 from .facts import Evidence, PatientFacts, Variant, by_class
@@ -213,7 +214,10 @@ def _note(facts: PatientFacts, spec: dict) -> Judgement:
 
 
 def _latest(evidence: list[Evidence]) -> Evidence:
-    return max(evidence, key=lambda e: (e.on is not None, e.on or 0, e.locator or ""))
+    return max(
+        evidence,
+        key=lambda e: (e.on is not None, e.on or date.min, e.sha256 or "", e.locator or ""),
+    )
 
 
 def _imaging(facts: PatientFacts, spec: dict) -> Judgement:

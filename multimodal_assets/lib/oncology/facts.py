@@ -31,6 +31,12 @@ DRUG_CLASSES["antineoplastic"] = (
     "alectinib",
 )
 ECOG_LOINC = "89247-1"
+# Each series' first instance (a resent copy of a file ties on the number: the hash decides).
+FIRST_INSTANCE_SQL = """
+    SELECT series_uid, _source_sha256 AS sha256, _source_locator AS locator
+    FROM silver.imaging_instances
+    QUALIFY row_number() OVER (PARTITION BY series_uid
+                               ORDER BY instance_number, _source_sha256, _source_locator) = 1"""
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
             FROM silver.conditions c JOIN {cohort} k USING (research_key)
             WHERE c.is_nsclc AND c.onset_date <= k.screening_date
             QUALIFY row_number() OVER (PARTITION BY c.research_key
-                                       ORDER BY c.onset_date, c._source_locator) = 1""",
+                                       ORDER BY c.onset_date, c._source_sha256, c._source_locator) = 1""",
     ):
         f = facts[r["research_key"]]
         record = (r["_source_sha256"], r["_source_locator"])
@@ -161,7 +167,7 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
             WHERE o.loinc_code = '{ECOG_LOINC}' AND o.value IS NOT NULL
               AND CAST(o.effective_time AS DATE) <= k.screening_date
             QUALIFY row_number() OVER (PARTITION BY o.research_key
-                                       ORDER BY o.effective_time DESC) = 1""",
+                                       ORDER BY o.effective_time DESC, o._source_sha256, o._source_locator) = 1""",
     ):
         ecog = int(r["value"])
         facts[r["research_key"]].ecog = (
@@ -195,7 +201,8 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
             JOIN bronze.file_samples f USING (sample_id)
             WHERE s.sample_type = 'tumor' AND s.in_file AND s.collected_on <= k.screening_date
             QUALIFY row_number() OVER (PARTITION BY s.research_key
-                                       ORDER BY s.collected_on DESC, f.received_at DESC) = 1""",
+                                       ORDER BY s.collected_on DESC, f.received_at DESC, s.sample_id,
+                                                f._source_sha256) = 1""",
     ):
         f = facts[r["research_key"]]
         tested[r["research_key"]] = r["sample_id"]
@@ -212,7 +219,8 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
         f"""SELECT v.research_key, v.sample_id, v.gene, v.biomarker, v.variant_type, v.chrom,
                    v.pos, v.ref, v.alt, v.collected_on, v._source_sha256, v._source_locator
             FROM silver.somatic_variants v JOIN {cohort} k USING (research_key)
-            WHERE v.passed AND v.gene IS NOT NULL AND v.collected_on <= k.screening_date""",
+            WHERE v.passed AND v.gene IS NOT NULL AND v.collected_on <= k.screening_date
+            ORDER BY v.gene, v.pos, v.ref, v.alt, v._source_sha256""",
     ):
         if tested.get(r["research_key"]) != r["sample_id"]:
             continue
@@ -254,7 +262,8 @@ def _notes(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
                    n._source_locator
             FROM silver.note_entities n JOIN {cohort} k USING (research_key)
             WHERE n.note_date <= k.screening_date AND n.label IN ('DIAGNOSIS', 'TREATMENT')
-              AND NOT (n.hypothetical OR n.family OR n.uncertain)""",
+              AND NOT (n.hypothetical OR n.family OR n.uncertain)
+            ORDER BY day, n._source_sha256, n._source_locator""",
     ):
         f = facts[r["research_key"]]
         record = (r["_source_sha256"], r["_source_locator"])
@@ -280,10 +289,7 @@ def _imaging(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
                 QUALIFY row_number() OVER (PARTITION BY f.research_key
                                            ORDER BY f.acquired_on DESC, f.series_uid) = 1
             )
-            SELECT ct.*, arg_min(i._source_sha256, i.instance_number) AS sha256,
-                   arg_min(i._source_locator, i.instance_number) AS locator
-            FROM ct JOIN silver.imaging_instances i USING (series_uid)
-            GROUP BY ALL""",
+            SELECT ct.*, i.sha256, i.locator FROM ct JOIN ({FIRST_INSTANCE_SQL}) i USING (series_uid)""",
     ):
         f = facts[r["research_key"]]
         found = bool(r["lesion_found"]) and r["lesion_diameter_mm"] is not None
@@ -301,7 +307,8 @@ def _medications(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
         f"""SELECT m.research_key, m.rxnorm_code, m.authored_date, m._source_sha256,
                    m._source_locator
             FROM silver.medications m JOIN {cohort} k USING (research_key)
-            WHERE m.rxnorm_code IN ({codes}) AND m.authored_date < k.screening_date""",
+            WHERE m.rxnorm_code IN ({codes}) AND m.authored_date < k.screening_date
+            ORDER BY m.authored_date, m._source_sha256, m._source_locator""",
     ):
         drug = ANTINEOPLASTIC_RXNORM[r["rxnorm_code"]]
         facts[r["research_key"]].treatments.append(
