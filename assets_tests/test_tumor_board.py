@@ -41,6 +41,21 @@ def test_board_lists_are_read_or_refused_with_the_row_named(tmp_path):
         board.read_board_list(tmp_path.joinpath("board.csv"))
 
 
+def test_packets_are_private_below_the_reports_folder_and_nothing_above_changes(tmp_path):
+    from multimodal_assets.lib.oncology.meeting import write_private
+
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    outer.chmod(0o755)
+    written = write_private(outer / "reports", "2024-09-26/identified/site_a/rk_x.html", "<p>")
+    assert written == 3
+    assert outer.stat().st_mode & 0o777 == 0o755
+    folder = outer / "reports"
+    for part in ("", "2024-09-26", "2024-09-26/identified", "2024-09-26/identified/site_a"):
+        assert (folder / part).stat().st_mode & 0o777 == 0o700
+    assert (folder / "2024-09-26/identified/site_a/rk_x.html").stat().st_mode & 0o777 == 0o600
+
+
 def _meeting(pipeline) -> Path:
     (folder,) = sorted(meetings_dir(pipeline.data_dir).iterdir())
     return folder

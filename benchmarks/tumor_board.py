@@ -24,9 +24,10 @@ def build(patients: int) -> tuple[float, dict, float, float]:
 
     from multimodal_assets.lib.governance.pseudonym import pseudonym_key
     from multimodal_assets.lib.oncology.board_list import read_board_list
-    from multimodal_assets.lib.oncology.board_sections import gather, load_profiles
+    from multimodal_assets.lib.oncology.board_sections import gather
     from multimodal_assets.lib.oncology.meeting import build_meeting, locator_salt
     from multimodal_assets.lib.oncology.packet import render
+    from multimodal_assets.lib.oncology.similarity import Profiles
     from multimodal_assets.lib.platform import config, warehouse
     from multimodal_assets.lib.synthetic.writer import write_board_list
 
@@ -38,7 +39,7 @@ def build(patients: int) -> tuple[float, dict, float, float]:
         started = time.perf_counter()
         summary = build_meeting(conn, board, scratch / "reports", config.landing_dir(), key)
         elapsed = time.perf_counter() - started
-        (first, *_), profiles = board.entries, load_profiles(conn)
+        (first, *_), profiles = board.entries, Profiles.read(conn)
         rk = conn.execute(
             "SELECT research_key FROM silver.patients WHERE mrn = ?", [first.patient]
         ).fetchall()[0][0]

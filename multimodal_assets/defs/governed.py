@@ -313,13 +313,13 @@ def _ingest_landing(
     workers=1,
     batches=None,
     isolated=False,
+    landed=None,
 ):
-    """Ingest new files of landing/<modality> (of the given delivery batches, or all) into
-    `tables`; (summary, row totals per table, observed metadata, check results)."""
-    # Registered files are left out here (cheaply, by path); the ingest checks again under the
-    # modality's lease.
-    registered = ingest.registered_paths(lakehouse.root, modality)
-    landed = ingest.scan_landing(config.landing_dir(), modality, batches, registered)
+    """Ingest new files of landing/<modality> (of the given delivery batches, or all; or the
+    `landed` files given, scanned already) into `tables`; (summary, row totals per table,
+    observed metadata, check results)."""
+    if landed is None:
+        landed = _new_landed_files(lakehouse, modality, batches)
     with lakehouse.get_connection() as conn:
         summary = ingest.ingest(
             conn,
@@ -351,21 +351,21 @@ def _ingest_landing(
     return metadata, totals, observed, check_results
 
 
-def _parse_on_spark(context, lakehouse, modality: str, parse, staging: Path):
-    """Parse the run's unregistered landed files with `parse` in a Spark job launched through
+def _new_landed_files(lakehouse, modality: str, batches) -> list:
+    """Landed files of the modality (of those delivery batches, or all) the registry does not
+    hold: left out here cheaply, by path; the ingest checks again under the modality's lease."""
+    registered = ingest.registered_paths(lakehouse.root, modality)
+    return ingest.scan_landing(config.landing_dir(), modality, batches, registered)
+
+
+def _parse_on_spark(context, landed: list, parse, staging: Path):
+    """Parse the `landed` files (hashed already) with `parse` in a Spark job launched through
     Dagster Pipes (`multimodal_assets.spark.parse_files`); (a parse that returns those staged
     rows, the job's reported figures)."""
     import json
     import sys
 
-    registered = ingest.registered_paths(lakehouse.root, modality)
-    landed = [
-        f.hashed()
-        for f in ingest.scan_landing(
-            config.landing_dir(), modality, context.partition_keys, registered
-        )
-        if not f.refusal
-    ]
+    landed = [f for f in landed if not f.refusal]
     completed = dg.PipesSubprocessClient().run(
         command=[sys.executable, "-m", "multimodal_assets.spark.parse_files"],
         context=context,
@@ -411,11 +411,12 @@ def bronze_ingest_multi_asset(
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         """Parse the new files of the run's delivery batches once into every table they feed;
         bad files are quarantined."""
+        landed = _new_landed_files(lakehouse, tables[0].modality, context.partition_keys)
         with tempfile.TemporaryDirectory() as staging:
             if config.parse_engine() == "spark":
-                parsed, engine = _parse_on_spark(
-                    context, lakehouse, tables[0].modality, parse, Path(staging)
-                )
+                # Hashed once here: the ingest that commits the staged rows reuses the hashes.
+                landed = [f.hashed() for f in landed]
+                parsed, engine = _parse_on_spark(context, landed, parse, Path(staging))
                 workers, isolated = 1, False  # the rows are parsed already: read them back
             else:
                 # htslib, bed-reader and bgen are native: a crash must cost one file, not the run.
@@ -430,6 +431,7 @@ def bronze_ingest_multi_asset(
                 workers=workers,
                 batches=context.partition_keys,
                 isolated=isolated,
+                landed=landed,
             )
         for table in tables:
             yield dg.MaterializeResult(

@@ -126,9 +126,7 @@ def similarity_evaluation(
     if cohort is None:
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
     with lakehouse.get_connection() as conn:
-        profiles = Profiles.from_arrow(
-            conn.sql(f"SELECT * FROM {PATIENT_PROFILES.fqn}").to_arrow_table()
-        )
+        profiles = Profiles.read(conn)
     if len(profiles) <= 2 * evaluation.NEIGHBOURS:
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "too few patients"})
     aligned = cohort.set_index("research_key").loc[list(profiles.keys)]

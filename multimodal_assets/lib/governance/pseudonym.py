@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 
 KEY_ENV = "MM_PSEUDONYM_KEY"
 _DEV_KEY = "multimodal-assets-development-key-do-not-use-in-production"
@@ -28,6 +29,10 @@ def pseudonym_key() -> bytes:
         )
         _warned = True
     return _DEV_KEY.encode()
+
+
+# What `research_key` returns: requests naming a patient are checked against it.
+RESEARCH_KEY_PATTERN = re.compile(r"rk_[0-9a-f]{20}")
 
 
 def research_key(identifier: str, key: bytes) -> str:

@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from ..governance.gateway import governed_request, run_query
 from ..governance.policy import Denied, Policy
+from ..governance.pseudonym import RESEARCH_KEY_PATTERN as _RESEARCH_KEY
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-_RESEARCH_KEY = re.compile(r"rk_[0-9a-f]{20}")
 
 
 def similarity_sql(

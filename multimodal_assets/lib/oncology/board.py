@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..governance import lineage
+from .facts import query_rows
 
 ACTIONABILITY_SOURCE = (
     "bundled hotspot table (reference/genomics/hotspots.csv; ClinVar/OncoKB GRCh38, see "
@@ -74,12 +75,6 @@ class Packet:
 def query_one(conn, sql: str, params: dict) -> dict | None:
     rows = query_rows(conn, sql, params)
     return rows[0] if rows else None
-
-
-def query_rows(conn, sql: str, params: dict) -> list[dict]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def record_fact(row: dict, text: str, on: date | None = None) -> Fact:

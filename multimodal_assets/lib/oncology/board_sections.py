@@ -17,9 +17,10 @@ from .board import (
     query_rows,
     record_fact,
 )
-from .facts import FIRST_INSTANCE_SQL
+from .facts import first_instances_sql, years_between
 from .profiles import MODALITIES
 from .search import MIN_HIDDEN
+from .similarity import Profiles
 
 
 def gather(conn, research_key: str, meeting: date, landing: Path, profiles=None) -> Packet:
@@ -47,7 +48,7 @@ def gather(conn, research_key: str, meeting: date, landing: Path, profiles=None)
     _molecular(conn, packet, p)
     _imaging(conn, packet, p, landing)
     _risk(conn, packet, research_key)
-    _similar(conn, packet, research_key, profiles or load_profiles(conn))
+    _similar(conn, packet, research_key, profiles or Profiles.read(conn))
     _trials(conn, packet, research_key)
     _completeness(conn, packet, research_key, meeting)
     return packet
@@ -65,7 +66,7 @@ def _header(packet: Packet, patient: dict, meeting: date) -> None:
     }
     born = patient["birth_date"]
     if born:
-        age = meeting.year - born.year - ((meeting.month, meeting.day) < (born.month, born.day))
+        age = years_between(born, meeting)
         packet.header["Age"] = record_fact(patient, age_text(age).removeprefix("age "))
     packet.header["Sex"] = record_fact(patient, patient["sex"] or "unknown")
     packet.header["Site"] = record_fact(patient, patient["site"])
@@ -204,7 +205,8 @@ def _imaging(conn, packet: Packet, p: dict, landing: Path) -> None:
     series = query_rows(
         conn,
         f"SELECT f.*, x.sha256 AS _source_sha256, x.locator AS _source_locator "
-        f"FROM gold.imaging_series_features f JOIN ({FIRST_INSTANCE_SQL}) x USING (series_uid) "
+        f"FROM gold.imaging_series_features f JOIN ({first_instances_sql('WHERE research_key = $rk')}) x "
+        "USING (series_uid) "
         "WHERE f.research_key = $rk AND f.acquired_on <= $day ORDER BY f.acquired_on, f.series_uid",
         p,
     )
@@ -281,30 +283,14 @@ def _risk(conn, packet: Packet, key: str) -> None:
     packet.risk_missing = [m for m in MODALITIES if m not in used]
 
 
-def load_profiles(conn):
-    from .profiles import PATIENT_PROFILES
-    from .similarity import Profiles
-
-    return Profiles.from_arrow(conn.sql(f"SELECT * FROM {PATIENT_PROFILES.fqn}").to_arrow_table())
-
-
 def _similar(conn, packet: Packet, key: str, profiles) -> None:
-    from .evaluation import outcome_summary
-    from .similarity import exact_search
+    from .similarity import exact_search, outcomes_among
 
     if key not in set(profiles.keys) or len(profiles) <= MIN_HIDDEN:
         return
     hits = exact_search(profiles, profiles.index_of(key), 10)
     keys = [h.research_key for h in hits]
-    labels = [
-        r[0]
-        for r in conn.execute(
-            "SELECT progressed_or_died_12m FROM gold.clinical_outcomes WHERE research_key IN "
-            "(SELECT unnest($keys))",
-            {"keys": keys},
-        ).fetchall()
-    ]
-    o = outcome_summary(labels)
+    o = outcomes_among(conn, keys)
     compared = sorted({m for h in hits for m in h.compared})
     rate = "n/a" if o["progression_rate_12m"] is None else f"{o['progression_rate_12m']:.2f}"
     packet.similar.append(

@@ -50,18 +50,19 @@ def _unknown(question: str) -> Judgement:
 
 
 def _comparison(text) -> tuple:
+    """(operator, threshold) of a CTML comparison such as '>=18' (a bare number is equality)."""
     raw = str(text).strip()
     for symbol in (">=", "<=", "==", "!=", ">", "<"):
         if raw.startswith(symbol):
-            return _OPS[symbol], float(raw[len(symbol) :]), symbol
-    return operator.eq, float(raw), "=="
+            return _OPS[symbol], float(raw[len(symbol) :])
+    return operator.eq, float(raw)
 
 
 def _compare(fact, text, what: str) -> Judgement:
     if fact is None:
         return _unknown(f"{what} is not recorded by the screening date")
     value, evidence = fact
-    test, threshold, _ = _comparison(text)
+    test, threshold = _comparison(text)
     return Judgement(MET if test(float(value), threshold) else NOT_MET, evidence)
 
 
@@ -227,7 +228,7 @@ def _imaging(facts: PatientFacts, spec: dict) -> Judgement:
         return _unknown("no CT by the screening date: is there measurable disease?")
     if facts.lesion_mm is None:
         return Judgement(NOT_MET, facts.imaging)
-    test, threshold, _ = _comparison(spec["measurable_lesion_mm"])
+    test, threshold = _comparison(spec["measurable_lesion_mm"])
     return Judgement(MET if test(facts.lesion_mm, threshold) else NOT_MET, facts.imaging)
 
 

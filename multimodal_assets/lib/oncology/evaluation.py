@@ -10,7 +10,7 @@ import pandas as pd
 from .criteria import UNKNOWN, arm_status
 from .facts import latent_facts
 from .screening import screen
-from .similarity import Profiles, exact_search, wilson_interval
+from .similarity import Profiles, exact_search
 from .trials import Trial
 
 KEYS = ["research_key", "trial_id", "arm_id", "criterion_id"]
@@ -178,16 +178,3 @@ def similarity_against_latent(
 def _bootstrap_ci(values: np.ndarray, rng, repeats: int = 1000) -> tuple[float, float]:
     means = [rng.choice(values, len(values)).mean() for _ in range(repeats)]
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def outcome_summary(labels: list[bool]) -> dict:
-    """The 12-month progression rate among similar patients, with its 95% Wilson interval."""
-    known = [bool(x) for x in labels if x is not None]
-    low, high = wilson_interval(sum(known), len(known))
-    rate = sum(known) / len(known) if known else None
-    return {
-        "with_outcome": len(known),
-        "progression_rate_12m": rate,
-        "ci_low": low,
-        "ci_high": high,
-    }

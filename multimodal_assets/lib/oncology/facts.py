@@ -31,10 +31,14 @@ DRUG_CLASSES["antineoplastic"] = (
     "alectinib",
 )
 ECOG_LOINC = "89247-1"
-# Each series' first instance (a resent copy of a file ties on the number: the hash decides).
-FIRST_INSTANCE_SQL = """
+
+
+def first_instances_sql(where: str = "") -> str:
+    """Each series' first instance and its record (a resent copy of a file ties on the number:
+    the hash decides); `where` narrows the instances (e.g. to one patient)."""
+    return f"""
     SELECT series_uid, _source_sha256 AS sha256, _source_locator AS locator
-    FROM silver.imaging_instances
+    FROM silver.imaging_instances {where}
     QUALIFY row_number() OVER (PARTITION BY series_uid
                                ORDER BY instance_number, _source_sha256, _source_locator) = 1"""
 
@@ -100,9 +104,16 @@ def stage_group(stage: str | None) -> str | None:
     return None
 
 
-def _rows(conn, sql: str) -> list[dict]:
-    table = conn.sql(sql).to_arrow_table()
-    return table.to_pylist()
+def query_rows(conn, sql: str, params: dict | None = None) -> list[dict]:
+    """The rows of a query as dicts (column name -> value)."""
+    cursor = conn.execute(sql, params or {})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def years_between(born: date, day: date) -> int:
+    """Completed years from `born` to `day` (an age)."""
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def _cohort_sql(screening_days: int) -> str:
@@ -118,9 +129,9 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
     cohort = f"({_cohort_sql(screening_days)})"
     facts = {
         r["research_key"]: PatientFacts(r["research_key"], r["screening_date"])
-        for r in _rows(conn, _cohort_sql(screening_days))
+        for r in query_rows(conn, _cohort_sql(screening_days))
     }
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT p.research_key, p.birth_date, p.sex, p._source_sha256, p._source_locator
             FROM silver.patients p JOIN {cohort} k USING (research_key)""",
@@ -128,9 +139,8 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
         f = facts[r["research_key"]]
         record = (r["_source_sha256"], r["_source_locator"])
         if r["birth_date"]:
-            b, s = r["birth_date"], f.screening_date
-            age = s.year - b.year - ((s.month, s.day) < (b.month, b.day))
-            f.age = (age, Evidence(age_text(age), s, "structured_ehr", *record))
+            age = years_between(r["birth_date"], f.screening_date)
+            f.age = (age, Evidence(age_text(age), f.screening_date, "structured_ehr", *record))
         if r["sex"]:
             f.sex = (r["sex"], Evidence(r["sex"], None, "structured_ehr", *record))
         f.treatment_record = Evidence(
@@ -138,7 +148,7 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
         )
     from ..clinical.vocabulary import HISTOLOGY_BY_SNOMED
 
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT c.research_key, c.snomed_code, c.stage_group, c.onset_date, c._source_sha256,
                    c._source_locator
@@ -159,7 +169,7 @@ def lakehouse_facts(conn, screening_days: int = 0) -> dict[str, PatientFacts]:
                 group,
                 Evidence(f"stage {r['stage_group']}", r["onset_date"], "structured_ehr", *record),
             )
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT o.research_key, o.value, CAST(o.effective_time AS DATE) AS day,
                    o._source_sha256, o._source_locator
@@ -193,7 +203,7 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
     genes = frozenset(r.gene for r in reference.panel())
     # The latest tumor sample sequenced by the screening date, and the genotype file it is in.
     tested = {}
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT s.research_key, s.sample_id, s.collected_on, f._source_sha256,
                    f._source_locator
@@ -214,7 +224,7 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
             r["_source_locator"],
         )
         f.panel_genes = genes
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT v.research_key, v.sample_id, v.gene, v.biomarker, v.variant_type, v.chrom,
                    v.pos, v.ref, v.alt, v.collected_on, v._source_sha256, v._source_locator
@@ -236,7 +246,7 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
                 ),
             )
         )
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT g.research_key, g.tmb_per_mb FROM gold.genomics_features g
             JOIN {cohort} k USING (research_key) WHERE g.tmb_per_mb IS NOT NULL""",
@@ -249,13 +259,13 @@ def _genomics(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
 
 
 def _notes(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT DISTINCT n.research_key FROM silver.note_entities n
             JOIN {cohort} k USING (research_key) WHERE n.note_date <= k.screening_date""",
     ):
         facts[r["research_key"]].notes_reviewed = True
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT n.research_key, n.concept, n.label, n.negated, n.historical,
                    coalesce(n.entity_date, n.note_date) AS day, n._source_sha256,
@@ -278,7 +288,7 @@ def _notes(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
 
 
 def _imaging(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""WITH ct AS (
                 SELECT f.research_key, f.series_uid, f.acquired_on, f.lesion_found,
@@ -289,7 +299,7 @@ def _imaging(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
                 QUALIFY row_number() OVER (PARTITION BY f.research_key
                                            ORDER BY f.acquired_on DESC, f.series_uid) = 1
             )
-            SELECT ct.*, i.sha256, i.locator FROM ct JOIN ({FIRST_INSTANCE_SQL}) i USING (series_uid)""",
+            SELECT ct.*, i.sha256, i.locator FROM ct JOIN ({first_instances_sql()}) i USING (series_uid)""",
     ):
         f = facts[r["research_key"]]
         found = bool(r["lesion_found"]) and r["lesion_diameter_mm"] is not None
@@ -302,7 +312,7 @@ def _medications(conn, cohort: str, facts: dict[str, PatientFacts]) -> None:
     from ..clinical.vocabulary import ANTINEOPLASTIC_RXNORM
 
     codes = ", ".join(f"'{c}'" for c in ANTINEOPLASTIC_RXNORM)
-    for r in _rows(
+    for r in query_rows(
         conn,
         f"""SELECT m.research_key, m.rxnorm_code, m.authored_date, m._source_sha256,
                    m._source_locator
@@ -339,8 +349,7 @@ def latent_facts(cohort, research_keys, screening_days: int = 0) -> dict[str, Pa
             return Evidence(str(value), on, "truth")
 
         f = PatientFacts(key, day)
-        b = row["birth_date"]
-        age = day.year - b.year - ((day.month, day.day) < (b.month, b.day))
+        age = years_between(row["birth_date"], day)
         f.age = (age, known(age))
         f.sex = (row["sex"], known(row["sex"]))
         # The latent NOS is a histology of its own (neither adeno nor squamous), where a record

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from ..governance.gateway import governed_request, governed_select
 from ..governance.policy import Denied, Policy
+from ..governance.pseudonym import RESEARCH_KEY_PATTERN as _RESEARCH_KEY
 from ..governance.pseudonym import date_shift_days
 from .board_list import BoardList, resolve_patients
-from .board_sections import gather, load_profiles
+from .board_sections import gather
 from .packet import identifiers_left, render, render_index
+from .similarity import Profiles
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_RESEARCH_KEY = re.compile(r"rk_[0-9a-f]{20}")
 IDENTIFIED, DEIDENTIFIED = "identified", "deidentified"
 
 
@@ -37,14 +38,17 @@ def locator_salt(key: bytes) -> bytes:
     return hmac.new(key, b"tumor-board-locator", hashlib.sha256).digest()
 
 
-def _private(path: Path, text: str) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for folder in (path.parent, *path.parent.parents):
-        if folder.name == "tumor_board":
-            break
+def write_private(root: Path, relative: str, text: str) -> int:
+    """Write `root/relative` for this user only (`root` and every folder below it 0700, the
+    file 0600), leaving the folders above `root` as they are; the bytes written."""
+    folders = [root]
+    for part in Path(relative).parent.parts:
+        folders.append(folders[-1] / part)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(root / relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     return len(data)
@@ -55,8 +59,8 @@ def build_meeting(conn, board: BoardList, reports: Path, landing: Path, key: byt
     meetings folder; `landing` holds the landed files the key slices are drawn from); counts
     and sizes (no PHI)."""
     started = time.perf_counter()
-    folder = reports / board.meeting.isoformat()
-    profiles = load_profiles(conn)
+    meeting = board.meeting.isoformat()
+    profiles = Profiles.read(conn)
     salt = locator_salt(key)
     identified, deidentified, sizes, not_found, withheld = [], [], [], 0, {}
     for entry, research_key in resolve_patients(conn, board):
@@ -66,7 +70,7 @@ def build_meeting(conn, board: BoardList, reports: Path, landing: Path, key: byt
         packet = gather(conn, research_key, board.meeting, landing, profiles)
         html = render(packet, identified=True, shift_days=0, salt=salt)
         name = f"{packet.site}/{research_key}.html"
-        sizes.append(_private(folder / IDENTIFIED / name, html))
+        sizes.append(write_private(reports, f"{meeting}/{IDENTIFIED}/{name}", html))
         label = f"{packet.identity['Name'].text} ({packet.identity['MRN'].text})"
         identified.append((label, name, f"presented by {entry.site}"))
         if packet.consented:
@@ -81,10 +85,15 @@ def build_meeting(conn, board: BoardList, reports: Path, landing: Path, key: byt
                 for category in left:
                     withheld[category] = withheld.get(category, 0) + 1
                 continue
-            sizes.append(_private(folder / DEIDENTIFIED / f"{research_key}.html", html))
+            path = f"{meeting}/{DEIDENTIFIED}/{research_key}.html"
+            sizes.append(write_private(reports, path, html))
             deidentified.append((research_key, f"{research_key}.html", ""))
-    _private(folder / IDENTIFIED / "index.html", render_index(board.meeting, identified, True))
-    _private(folder / DEIDENTIFIED / "index.html", render_index(board.meeting, deidentified, False))
+    for variant, rows, is_identified in (
+        (IDENTIFIED, identified, True),
+        (DEIDENTIFIED, deidentified, False),
+    ):
+        index = render_index(board.meeting, rows, is_identified)
+        write_private(reports, f"{meeting}/{variant}/index.html", index)
     return {
         "patients_listed": len(board.entries),
         "patients_not_found": not_found,

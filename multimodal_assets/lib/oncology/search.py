@@ -12,20 +12,18 @@ reveal them).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..governance.gateway import checked_access, governed_request, governed_select
 from ..governance.policy import Denied, Policy
-from .evaluation import outcome_summary
+from ..governance.pseudonym import RESEARCH_KEY_PATTERN as _RESEARCH_KEY
 from .profiles import MODALITIES, PATIENT_PROFILES
-from .similarity import ANCHOR, Profiles, exact_search
+from .similarity import ANCHOR, Profiles, exact_search, outcomes_among
 
 MIN_HIDDEN = 5
 OUTCOMES = "gold.clinical_outcomes"
-_RESEARCH_KEY = re.compile(r"rk_[0-9a-f]{20}")
 
 
 @dataclass
@@ -74,9 +72,7 @@ def similar_patients(
         }
         if research_key not in visible:
             raise Denied("that patient is not visible to this role")
-        profiles = Profiles.from_arrow(
-            conn.sql(f"SELECT * FROM {PATIENT_PROFILES.fqn}").to_arrow_table()
-        )
+        profiles = Profiles.read(conn)
         if not active.roles[role].aggregates_beyond_row_filters:
             profiles = profiles.subset(np.isin(profiles.keys, list(visible)))
         probe = profiles.index_of(research_key)
@@ -100,7 +96,7 @@ def similar_patients(
                     f"{hidden} similar patient(s) of other sites left out of the outcome "
                     f"aggregate (fewer than {MIN_HIDDEN})"
                 )
-            result.outcomes = _outcomes(conn, [h.research_key for h in counted])
+            result.outcomes = outcomes_among(conn, [h.research_key for h in counted])
         _identify(conn, active, role, account.site, result.hits)
         tables = f"{PATIENT_PROFILES.fqn},{OUTCOMES}"
         return result, {
@@ -121,17 +117,6 @@ def _row(hit) -> dict:
         "compared": ",".join(hit.compared),
         **{f"from_{m}": round(v, 4) for m, v in hit.contributions.items()},
     }
-
-
-def _outcomes(conn, keys: list[str]) -> dict:
-    if not keys:
-        return outcome_summary([])
-    rows = conn.execute(
-        f"SELECT progressed_or_died_12m FROM {OUTCOMES} WHERE research_key IN "
-        f"(SELECT unnest($keys))",
-        {"keys": keys},
-    ).fetchall()
-    return outcome_summary([r[0] for r in rows])
 
 
 def _identify(conn, policy: Policy, role: str, site: str | None, hits: list[dict]) -> None:

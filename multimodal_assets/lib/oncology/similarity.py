@@ -52,6 +52,13 @@ class Profiles:
             blocks[modality], present[modality] = block, mask
         return cls(keys, blocks, present)
 
+    @classmethod
+    def read(cls, conn) -> Profiles:
+        """Every profile of `gold.patient_profiles`."""
+        from .profiles import PATIENT_PROFILES
+
+        return cls.from_arrow(conn.sql(f"SELECT * FROM {PATIENT_PROFILES.fqn}").to_arrow_table())
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -192,3 +199,28 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def outcome_summary(labels: list[bool]) -> dict:
+    """The 12-month progression rate among similar patients, with its 95% Wilson interval."""
+    known = [bool(x) for x in labels if x is not None]
+    low, high = wilson_interval(sum(known), len(known))
+    rate = sum(known) / len(known) if known else None
+    return {
+        "with_outcome": len(known),
+        "progression_rate_12m": rate,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def outcomes_among(conn, research_keys: list[str]) -> dict:
+    """`outcome_summary` of the 12-month outcomes (`gold.clinical_outcomes`) of these patients."""
+    if not research_keys:
+        return outcome_summary([])
+    rows = conn.execute(
+        "SELECT progressed_or_died_12m FROM gold.clinical_outcomes WHERE research_key IN "
+        "(SELECT unnest($keys))",
+        {"keys": research_keys},
+    ).fetchall()
+    return outcome_summary([r[0] for r in rows])
