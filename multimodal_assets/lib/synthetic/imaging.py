@@ -73,14 +73,17 @@ def phantom_hu(
     cz = rng.uniform(-1, 1) * SLICE_THICKNESS_MM
     z = (np.arange(slices) - (slices - 1) / 2) * SLICE_THICKNESS_MM
     lesion = ((x[None] - cx) ** 2 + (y[None] - cy) ** 2 + (z[:, None, None] - cz) ** 2) <= radius**2
-    # Heterogeneity (the latent texture) is smoothed noise, drawn only around the lesion.
+    # Heterogeneity (the latent texture) is smoothed noise, drawn only around the lesion: over
+    # its box with a margin, then centred and scaled to unit spread. Scaled on the lesion's own
+    # box, a lesion of a few voxels got a nearly constant pattern divided by its tiny spread:
+    # 5-mm lesions came out at 300 to 2,800 HU (the 10,000-patient range-check failures).
     box = ndimage.find_objects(lesion.astype(np.int8))
     if box:
-        region = box[0]
+        region = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in box[0])
         pattern = ndimage.gaussian_filter(
             rng.normal(0, 1, lesion[region].shape), sigma=(0.6, 1.2, 1.2)
         )
-        pattern /= pattern.std() or 1.0
+        pattern = (pattern - pattern.mean()) / pattern.std()
         heterogeneity = 12.0 * np.exp(0.45 * texture)
         hu[region][lesion[region]] = (density_hu + heterogeneity * pattern)[lesion[region]]
     hu += 10 * rng.standard_normal(hu.shape, dtype=np.float32)  # scanner noise everywhere
