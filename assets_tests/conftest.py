@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from multimodal_assets.definitions import defs
-from multimodal_assets.defs.genomics import register_delivery_batches
+from multimodal_assets.defs.deliveries import register_delivery_batches
 from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 from multimodal_assets.defs.resources import LakehouseResource, PseudonymKey
 from multimodal_assets.lib.governance import pseudonym
+from multimodal_assets.lib.platform import warehouse
 from multimodal_assets.lib.synthetic.writer import generate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,8 +39,6 @@ class Pipeline:
     meetings: list[dg.ExecuteInProcessResult]  # one tumor-board packets run per meeting
 
     def connect(self):
-        from multimodal_assets.lib.platform import warehouse
-
         return warehouse.connect(self.lakehouse)
 
     def check(self, name: str) -> dg.AssetCheckEvaluation:
@@ -80,10 +79,20 @@ def warehouse_copy(pipeline, tmp_path) -> Path:
 
 def audit_rows(root: Path) -> pd.DataFrame:
     """The audit log of a lakehouse, in order."""
-    from multimodal_assets.lib.platform import warehouse
-
     with warehouse.connect(root) as conn:
         return conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
+
+
+# Columns that name the run that wrote a row, not the data.
+RUN_COLUMNS = {"_run_id", "run_id", "registered_at", "quarantined_at"}
+
+
+def table_rows(root, table: str) -> list[tuple]:
+    """A table's rows without its run columns, sorted: what two runs over the same files share."""
+    with warehouse.connect(root) as conn:
+        columns = [c for c in warehouse.table_columns(conn, table) if c not in RUN_COLUMNS]
+        names = ", ".join(f'"{c}"' for c in columns)
+        return conn.execute(f"SELECT {names} FROM {table} ORDER BY ALL").fetchall()
 
 
 def overwrite_table(root: Path, fqn: str, select_sql: str) -> None:

@@ -10,13 +10,15 @@ import dagster as dg
 from assets_tests.conftest import pipeline_resources
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs import automation
+from multimodal_assets.lib import genomics
 
 REAL = Path(__file__).parent / "fixtures" / "fhir"
 
 
 def _tick(cursor=None):
     sensor = automation.landing_sensor("clinical", dg.AssetKey(["bronze", "fhir_resources"]))
-    return sensor(dg.build_sensor_context(cursor=cursor))
+    # The instance knows no delivery partition yet: each request adds its delivery.
+    return sensor(dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral()))
 
 
 def _drop(data_dir: Path, name: str, source: str = "bundle_urn_ref.json") -> Path:
@@ -91,7 +93,7 @@ def test_automation_condition_sensor_is_declared_and_running():
     assert dg.AssetKey(["gold", "clinical_features"]) in eager
 
 
-def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
+def test_deliveries_become_partitions_with_one_run_each(data_dir):
     genomics_sensor = defs.resolve_sensor_def("genomics_landing_sensor")
     vcf = Path(__file__).parent / "fixtures" / "vcf" / "test-hemi.vcf"
     for batch in ("2024-01-01", "2024-01-08"):
@@ -104,18 +106,24 @@ def test_genomics_deliveries_become_partitions_with_one_run_each(data_dir):
         assert list(added.partition_keys) == ["2024-01-01", "2024-01-08"]
         # The same bytes in two batches are two runs: each batch is its own delivery.
         assert len({r.run_key for r in result.run_requests}) == 2
+        # A new delivery is ingested by every bronze table, so none misses a partition.
+        assert all(
+            set(r.asset_selection) == set(automation.ALL_BRONZE) for r in result.run_requests
+        )
         instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
         (data_dir / "landing" / "genomics" / "2024-01-08" / "late.vcf").write_bytes(
             vcf.read_bytes()
         )
         later = genomics_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert [r.partition_key for r in later.run_requests] == ["2024-01-08"]
+        # A known delivery's new files are genomics' alone.
+        genomics_bronze = {dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES}
+        assert set(later.run_requests[0].asset_selection) == genomics_bronze
         assert later.dynamic_partitions_requests == []  # a known batch is not added again
 
 
 def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_path):
     from assets_tests.conftest import ALL_ASSETS, copy_lakehouse
-    from multimodal_assets.lib import genomics
 
     # The batch run writes to a copy of the lakehouse; the shared instance only gains its run.
     lakehouse = copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
@@ -123,7 +131,7 @@ def test_a_new_delivery_batch_brings_silver_genomics_up_to_date(pipeline, tmp_pa
     silver = dg.AssetKey(["silver", "genomic_samples"])
     start = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert silver not in _requested(start)  # the whole graph is up to date
-    instance.add_dynamic_partitions("genomics_delivery_batch", ["2099-01-01"])
+    instance.add_dynamic_partitions("delivery", ["2099-01-01"])
     bronze = [dg.AssetKey(list(t.asset_key)) for t in genomics.BRONZE_TABLES]
     assert dg.materialize(
         ALL_ASSETS,

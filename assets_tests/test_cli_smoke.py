@@ -10,7 +10,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from assets_tests.conftest import materialize
-from multimodal_assets.defs.genomics import register_delivery_batches
+from multimodal_assets.defs.deliveries import register_delivery_batches
 from multimodal_assets.lib.platform import ingest, warehouse
 from multimodal_assets.lib.synthetic.writer import generate
 

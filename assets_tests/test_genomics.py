@@ -383,7 +383,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
     import dagster as dg
 
     from assets_tests.conftest import ALL_ASSETS
-    from multimodal_assets.defs.genomics import register_delivery_batches
+    from multimodal_assets.defs.deliveries import register_delivery_batches
     from multimodal_assets.lib.platform import ingest, warehouse
 
     landing = data_dir / "landing" / "genomics"
@@ -401,7 +401,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
     resources = pipeline_resources(database)
     with dg.instance_for_test() as instance:
         tags = register_delivery_batches(instance)
-        assert instance.get_dynamic_partitions("genomics_delivery_batch") == [
+        assert instance.get_dynamic_partitions("delivery") == [
             ingest.UNBATCHED,
             "2024-01-01",
             "2024-01-08",
@@ -425,7 +425,7 @@ def test_each_delivery_batch_is_a_partition_ingested_on_its_own(data_dir):
         status = instance.get_status_by_partition(
             dg.AssetKey(list(genomics.VARIANT_SITES.asset_key)),
             ["2024-01-01", "2024-01-08", ingest.UNBATCHED],
-            dg.DynamicPartitionsDefinition(name="genomics_delivery_batch"),
+            dg.DynamicPartitionsDefinition(name="delivery"),
         )
         assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
 

@@ -5,22 +5,13 @@ import shutil
 import dagster as dg
 import pytest
 
-from multimodal_assets.defs.genomics import genomics_landing, register_delivery_batches
+from multimodal_assets.defs.deliveries import register_delivery_batches
+from multimodal_assets.defs.genomics import genomics_landing
 from multimodal_assets.lib.genomics import BRONZE_TABLES
-from multimodal_assets.lib.platform import ingest, warehouse
+from multimodal_assets.lib.platform import ingest
 from multimodal_assets.lib.synthetic.writer import generate
 
-from .conftest import REAL_VCF, pipeline_resources
-
-# Columns that name the run, not the data.
-RUN_COLUMNS = {"_run_id", "run_id", "registered_at", "quarantined_at"}
-
-
-def _rows(root, table) -> list[tuple]:
-    with warehouse.connect(root) as conn:
-        columns = [c for c in warehouse.table_columns(conn, table) if c not in RUN_COLUMNS]
-        names = ", ".join(f'"{c}"' for c in columns)
-        return conn.execute(f"SELECT {names} FROM {table} ORDER BY ALL").fetchall()
+from .conftest import REAL_VCF, pipeline_resources, table_rows
 
 
 def _ingest(data, lakehouse) -> dg.ExecuteInProcessResult:
@@ -59,8 +50,8 @@ def test_spark_parses_the_same_rows_and_refusals_as_the_in_process_path(tmp_path
     assert meta["files_quarantined"] > 0  # the real files include ones that must be refused
     for table in (*(t.fqn for t in BRONZE_TABLES), ingest.FILES.fqn, ingest.QUARANTINE.fqn):
         in_process, on_spark = (
-            _rows(tmp_path / "in_process", table),
-            _rows(tmp_path / "spark", table),
+            table_rows(tmp_path / "in_process", table),
+            table_rows(tmp_path / "spark", table),
         )
         assert in_process == on_spark, table
-    assert _rows(tmp_path / "spark", "bronze.variant_calls")  # and there were rows to compare
+    assert table_rows(tmp_path / "spark", "bronze.variant_calls")  # and there were rows to compare

@@ -320,7 +320,12 @@ def test_a_batch_seen_again_by_a_restarted_sensor_starts_one_run(data_dir):
     target.write_text(
         '{"device": "D", "id": "1", "ts": "2021-01-01T00:00:00Z", "type": "hr", "bpm": 60}\n'
     )
-    keys = [sensor(dg.build_sensor_context(cursor=None)).run_requests[0].run_key for _ in "ab"]
+    keys = [
+        sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        .run_requests[0]
+        .run_key
+        for _ in "ab"
+    ]
     assert keys[0] == keys[1]
 
 

@@ -32,7 +32,8 @@ def ingest(data: str, engine: str, workers: int) -> tuple[float, int, int]:
             "MM_SPARK_MASTER": "local[2]",
         }
     )
-    from multimodal_assets.defs.genomics import genomics_landing, register_delivery_batches
+    from multimodal_assets.defs.deliveries import register_delivery_batches
+    from multimodal_assets.defs.genomics import genomics_landing
     from multimodal_assets.defs.resources import LakehouseResource, PseudonymKey
     from multimodal_assets.lib.governance.pseudonym import pseudonym_key
 

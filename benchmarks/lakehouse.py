@@ -176,7 +176,7 @@ def files(runs: int) -> None:
     generate(20, 3, data / "landing", progress=False)
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
-    from multimodal_assets.defs.genomics import register_delivery_batches
+    from multimodal_assets.defs.deliveries import register_delivery_batches
 
     job.execute_in_process(
         instance=instance, tags=register_delivery_batches(instance), raise_on_error=False

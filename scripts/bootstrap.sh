@@ -9,3 +9,13 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+
+# debian_package COMMAND PACKAGE: install a Debian package (as root with apt) when COMMAND is
+# missing; when it cannot be installed, say so and go on (what needs it skips and says why).
+debian_package() {
+  if ! command -v "$1" >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null 2>&1; } \
+      || echo "$2 could not be installed"
+  fi
+}

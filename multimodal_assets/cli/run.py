@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from multimodal_assets.cli.synthetic import DEFAULT_PATIENTS, DEFAULT_SEED
 from multimodal_assets.lib.platform import config
@@ -72,36 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from multimodal_assets.definitions import defs
-    from multimodal_assets.defs.genomics import register_delivery_batches
+    from multimodal_assets.defs.deliveries import register_delivery_batches
     from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    everything = defs.resolve_implicit_global_asset_job_def().asset_layer.executable_asset_keys
+
     with dg.DagsterInstance.get() as instance:
         # Step-level DEBUG events stay in the run's event log (see the UI); the console gets
-        # warnings and the summary below. One run covers every genomics delivery batch; the
-        # tumor-board packets, partitioned by meeting, get one run per landed meeting after it.
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config=quiet,
-            tags=register_delivery_batches(instance),
-            asset_selection=[k for k in job.asset_layer.executable_asset_keys if k != PACKETS_KEY],
-        )
-        results = [result]
-        for meeting in register_meetings(instance) if result.success else []:
-            results.append(
-                job.execute_in_process(
-                    instance=instance,
-                    raise_on_error=False,
-                    run_config=quiet,
-                    partition_key=meeting,
-                    asset_selection=[PACKETS_KEY],
-                )
+        # warnings and the summary below. One run covers every delivery; the tumor-board
+        # packets, partitioned by meeting, get one run per landed meeting after it.
+        run = _runner(instance)
+        results = [
+            run(
+                [k for k in everything if k != PACKETS_KEY],
+                tags=register_delivery_batches(instance),
             )
+        ]
+        for meeting in register_meetings(instance) if results[0].success else []:
+            results.append(run([PACKETS_KEY], partition_key=meeting))
     checks = Counter()
     failed_checks = []
-    for event in (e for r in results for e in r.all_events):
+    for event in (e for r in results for e in r.events):
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             checks["passed" if evaluation.passed else "failed"] += 1
@@ -112,6 +104,49 @@ def main(argv: list[str] | None = None) -> int:
     success = all(r.success for r in results)
     _print_summary(success, checks, failed_checks, started)
     return 0 if success else 1
+
+
+@dataclass(frozen=True)
+class _RunOutcome:
+    success: bool
+    events: list
+
+
+def _runner(instance):
+    """run(asset keys, tags, partition_key) → _RunOutcome: every step in this process, or with
+    MM_EXECUTOR=celery one run whose steps go to the Celery workers (the executor the code location
+    declares), as `dagster dev` would launch it."""
+    import dagster as dg
+
+    from multimodal_assets.definitions import defs, global_asset_job
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+    def in_process(selection, tags=None, partition_key=None) -> _RunOutcome:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=quiet,
+            tags=tags,
+            partition_key=partition_key,
+            asset_selection=selection,
+        )
+        return _RunOutcome(result.success, result.all_events)
+
+    def on_executor(selection, tags=None, partition_key=None) -> _RunOutcome:
+        if partition_key is not None:
+            tags = {**(tags or {}), "dagster/partition": partition_key}
+        with dg.execute_job(
+            global_asset_job(),
+            instance,
+            run_config=quiet,
+            tags=tags,
+            asset_selection=selection,
+        ) as result:
+            return _RunOutcome(result.success, list(result.all_events))
+
+    return on_executor if config.executor() == "celery" else in_process
 
 
 def _print_summary(success: bool, checks: Counter, failed_checks: list[str], started: float):

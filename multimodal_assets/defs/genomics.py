@@ -2,10 +2,6 @@
 samples and annotated somatic variants → per-patient drivers and TMB as of the index date."""
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from multimodal_assets.lib import genomics
 from multimodal_assets.lib.genomics import (
@@ -15,7 +11,6 @@ from multimodal_assets.lib.genomics import (
     SAMPLES,
     SOMATIC_VARIANTS,
 )
-from multimodal_assets.lib.platform import config, ingest
 
 from .governed import (
     asset_key,
@@ -23,32 +18,12 @@ from .governed import (
     governed_table_asset,
 )
 
-# One partition per delivery batch (landing/genomics/<batch>/): the UI shows what each delivery
-# brought, and one batch can be re-run alone. The landing sensor adds batches as they arrive.
-DELIVERY_BATCHES = dg.DynamicPartitionsDefinition(name="genomics_delivery_batch")
-
 genomics_landing = bronze_ingest_multi_asset(
     "genomics_landing",
     list(BRONZE_TABLES),
     genomics.parse_genomics_file,
     kinds={"duckdb", "vcf"},
-    batches=DELIVERY_BATCHES,
 )
-
-
-def register_delivery_batches(instance: dg.DagsterInstance) -> dict[str, str]:
-    """Adds a partition for each genomics delivery batch in landing (and for files put directly
-    in landing/genomics, so there is always one) and returns the tags of one run over them all."""
-    landed = [ingest.UNBATCHED, *ingest.landed_batches(config.landing_dir(), "genomics")]
-    known = set(instance.get_dynamic_partitions(DELIVERY_BATCHES.name))
-    new = [batch for batch in dict.fromkeys(landed) if batch not in known]
-    if new:
-        instance.add_dynamic_partitions(DELIVERY_BATCHES.name, new)
-    batches = instance.get_dynamic_partitions(DELIVERY_BATCHES.name)  # in the order added
-    return {
-        ASSET_PARTITION_RANGE_START_TAG: batches[0],
-        ASSET_PARTITION_RANGE_END_TAG: batches[-1],
-    }
 
 
 samples = governed_table_asset(

@@ -10,6 +10,7 @@ from multimodal_assets.lib.governance import audit, catalog
 from multimodal_assets.lib.platform import config, ingest, quality, tables, warehouse
 from multimodal_assets.lib.platform.tables import Table
 
+from .deliveries import DELIVERIES
 from .resources import OWNERS, LakehouseResource, PseudonymKey
 
 # build(conn, run_id) stages the candidate rows and returns extra (non-PHI) metadata; a build
@@ -390,11 +391,10 @@ def bronze_ingest_multi_asset(
     parse: Callable[[bytes, Path], dict],
     *,
     kinds: set[str],
-    batches: dg.DynamicPartitionsDefinition,
 ) -> dg.AssetsDefinition:
     """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls),
-    partitioned by delivery batch (the top folder under landing/<modality>); `parse(bytes,
-    path)` also sees the path, for formats that span files of one batch (PLINK). Files are
+    partitioned by delivery; `parse(bytes, path)` also sees the path, for formats that span
+    files of one batch (PLINK). Files are
     parsed in `config.ingest_workers()` worker processes (at least one: the native readers run
     isolated from the run's process); a run over several batches is one run."""
     specs = [
@@ -405,7 +405,9 @@ def bronze_ingest_multi_asset(
     @dg.multi_asset(
         name=name,
         specs=specs,
-        partitions_def=batches,
+        partitions_def=DELIVERIES,
+        # One run over every selected delivery: the ingest is incremental, and one run per
+        # delivery would repeat the per-run costs (registry scan, lease, commit) per week.
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
@@ -460,16 +462,25 @@ def bronze_ingest_asset(
     check_specs: list[dg.AssetCheckSpec] | None = None,
     observe: Observe | None = None,
 ) -> dg.AssetsDefinition:
-    """Landing → bronze for one modality: new files parsed and appended, bad ones quarantined."""
+    """Landing → bronze for one modality, partitioned by delivery: the new files of the run's
+    deliveries parsed and appended, bad ones quarantined."""
 
     @dg.asset(
         **asset_spec_kwargs(table, kinds),
         metadata=table_metadata(table),
         check_specs=check_specs or [],
+        partitions_def=DELIVERIES,
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         summary, totals, observed, check_results = _ingest_landing(
-            context, lakehouse, table.modality, parse, [table], observe
+            context,
+            lakehouse,
+            table.modality,
+            parse,
+            [table],
+            observe,
+            batches=context.partition_keys,
         )
         return dg.MaterializeResult(
             metadata={

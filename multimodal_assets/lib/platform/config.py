@@ -56,3 +56,19 @@ def parse_engine() -> str:
 def spark_master() -> str:
     """The Spark master the parse runs on (MM_SPARK_MASTER, default local[*]: this machine)."""
     return os.environ.get("MM_SPARK_MASTER", "local[*]")
+
+
+def executor() -> str:
+    """Where the steps of a run execute: `in_process` (default: `mma run` runs them in its own
+    process, the UI one process per step) or `celery` (MM_EXECUTOR=celery: on the Celery
+    workers listening to the Redis broker at MM_CELERY_BROKER, through dagster-celery)."""
+    engine = os.environ.get("MM_EXECUTOR", "in_process")
+    if engine not in ("in_process", "celery"):
+        raise ValueError("MM_EXECUTOR must be in_process or celery")
+    return engine
+
+
+def celery_broker() -> str:
+    """The Celery broker and result backend (MM_CELERY_BROKER, default the Redis server that
+    scripts/celery_workers.sh starts on this machine)."""
+    return os.environ.get("MM_CELERY_BROKER", "redis://127.0.0.1:6379/0")
