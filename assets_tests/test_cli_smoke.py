@@ -8,6 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from assets_tests.conftest import materialize
 from multimodal_assets.defs.deliveries import register_delivery_batches
@@ -17,15 +21,7 @@ from multimodal_assets.lib.synthetic.writer import generate
 DAGSTER = Path(sys.executable).with_name("dagster")
 
 
-def _materialize_all(data: Path, genomics_batch: str) -> subprocess.CompletedProcess:
-    """Every asset but the per-meeting packets through the CLI; the genomics bronze tables take
-    one delivery batch (the CLI runs a partition range in one run only when every selected asset
-    has a single-run policy)."""
-    home = data / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        register_delivery_batches(instance)  # what the landing sensor does in a deployment
+def _dagster_materialize(env: dict, selection: str, *partition: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             str(DAGSTER),
@@ -34,10 +30,8 @@ def _materialize_all(data: Path, genomics_batch: str) -> subprocess.CompletedPro
             "-m",
             "multimodal_assets.definitions",
             "--select",
-            # The tumor-board packets are partitioned by meeting, not by delivery batch.
-            'not key:"oncology/tumor_board_packets"',
-            "--partition",
-            genomics_batch,
+            selection,
+            *partition,
         ],
         env=env,
         capture_output=True,
@@ -46,21 +40,40 @@ def _materialize_all(data: Path, genomics_batch: str) -> subprocess.CompletedPro
     )
 
 
+def _materialize_all(data: Path) -> list[subprocess.CompletedProcess]:
+    """Every asset but the per-meeting packets through the CLI: the bronze tables over every
+    delivery in one run (a partition range needs every selected asset to run single-run), then
+    the unpartitioned rest."""
+    home = data / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        tags = register_delivery_batches(instance)  # what the landing sensors do in a deployment
+    deliveries = f"{tags[ASSET_PARTITION_RANGE_START_TAG]}...{tags[ASSET_PARTITION_RANGE_END_TAG]}"
+    bronze = _dagster_materialize(env, 'key:"bronze/*"', "--partition-range", deliveries)
+    if bronze.returncode != 0:
+        return [bronze]
+    # The tumor-board packets are partitioned by meeting, not by delivery.
+    rest = _dagster_materialize(
+        env, 'not key:"bronze/*" and not key:"oncology/tumor_board_packets"'
+    )
+    return [bronze, rest]
+
+
 @pytest.mark.slow
 def test_cli_materializes_the_whole_graph_with_parallel_steps(tmp_path, monkeypatch):
     monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
     generate(8, 2, tmp_path / "landing", progress=False)
-    first_batch = ingest.landed_batches(tmp_path / "landing", "genomics")[0]
-    done = _materialize_all(tmp_path, first_batch)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Could not set lock" not in done.stderr
+    for done in _materialize_all(tmp_path):
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Could not set lock" not in done.stderr
     with warehouse.connect(tmp_path / "lakehouse") as conn:
         assert conn.execute("SELECT count(*) FROM gold.clinical_features").fetchone() == (8,)
-        genomics_files = conn.execute(
-            "SELECT path FROM bronze.files WHERE modality = 'genomics'"
+        genomics_batches = conn.execute(
+            "SELECT DISTINCT split_part(path, '/', 2) FROM bronze.files WHERE modality = 'genomics'"
         ).fetchall()
-    assert genomics_files
-    assert {path.split("/")[1] for (path,) in genomics_files} == {first_batch}
+    landed = set(ingest.landed_batches(tmp_path / "landing", "genomics"))
+    assert {batch for (batch,) in genomics_batches} == landed
 
 
 @pytest.mark.slow  # the whole graph, on an empty modality
