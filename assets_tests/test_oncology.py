@@ -303,13 +303,17 @@ def test_the_cli_answers_multimodally_by_default(pipeline, warehouse_copy, capsy
 
     monkeypatch.setenv("MM_LAKEHOUSE", str(warehouse_copy))
     key = _consented_profile(pipeline, "has_genomics")
-    assert similar.main(["--user", "alice", "--role", "researcher", "--patient", key]) == 0
+    assert (
+        similar.main(["--in-process", "--user", "alice", "--role", "researcher", "--patient", key])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "patient's modalities: clinical, genomics" in out and "from_clinical" in out
     assert "12-month progression or death among them" in out
     assert (
         similar.main(
             [
+                "--in-process",
                 "--user",
                 "alice",
                 "--role",

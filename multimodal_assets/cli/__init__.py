@@ -9,10 +9,11 @@ import sys
 COMMANDS = {
     "run": ("run", "generate the default cohort if landing is empty, materialize the whole graph"),
     "generate": ("synthetic", "write a synthetic cohort's landing files and truth"),
-    "query": ("query", "run SQL through the governance gateway as a role and user"),
+    "query": ("query", "run SQL through the governance gateway as a role (your token)"),
     "similar": ("similar", "find patients similar across modalities (or series), governed"),
     "packet": ("packet", "open a tumor-board packet as a role and user, audited"),
     "lineage": ("lineage", "trace a feature back to its source files and records"),
+    "token": ("token", "issue, list and revoke the gateway service's tokens (administrator)"),
 }
 
 

@@ -1,15 +1,15 @@
-"""Lineage CLI.
+"""Lineage CLI (through the gateway service with your token, or --in-process --user U).
 
-  mma lineage --role data_engineer --user carol \\
-      value gold.clinical_features.hemoglobin_g_dl rk_…
-  mma lineage --role data_engineer --user carol file <sha256>
+mma lineage --role data_engineer value gold.clinical_features.hemoglobin_g_dl rk_…
+mma lineage --role data_engineer file <sha256>
 """
 
 import argparse
 import json
 import sys
 
-from multimodal_assets.lib.governance.lineage import governed_lineage
+from multimodal_assets.cli.access import add_access_arguments, gateway_client
+from multimodal_assets.lib.governance.lineage import ValueLineage, governed_lineage
 from multimodal_assets.lib.governance.policy import Denied
 from multimodal_assets.lib.platform import config
 
@@ -18,21 +18,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--role", required=True)
-    parser.add_argument("--user", required=True)
+    add_access_arguments(parser)
     parser.add_argument("kind", choices=["value", "file"])
     parser.add_argument("target", help="table.column (value) or a file's sha256 (file)")
     parser.add_argument("research_key", nargs="?", help="patient, for `value`")
     args = parser.parse_args(argv)
     try:
-        result = governed_lineage(
-            args.kind,
-            args.target,
-            user=args.user,
-            role=args.role,
-            research_key=args.research_key,
-            root=config.lakehouse_root(),
-        )
+        client = gateway_client(args)
+        if client is not None:
+            result = client.lineage(args.role, args.kind, args.target, args.research_key)
+            result = ValueLineage(**result) if args.kind == "value" else result
+        else:
+            result = governed_lineage(
+                args.kind,
+                args.target,
+                user=args.user,
+                role=args.role,
+                research_key=args.research_key,
+                root=config.lakehouse_root(),
+            )
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)
         return 2

@@ -205,8 +205,9 @@ def _print_summary(success: bool, checks: Counter, failed_checks: list[str], sta
         + " .venv/bin/dagster dev -w workspace.yaml   (then http://localhost:3000)"
     )
     print(
-        "query:        .venv/bin/mma query --role data_engineer "
-        '--user carol "SELECT count(*) FROM gold.clinical_features"'
+        "query:        .venv/bin/mma query --in-process --role data_engineer --user carol "
+        '"SELECT count(*) FROM gold.clinical_features"   (others: through the gateway service, '
+        "see README)"
     )
 
 

@@ -1,11 +1,13 @@
-"""Similar patients CLI: `mma similar --user U --role R --patient RESEARCH_KEY [-k 10]
+"""Similar patients CLI: `mma similar --role R --patient RESEARCH_KEY [-k 10]
 [--modalities clinical,genomics,...]` (multimodal: compared on the modalities both patients
-have), or `--series UID` for series similar by imaging embedding. Governed and audited like any
-query. Decision support: similar patients inform a clinician, they decide nothing."""
+have), or `--series UID` for series similar by imaging embedding. Through the gateway service
+with your token, or `--in-process --user U`; governed and audited like any query. Decision
+support: similar patients inform a clinician, they decide nothing."""
 
 import argparse
 import sys
 
+from multimodal_assets.cli.access import add_access_arguments, gateway_client
 from multimodal_assets.lib.governance.policy import Denied
 from multimodal_assets.lib.platform import config
 
@@ -17,39 +19,53 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--series", help="de-identified series UID: similar imaging series")
     parser.add_argument("--modalities", help="compare only on these (comma-separated)")
     parser.add_argument("-k", type=int, default=10, help="how many to return")
-    parser.add_argument("--role", required=True)
-    parser.add_argument("--user", required=True)
+    add_access_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        client = gateway_client(args)
         if args.series:
-            from multimodal_assets.lib.ml.similarity import similar_cases
-
-            found = similar_cases(
-                user=args.user,
-                role=args.role,
-                series_uid=args.series,
-                k=args.k,
-                root=config.lakehouse_root(),
-            )
+            found = _similar_series(client, args)
             print(found.to_pandas().to_string())
             print(f"({found.num_rows} similar series)")
             return 0
-        from multimodal_assets.lib.oncology.search import similar_patients
-
-        modalities = args.modalities.split(",") if args.modalities else None
-        result = similar_patients(
-            user=args.user,
-            role=args.role,
-            research_key=args.patient,
-            k=args.k,
-            modalities=modalities,
-            root=config.lakehouse_root(),
-        )
+        result = _similar_patients(client, args)
     except Denied as denied:
         print(f"denied: {denied.reason}", file=sys.stderr)
         return 2
     _print(result)
     return 0
+
+
+def _similar_series(client, args):
+    if client is not None:
+        return client.similar_series(args.role, args.series, args.k)
+    from multimodal_assets.lib.ml.similarity import similar_cases
+
+    return similar_cases(
+        user=args.user,
+        role=args.role,
+        series_uid=args.series,
+        k=args.k,
+        root=config.lakehouse_root(),
+    )
+
+
+def _similar_patients(client, args):
+    from multimodal_assets.lib.oncology.search import SimilarPatients, similar_patients
+
+    modalities = args.modalities.split(",") if args.modalities else None
+    if client is not None:
+        return SimilarPatients(
+            **client.similar_patients(args.role, args.patient, args.k, modalities)
+        )
+    return similar_patients(
+        user=args.user,
+        role=args.role,
+        research_key=args.patient,
+        k=args.k,
+        modalities=modalities,
+        root=config.lakehouse_root(),
+    )
 
 
 def _print(result) -> None:

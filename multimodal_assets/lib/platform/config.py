@@ -72,3 +72,15 @@ def celery_broker() -> str:
     """The Celery broker and result backend (MM_CELERY_BROKER, default the Redis server that
     scripts/celery_workers.sh starts on this machine)."""
     return os.environ.get("MM_CELERY_BROKER", "redis://127.0.0.1:6379/0")
+
+
+def service_dir() -> Path:
+    """The gateway service's own folder (MM_SERVICE_DIR, default <MM_DATA_DIR>/service): its
+    token store, private to the service's OS user."""
+    override = os.environ.get("MM_SERVICE_DIR")
+    return Path(override).resolve() if override else data_dir() / "service"
+
+
+def gateway_location() -> str:
+    """Where the gateway service listens and clients connect (MM_GATEWAY, default localhost)."""
+    return os.environ.get("MM_GATEWAY", "grpc://127.0.0.1:8815")

@@ -1,0 +1,122 @@
+"""The gateway as a service: one long-lived Arrow Flight server that authenticates every call
+and answers governed requests (queries, similar patients or series, lineage).
+
+Identity comes from the bearer token of the call (`authorization: Bearer mma_…`), never from
+the request: the request names only the role to act in, which the policy must give the token's
+user. A call without a valid token is refused before any request is read, and audited (without
+the token). Results are Arrow: a query's rows as they are; a similarity or lineage answer as a
+JSON document in the schema metadata (`document`) of an empty table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from . import audit
+from .policy import Denied, Policy, load_policy
+from .tokens import TokenStore, Unauthenticated
+
+DOCUMENT_KEY = b"document"
+REQUESTS = ("query", "similar_patients", "similar_series", "lineage")
+
+
+class _Identity(flight.ServerMiddleware):
+    def __init__(self, user: str, token_id: str):
+        self.user, self.token_id = user, token_id
+
+
+class _Authenticate(flight.ServerMiddlewareFactory):
+    """Checks the bearer token of every call; refuses and audits a missing or bad one."""
+
+    def __init__(self, tokens: TokenStore, root: str):
+        super().__init__()
+        self.tokens, self.root = tokens, root
+
+    def start_call(self, info, headers):
+        values = headers.get("authorization") or []
+        scheme, _, token = (values[0] if values else "").partition(" ")
+        try:
+            if values and scheme.lower() != "bearer":
+                raise Unauthenticated("credential is not a bearer token")
+            user, token_id = self.tokens.authenticate(token.strip() or None)
+        except Unauthenticated as failed:
+            audit.append(
+                self.root,
+                audit.AuditEvent(action="authenticate", decision="deny", reason=failed.reason),
+            )
+            raise flight.FlightUnauthenticatedError(failed.reason) from None
+        return _Identity(user, token_id)
+
+
+def _document(value) -> pa.Table:
+    return pa.table({}).replace_schema_metadata({DOCUMENT_KEY: json.dumps(value, default=str)})
+
+
+class GatewayServer(flight.FlightServerBase):
+    """Serves governed requests for authenticated users, with one policy loaded at start."""
+
+    def __init__(self, location: str, root: str, tokens: TokenStore, policy: Policy | None = None):
+        super().__init__(location, middleware={"identity": _Authenticate(tokens, str(root))})
+        self.root = str(root)
+        self.policy = policy or load_policy()
+
+    def do_get(self, context, ticket):
+        identity = context.get_middleware("identity")
+        try:
+            request = json.loads(ticket.ticket)
+            if not isinstance(request, dict) or request.get("request") not in REQUESTS:
+                raise Denied(f"a request is a JSON object whose 'request' is one of {REQUESTS}")
+            table = self._answer(identity.user, request)
+        except Denied as denied:
+            # Refusals reach the client as a clear reason (audited by the gateway already).
+            raise flight.FlightServerError(f"denied: {denied.reason}") from None
+        except (ValueError, TypeError, KeyError):
+            raise flight.FlightServerError("denied: malformed request") from None
+        return flight.RecordBatchStream(table)
+
+    def _answer(self, user: str, request: dict) -> pa.Table:
+        role = str(request.get("role", ""))
+        common = {"user": user, "role": role, "root": self.root, "policy": self.policy}
+        kind = request["request"]
+        if kind == "query":
+            from .gateway import run_query
+
+            as_of = {str(t): int(v) for t, v in (request.get("as_of") or {}).items()}
+            return run_query(str(request["sql"]), as_of=as_of or None, **common).table
+        if kind == "similar_patients":
+            from multimodal_assets.lib.oncology.search import similar_patients
+
+            found = similar_patients(
+                research_key=str(request["patient"]),
+                k=int(request.get("k", 10)),
+                modalities=request.get("modalities"),
+                **common,
+            )
+            return _document(asdict(found))
+        if kind == "similar_series":
+            from multimodal_assets.lib.ml.similarity import similar_cases
+
+            return similar_cases(
+                series_uid=str(request["series"]), k=int(request.get("k", 10)), **common
+            )
+        from .lineage import governed_lineage
+
+        found = governed_lineage(
+            str(request["kind"]),
+            str(request["target"]),
+            research_key=request.get("research_key"),
+            **common,
+        )
+        return _document(asdict(found) if request["kind"] == "value" else found)
+
+
+def serve(location: str, root: str, service_dir: Path) -> None:
+    """Run the gateway at `location` until interrupted; tokens from `service_dir`."""
+    server = GatewayServer(location, root, TokenStore(service_dir / "tokens.json"))
+    print(f"gateway serving {root} at grpc://127.0.0.1:{server.port}", flush=True)
+    server.serve()
