@@ -77,10 +77,12 @@ def warehouse_copy(pipeline, tmp_path) -> Path:
     return copy_lakehouse(pipeline.lakehouse, tmp_path / "lakehouse")
 
 
-def audit_rows(root: Path) -> pd.DataFrame:
-    """The audit log of a lakehouse, in order."""
+def audit_rows(root: Path, received: bool = False) -> pd.DataFrame:
+    """The audit log of a lakehouse, in order: the outcome rows, and with `received` also the
+    row each gateway request leaves before it runs."""
     with warehouse.connect(root) as conn:
-        return conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
+        log = conn.execute("SELECT * FROM audit.access_log ORDER BY event_seq").df()
+    return log if received else log[log.decision != "received"].reset_index(drop=True)
 
 
 # Columns that name the run that wrote a row, not the data.

@@ -303,6 +303,9 @@ def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
         except Denied:
             pass
     assert len(audit_rows(warehouse_copy)) == before + requests
+    # Each request is logged before it runs too, so one killed while running is still there.
+    received = audit_rows(warehouse_copy, received=True)
+    assert (received.decision == "received").sum() >= requests
     with warehouse.connect(warehouse_copy) as conn:
         assert audit.verify_audit_chain(conn, str(warehouse_copy)).ok
 
@@ -329,6 +332,61 @@ def test_n_requests_make_n_audit_rows_and_tampering_is_detected(warehouse_copy):
         assert any("rewrote the audit table" in p for p in problems), name
         # Besides the Delta history, the chain (or its head) itself shows the change.
         assert len(problems) > 1, name
+
+
+def _recomputed(rows: list[dict], key: bytes) -> list[dict]:
+    """The chain an attacker without the service's key would write: renumbered, rehashed."""
+    out, prev = [], audit.GENESIS
+    for seq, row in enumerate(rows, start=1):
+        row = {**row, "event_seq": seq, "prev_hash": prev}
+        row["row_hash"] = audit._row_hash(row, key)
+        out.append(row)
+        prev = row["row_hash"]
+    return out
+
+
+def test_one_users_rows_deleted_and_the_chain_recomputed_is_detected(warehouse_copy, tmp_path):
+    import json
+    import shutil
+
+    run_query(
+        "SELECT count(*) FROM gold.clinical_features",
+        user="alice",
+        role="researcher",
+        root=warehouse_copy,
+    )
+    with warehouse.connect(warehouse_copy) as conn:
+        rows = (
+            conn.execute(
+                f"SELECT {', '.join(audit.ACCESS_LOG.column_names)} FROM audit.access_log "
+                "ORDER BY event_seq"
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    kept = [r for r in rows if r["user_name"] != "alice"]
+    assert len(kept) < len(rows)
+    for attempt, key in (("another key", b"k" * 32), ("no key", b"")):
+        copy = copy_lakehouse(warehouse_copy, tmp_path / attempt.replace(" ", "_"))
+        forged = _recomputed(kept, key)
+        # The attacker rewrites the table files and the Delta log from scratch (no history
+        # left to show a rewrite) and the head file beside the lakehouse.
+        shutil.rmtree(copy / "audit" / "access_log")
+        warehouse.append_rows(str(copy), audit.ACCESS_LOG, forged)
+        audit.head_path(str(copy)).write_text(
+            json.dumps({"event_seq": forged[-1]["event_seq"], "row_hash": forged[-1]["row_hash"]})
+        )
+        with warehouse.connect(copy) as conn:
+            report = audit.verify_audit_chain(conn, str(copy))
+        assert not report.ok, attempt
+        assert any("was modified" in p for p in report.problems), attempt
+
+
+def test_a_removed_chain_head_is_reported(warehouse_copy):
+    audit.head_path(str(warehouse_copy)).unlink()
+    with warehouse.connect(warehouse_copy) as conn:
+        report = audit.verify_audit_chain(conn, str(warehouse_copy))
+    assert not report.ok and any("head" in p for p in report.problems)
 
 
 def test_materializations_are_audited(pipeline):

@@ -1,14 +1,20 @@
-"""Tamper-evident audit log: one hash-chained row per request, materialization or export.
+"""Tamper-evident audit log: a keyed hash chain of every request, materialization and export.
 
-Each row's hash covers its fields and the previous row's hash, and the newest (sequence, hash)
-is also written in the commit that adds the row and beside the lakehouse, so an edited, deleted
-or truncated row is detectable.
+Each row's hash is an HMAC-SHA256, under a secret only the service account holds, of its
+fields and the previous row's hash: without the key nobody can recompute the chain after an
+edit or a deletion (an unkeyed SHA-256 chain could simply be recomputed). The newest (sequence,
+hash) is also written in the commit that adds the row and beside the lakehouse, so truncation is
+detectable too. A gateway request is logged twice: `received` before it runs (a request killed
+while running still leaves a row), then its outcome.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +24,19 @@ from ..platform import lakehouse, warehouse
 from ..platform.tables import Column, Table
 
 GENESIS = "0" * 64
-ACTIONS = ("query", "materialize", "export", "lineage")
-DECISIONS = ("allow", "deny")
+ACTIONS = (
+    "query",
+    "materialize",
+    "export",
+    "lineage",
+    "patient_similarity",
+    "similarity_search",
+    "tumor_board_packet",
+    "tumor_board_packets",
+    "authenticate",
+)
+DECISIONS = ("received", "allow", "deny")
+AUDIT_KEY_ENV = "MM_AUDIT_KEY"
 
 ACCESS_LOG = Table(
     layer="audit",
@@ -48,7 +65,14 @@ ACCESS_LOG = Table(
         Column("filters", "VARCHAR", "Row filters applied.", "none"),
         Column("masks", "VARCHAR", "Column masks applied (column=mask).", "none"),
         Column("rows_returned", "BIGINT", "Rows returned or written.", "none"),
-        Column("decision", "VARCHAR", "allow or deny.", "none", nullable=False, allowed=DECISIONS),
+        Column(
+            "decision",
+            "VARCHAR",
+            "received (logged before the request runs), then allow or deny.",
+            "none",
+            nullable=False,
+            allowed=DECISIONS,
+        ),
         Column("reason", "VARCHAR", "Why (names objects, never values).", "none"),
         Column(
             "query_hash", "VARCHAR", "SHA-256 of the request text (the text is not kept).", "none"
@@ -58,7 +82,7 @@ ACCESS_LOG = Table(
         Column(
             "row_hash",
             "VARCHAR",
-            "SHA-256 over this row's fields and prev_hash.",
+            "HMAC-SHA256 (the service's key) over this row's fields and prev_hash.",
             "none",
             nullable=False,
         ),
@@ -87,9 +111,29 @@ def query_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _row_hash(row: dict) -> str:
+def audit_key(root: str) -> bytes:
+    """The chain's secret: MM_AUDIT_KEY (hex, from a secret store), or else the key file beside
+    the lakehouse (created on first use, mode 0600: readable by the service account only)."""
+    if os.environ.get(AUDIT_KEY_ENV):
+        return bytes.fromhex(os.environ[AUDIT_KEY_ENV])
+    path = Path(lakehouse.lease_dir(root).parent) / "_audit.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            return bytes.fromhex(path.read_text().strip())
+        key = secrets.token_hex(32)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(key)
+        return bytes.fromhex(key)
+
+
+def _row_hash(row: dict, key: bytes) -> str:
     canonical = json.dumps({k: _plain(row[k]) for k in _HASHED}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _plain(value):
@@ -133,6 +177,7 @@ def _chain_head(root: str) -> tuple[int, str]:
 def append(root: str, event: AuditEvent) -> dict:
     """Append one event to the chain: one Delta commit, serialized by the audit table's lease so
     that concurrent processes extend one chain."""
+    key = audit_key(root)
     with lakehouse.lease(root, ACCESS_LOG.fqn):
         seq, prev = _chain_head(root)
         row = {
@@ -142,7 +187,7 @@ def append(root: str, event: AuditEvent) -> dict:
             **{k: getattr(event, k) for k in AuditEvent.__dataclass_fields__},
             "prev_hash": prev,
         }
-        row["row_hash"] = _row_hash(row)
+        row["row_hash"] = _row_hash(row, key)
         head = f"{row['event_seq']}:{row['row_hash']}"
         version = warehouse.append_rows(root, ACCESS_LOG, [row], commit_metadata={_HEAD_KEY: head})
         if version % COMPACT_EVERY == 0:
@@ -177,10 +222,12 @@ def _rewrites(root: str) -> list[str]:
     return found
 
 
-def verify_audit_chain(conn, root: str | None = None) -> ChainReport:
-    """Recompute the chain: any edited, deleted, inserted or truncated row is reported."""
+def verify_audit_chain(conn, root: str) -> ChainReport:
+    """Recompute the chain with its key: any edited, deleted, inserted or truncated row, and a
+    chain recomputed without the key, is reported."""
     if not conn.has_table(ACCESS_LOG.fqn):
         return ChainReport(True, 0, ())
+    key = audit_key(root)
     cursor = conn.execute(
         f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
     )
@@ -194,13 +241,14 @@ def verify_audit_chain(conn, root: str | None = None) -> ChainReport:
             problems.append(f"sequence gap before event {row['event_seq']}")
         if row["prev_hash"] != prev:
             problems.append(f"event {row['event_seq']} does not follow its predecessor")
-        if _row_hash(row) != row["row_hash"]:
+        if not hmac.compare_digest(_row_hash(row, key), row["row_hash"]):
             problems.append(f"event {row['event_seq']} was modified")
         prev, expected_seq = row["row_hash"], row["event_seq"] + 1
-    if root is not None:
-        problems.extend(_rewrites(root))
-    if root is not None and head_path(root).exists():
+    problems.extend(_rewrites(root))
+    if head_path(root).exists():
         head = json.loads(head_path(root).read_text())
         if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
             problems.append("the newest events were removed (chain head does not match)")
+    elif count:
+        problems.append("the chain head beside the lakehouse is missing (truncation hidden?)")
     return ChainReport(not problems, count, tuple(problems))

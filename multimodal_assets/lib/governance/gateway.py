@@ -246,9 +246,10 @@ def governed_request(
     """Run `work(policy, conn)` for an authorized user on a locked-down read-only connection.
 
     The connection reads the lakehouse's newest snapshot, or for a role allowed to time-travel
-    the table versions in `as_of`. `work` returns (result, audit fields). Every request,
-    allowed or denied, leaves one audit row; a denial or engine error is raised as Denied with
-    a reason that holds no values.
+    the table versions in `as_of`. `work` returns (result, audit fields). Every request leaves
+    an audit row before it runs (`received`: a request killed while running is still logged)
+    and one with its outcome, allowed or denied; a denial or engine error is raised as Denied
+    with a reason that holds no values.
     """
     root = str(root)
     fields = {
@@ -257,6 +258,7 @@ def governed_request(
         "query_hash": audit.query_hash(text),
         "action": action,
     }
+    audit.append(root, audit.AuditEvent(decision="received", reason="request received", **fields))
     try:
         active = policy or load_policy()
         active.authorize(user, role)
