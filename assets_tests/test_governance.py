@@ -242,6 +242,48 @@ BYPASSES = [
     "SELECT * FROM glob('*')",
     "SELECT 1",
     "SELEC broken sql (",
+    # Found by the independent attack run: statistics past the row filter, and CTE names that
+    # are catalog objects where the CTE is not in scope.
+    "SELECT stats(age_at_index) FROM gold.clinical_features",
+    "SELECT t.sql FROM gold.clinical_features g, (WITH duckdb_tables AS (SELECT 1 AS x) "
+    "SELECT * FROM duckdb_tables) s, duckdb_tables t LIMIT 2",
+    "SELECT * FROM (WITH duckdb_tables AS (SELECT 1 AS x) SELECT * FROM duckdb_tables) s, "
+    "(SELECT * FROM gold.clinical_features LIMIT 1) g, duckdb_tables t",
+    "WITH duckdb_tables AS (SELECT * FROM duckdb_tables) SELECT * FROM duckdb_tables",
+    "WITH x AS (SELECT 1) SELECT * FROM x, duckdb_databases",
+    # Table functions and catalog objects, however they are spelled.
+    "SELECT * FROM query('SELECT * FROM silver.patients')",
+    "SELECT * FROM query_table('silver.patients')",
+    "SELECT * FROM parquet_scan('x.parquet')",
+    "SELECT * FROM sniff_csv('x.csv')",
+    "SELECT * FROM pragma_table_info('silver.patients')",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM DuckDB_Tables()",
+    'SELECT * FROM "duckdb_tables"()',
+    "SELECT * FROM INFORMATION_SCHEMA.TABLES",
+    'SELECT * FROM "information_schema"."columns"',
+    "SELECT * FROM pg_catalog.pg_tables",
+    "SELECT * FROM sqlite_master",
+    "SELECT * FROM lakehouse.bronze.files",
+    'SELECT * FROM "bronze"."fhir_resources"',
+    "SELECT * FROM BRONZE.FILES",
+    "SELECT * FROM system.main.duckdb_tables",
+    # The environment, the configuration and the engine's state.
+    "SELECT current_setting('home_directory')",
+    "SELECT current_setting('enable_external_access')",
+    "RESET enable_external_access",
+    "EXPORT DATABASE 'out'",
+    "CREATE MACRO leak(x) AS x",
+    "CREATE TEMP TABLE t AS SELECT * FROM silver.patients",
+    "SELECT list_aggregate([1], 'stats') FROM gold.clinical_features",
+    "SELECT error('x') FROM gold.clinical_features",
+    "CALL pragma_version()",
+    "CHECKPOINT",
+    "VACUUM",
+    # A second statement hidden by comments or string tricks.
+    "SELECT 1 FROM gold.clinical_features /* ; */ ; DROP TABLE silver.patients",
+    "SELECT 1 FROM gold.clinical_features -- \n; SELECT * FROM bronze.files",
+    "SELECT 1 FROM gold.clinical_features; SELECT * FROM governance.key_crosswalk",
 ]
 
 
@@ -477,3 +519,75 @@ def test_only_declared_tables_can_be_pinned_to_a_version(warehouse_copy):
             root=str(warehouse_copy),
             as_of={"../../outside.table": 0},
         )
+
+
+# A masked column must not be usable to learn the value it hides: the mask is applied before
+# any operator of the request (the order Iceberg's REST spec fixes: row filters, then masks, then
+# the user's own predicates), so each shape sees only NULL where a researcher's column is
+# redacted. (name, SQL, the answer knowing nothing of the hidden values.)
+INFERENCE_SHAPES = [
+    ("where", "SELECT count(*) FROM silver.patients WHERE family_name LIKE '%a%'", 0),
+    ("where is not null", "SELECT count(*) FROM silver.patients WHERE mrn IS NOT NULL", 0),
+    ("group by", "SELECT count(*) FROM (SELECT mrn FROM silver.patients GROUP BY mrn)", 1),
+    (
+        "order by limit",
+        "SELECT family_name FROM silver.patients ORDER BY family_name LIMIT 1",
+        None,
+    ),
+    (
+        "join on",
+        "SELECT count(*) FROM silver.patients a JOIN silver.patients b ON a.mrn = b.mrn",
+        0,
+    ),
+    ("min", "SELECT min(family_name) FROM silver.patients", None),
+    ("max", "SELECT max(phone) FROM silver.patients", None),
+    ("count distinct", "SELECT count(DISTINCT given_name) FROM silver.patients", 0),
+    (
+        "regular expression",
+        "SELECT count(*) FROM silver.patients WHERE regexp_matches(mrn, '^MRN')",
+        0,
+    ),
+    (
+        "case",
+        "SELECT sum(CASE WHEN address_line LIKE '%St%' THEN 1 ELSE 0 END) FROM silver.patients",
+        0,
+    ),
+    (
+        "window",
+        "SELECT count(DISTINCT x) FROM (SELECT first_value(family_name) OVER "
+        "(ORDER BY family_name) AS x FROM silver.patients)",
+        0,
+    ),
+    ("length", "SELECT max(length(city)) FROM silver.patients", None),
+    (
+        "try_cast",
+        "SELECT count(*) FROM silver.patients WHERE TRY_CAST(substr(mrn, 4) AS INTEGER) > 0",
+        0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [(sql, expected) for _, sql, expected in INFERENCE_SHAPES],
+    ids=[name for name, _, _ in INFERENCE_SHAPES],
+)
+def test_masked_columns_tell_nothing_through_any_operator(warehouse_copy, sql, expected):
+    result = run_query(sql, user="alice", role="researcher", root=warehouse_copy)
+    assert result.table.num_rows == 1
+    assert result.table.column(0)[0].as_py() == expected
+    # The same shape as the data engineer does see the values: the test can tell.
+    clear = run_query(sql, user="carol", role="data_engineer", root=warehouse_copy)
+    assert clear.table.column(0)[0].as_py() != expected
+
+
+def test_an_engine_error_never_quotes_a_value(warehouse_copy, pipeline):
+    sql = "SELECT CAST(family_name AS INTEGER) FROM silver.patients"
+    # Masked first: the researcher's cast sees NULLs and fails on nothing.
+    masked = run_query(sql, user="alice", role="researcher", root=warehouse_copy)
+    assert masked.table.column(0).null_count == masked.table.num_rows
+    # In clear the cast fails, and the refusal names the error's type, not the name it hit.
+    with pytest.raises(Denied) as refused:
+        run_query(sql, user="carol", role="data_engineer", root=warehouse_copy)
+    assert "engine" in refused.value.reason
+    assert not any(name in refused.value.reason for name in set(pipeline.truth.family_name))

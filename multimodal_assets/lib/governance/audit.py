@@ -65,14 +65,10 @@ ACCESS_LOG = Table(
         Column("filters", "VARCHAR", "Row filters applied.", "none"),
         Column("masks", "VARCHAR", "Column masks applied (column=mask).", "none"),
         Column("rows_returned", "BIGINT", "Rows returned or written.", "none"),
-        Column(
-            "decision",
-            "VARCHAR",
-            "received (logged before the request runs), then allow or deny.",
-            "none",
-            nullable=False,
-            allowed=DECISIONS,
-        ),
+        # The descriptions are those the table was created with: an append whose field
+        # metadata differs is refused by Delta, and this table is never rebuilt. `decision` is
+        # also `received` (logged before a request runs); `row_hash` is an HMAC-SHA256.
+        Column("decision", "VARCHAR", "allow or deny.", "none", nullable=False, allowed=DECISIONS),
         Column("reason", "VARCHAR", "Why (names objects, never values).", "none"),
         Column(
             "query_hash", "VARCHAR", "SHA-256 of the request text (the text is not kept).", "none"
@@ -82,7 +78,7 @@ ACCESS_LOG = Table(
         Column(
             "row_hash",
             "VARCHAR",
-            "HMAC-SHA256 (the service's key) over this row's fields and prev_hash.",
+            "SHA-256 over this row's fields and prev_hash.",
             "none",
             nullable=False,
         ),
