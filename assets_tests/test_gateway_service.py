@@ -174,3 +174,65 @@ def test_similar_patients_through_the_service_match_the_in_process_answer(gatewa
     )
     assert [h["research_key"] for h in served["hits"]] == [h["research_key"] for h in direct.hits]
     assert served["hidden"] == direct.hidden
+
+
+def _policy_with(**limits):
+    import dataclasses
+
+    from multimodal_assets.lib.governance.policy import load_policy
+
+    policy = load_policy()
+    return dataclasses.replace(policy, limits=dataclasses.replace(policy.limits, **limits))
+
+
+def test_a_result_over_the_row_cap_is_refused_and_audited(warehouse_copy):
+    policy = _policy_with(max_rows=5)
+    sql = "SELECT research_key FROM gold.clinical_features"
+    with pytest.raises(Denied, match="more than 5 rows"):
+        run_query(sql, user="carol", role="data_engineer", root=warehouse_copy, policy=policy)
+    assert audit_rows(warehouse_copy).iloc[-1].decision == "deny"
+    small = run_query(
+        sql + " LIMIT 5", user="carol", role="data_engineer", root=warehouse_copy, policy=policy
+    )
+    assert small.table.num_rows == 5
+
+
+def test_a_query_past_the_time_limit_is_interrupted_and_audited(warehouse_copy):
+    import time
+
+    policy = _policy_with(query_seconds=0.5)
+    slow = (
+        "SELECT sum(a.value * b.value * c.value) FROM silver.observations a, "
+        "silver.observations b, silver.observations c"
+    )
+    started = time.monotonic()
+    with pytest.raises(Denied, match="0.5 s limit"):
+        run_query(slow, user="carol", role="data_engineer", root=warehouse_copy, policy=policy)
+    assert time.monotonic() - started < 10
+    log = audit_rows(warehouse_copy, received=True)
+    assert list(log.decision.tail(2)) == ["received", "deny"]
+
+
+def test_a_user_over_the_rate_limit_is_refused_and_audited(warehouse_copy, tmp_path):
+    import threading
+
+    from multimodal_assets.lib.governance.service import GatewayServer
+
+    store = TokenStore(tmp_path / "tokens.json")
+    server = GatewayServer(
+        "grpc://127.0.0.1:0", str(warehouse_copy), store, _policy_with(requests_per_minute=3)
+    )
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        alice = GatewayClient(f"grpc://127.0.0.1:{server.port}", store.create("alice"))
+        carol = GatewayClient(f"grpc://127.0.0.1:{server.port}", store.create("carol"))
+        for _ in range(3):
+            alice.query("SELECT count(*) FROM gold.clinical_features", "researcher")
+        with pytest.raises(Denied, match="more than 3 requests in a minute"):
+            alice.query("SELECT count(*) FROM gold.clinical_features", "researcher")
+        # The limit is per user: another user is served.
+        assert carol.query("SELECT count(*) FROM silver.patients", "data_engineer").num_rows == 1
+    finally:
+        server.shutdown()
+    refused = audit_rows(warehouse_copy)
+    assert ((refused.user_name == "alice") & (refused.decision == "deny")).sum() == 1

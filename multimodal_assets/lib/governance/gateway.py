@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -316,7 +318,8 @@ def governed_request(
             # Only declared tables: a pinned name is also a path under the lakehouse root.
             raise Denied("a table pinned to a version is not a declared table")
         with warehouse.connect(root, read_only=True, as_of=as_of) as conn:
-            result, details = work(active, conn)
+            with _time_limit(conn, active.limits.query_seconds):
+                result, details = work(active, conn)
             if as_of:
                 details = {**details, "filters": _as_of_note(details.get("filters", ""), as_of)}
     except (Denied, PolicyError) as err:
@@ -332,6 +335,39 @@ def governed_request(
         root, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
     )
     return result
+
+
+@contextmanager
+def _time_limit(conn, seconds: float):
+    """Interrupt the connection's query after `seconds`; Denied says the limit was reached."""
+    expired = threading.Event()
+
+    def interrupt():
+        expired.set()
+        conn.interrupt()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.start()
+    try:
+        yield
+    except Exception:
+        if expired.is_set():
+            raise Denied(f"the request ran past the {seconds:g} s limit") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _bounded_arrow(conn, sql: str, max_rows: int) -> pa.Table:
+    """The result of `sql`, read in batches; Denied as soon as it passes `max_rows`."""
+    reader = conn.sql(sql).fetch_arrow_reader(batch_size=65536)
+    batches, rows = [], 0
+    for batch in reader:
+        rows += batch.num_rows
+        if rows > max_rows:
+            raise Denied(f"the result has more than {max_rows:,} rows: filter or aggregate")
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def _as_of_note(filters: str, as_of: dict[str, int]) -> str:
@@ -356,7 +392,7 @@ def run_query(
 
     def work(active: Policy, conn):
         plan = plan_query(sql, active, user, role, conn)
-        table = conn.sql(plan.sql).to_arrow_table()
+        table = _bounded_arrow(conn, plan.sql, active.limits.max_rows)
         return QueryResult(table, plan), {**plan.audit_fields(), "rows_returned": table.num_rows}
 
     return governed_request(

@@ -82,6 +82,16 @@ class TableAccess:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one request may cost: seconds of engine time, rows returned, requests per user per
+    minute (enforced by the gateway service, which sees every request of a user)."""
+
+    query_seconds: float = 30.0
+    max_rows: int = 1_000_000
+    requests_per_minute: int = 120
+
+
+@dataclass(frozen=True)
 class Policy:
     version: int
     mask_profiles: dict[str, tuple[MaskRule, ...]]
@@ -90,6 +100,7 @@ class Policy:
     roles: dict[str, Role]
     users: dict[str, User]
     source: str = field(default="", compare=False)
+    limits: Limits = field(default_factory=Limits)
 
     def authorize(self, user: str, role: str) -> User:
         """The user, if it exists and holds the role; otherwise Denied."""
@@ -193,11 +204,14 @@ def parse_policy(document, source: str = "") -> Policy:
                 raise PolicyError(f"user {name}: unknown role")
             users[name] = user
         non_patient = frozenset(_tuple(document.get("non_patient_tables"), "non_patient_tables"))
+        limits = Limits(**(document.get("limits") or {}))
+        if min(limits.query_seconds, limits.max_rows, limits.requests_per_minute) <= 0:
+            raise PolicyError("limits must be positive")
     except (KeyError, TypeError, AttributeError) as err:
         raise PolicyError(f"malformed policy ({type(err).__name__}: {err})") from None
     if not roles:
         raise PolicyError("policy grants no roles")
-    return Policy(1, profiles, row_filters, non_patient, roles, users, source)
+    return Policy(1, profiles, row_filters, non_patient, roles, users, source, limits)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -11,6 +11,9 @@ JSON document in the schema metadata (`document`) of an empty table.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import defaultdict, deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +25,13 @@ from .policy import Denied, Policy, load_policy
 from .tokens import TokenStore, Unauthenticated
 
 DOCUMENT_KEY = b"document"
-REQUESTS = ("query", "similar_patients", "similar_series", "lineage")
+# Each request kind and the action its audit rows name.
+REQUESTS = {
+    "query": "query",
+    "similar_patients": "patient_similarity",
+    "similar_series": "similarity_search",
+    "lineage": "lineage",
+}
 
 
 class _Identity(flight.ServerMiddleware):
@@ -64,13 +73,42 @@ class GatewayServer(flight.FlightServerBase):
         super().__init__(location, middleware={"identity": _Authenticate(tokens, str(root))})
         self.root = str(root)
         self.policy = policy or load_policy()
+        self._recent: dict[str, deque] = defaultdict(deque)  # user → times of recent requests
+        self._recent_lock = threading.Lock()
+
+    def _within_rate(self, user: str) -> bool:
+        """Whether `user` has made fewer than the policy's requests in the last minute."""
+        now = time.monotonic()
+        with self._recent_lock:
+            recent = self._recent[user]
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= self.policy.limits.requests_per_minute:
+                return False
+            recent.append(now)
+            return True
 
     def do_get(self, context, ticket):
         identity = context.get_middleware("identity")
         try:
             request = json.loads(ticket.ticket)
             if not isinstance(request, dict) or request.get("request") not in REQUESTS:
-                raise Denied(f"a request is a JSON object whose 'request' is one of {REQUESTS}")
+                raise Denied(
+                    f"a request is a JSON object whose 'request' is one of {list(REQUESTS)}"
+                )
+            if not self._within_rate(identity.user):
+                reason = f"more than {self.policy.limits.requests_per_minute} requests in a minute"
+                audit.append(
+                    self.root,
+                    audit.AuditEvent(
+                        action=REQUESTS[request["request"]],
+                        decision="deny",
+                        user_name=identity.user,
+                        role=str(request.get("role", "")),
+                        reason=reason,
+                    ),
+                )
+                raise Denied(reason)
             table = self._answer(identity.user, request)
         except Denied as denied:
             # Refusals reach the client as a clear reason (audited by the gateway already).
