@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 from multimodal_assets.definitions import defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -102,3 +104,31 @@ def test_the_pseudonym_key_comes_from_an_env_var_the_ui_never_shows(monkeypatch)
     assert isinstance(resource.secret, dg.EnvVar) and "not-the-development" not in repr(resource)
     with dg.build_resources({"pseudonym": resource}) as built:
         assert built.pseudonym.value() == b"not-the-development-key"
+
+
+def test_governance_outputs_never_wait_on_the_model_gate():
+    # A refused model version must not hold back the serving files, the column catalog or the
+    # audit check: they depend on the data, not on whether a model was published.
+    graph = defs.resolve_asset_graph()
+    outputs = [
+        dg.AssetKey(["governance", "serving_files"]),
+        dg.AssetKey(["governance", "column_catalog"]),
+        dg.AssetKey(["audit", "access_log"]),
+    ]
+    for output in outputs:
+        upstream = graph.get(output).parent_keys
+        seen, frontier = set(), list(upstream)
+        while frontier:
+            key = frontier.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            frontier.extend(graph.get(key).parent_keys)
+        blocking_model_checks = [
+            spec.name
+            for key in seen
+            if key.path[0] == "models"
+            for spec in graph.get(key).assets_def.check_specs
+            if spec.blocking and spec.asset_key == key
+        ]
+        assert blocking_model_checks == [], (output, blocking_model_checks)

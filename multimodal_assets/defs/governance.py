@@ -26,12 +26,17 @@ from .models import registry
 from .resources import LakehouseResource
 
 _GOVERNED = [t for t in catalog.ALL_TABLES if t.layer in catalog.GOVERNED_LAYERS]
+# What the governance outputs wait for: the data, not the model. The risk scores sit behind the
+# training set's leakage guard and the model gate, and a blocked or refused model skipped the
+# serving files, the catalog and the audit check with them (a researcher's serving file kept a
+# withdrawn patient). The scores are exported as they stand when the serving files are written.
+_GOVERNED_DATA = [t for t in _GOVERNED if t.fqn != catalog.RISK_SCORES.fqn]
 
 
 @dg.asset(
     **asset_spec_kwargs(COLUMN_CATALOG, {"duckdb"}),
     metadata=table_metadata(COLUMN_CATALOG),
-    deps=[asset_key(t) for t in _GOVERNED],
+    deps=[asset_key(t) for t in _GOVERNED_DATA],
     check_specs=[
         dg.AssetCheckSpec(
             "silver_gold_columns_classified",
@@ -122,7 +127,7 @@ policy_decisions = governed_table_asset(
     **file_asset_spec_kwargs(
         "governance", "serving_files", layer="gold", kinds={"duckdb"}, restricted=False
     ),
-    deps=[asset_key(t) for t in _GOVERNED] + [asset_key(DATE_SHIFTS), policy_decisions.key],
+    deps=[asset_key(t) for t in _GOVERNED_DATA] + [asset_key(DATE_SHIFTS), policy_decisions.key],
     automation_condition=dg.AutomationCondition.eager(),
 )
 def serving_files(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):

@@ -92,13 +92,16 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     ),
     deps=[training_set],
     check_specs=[
+        # Not blocking: a refused version is simply not published, and everything downstream
+        # (scores, serving files, the column catalog, the audit check) goes on with the current
+        # one. As a blocking check it skipped them all, and a researcher's serving file kept a
+        # patient whose consent had been withdrawn.
         dg.AssetCheckSpec(
             _NOT_WORSE,
             asset=["models", "risk_models"],
-            blocking=True,
             description="A new version is published only if its late-fusion AUROC on the frozen "
             f"evaluation cohort is not below the current one's by more than "
-            f"{model_registry.NOT_WORSE_TOLERANCE}.",
+            f"{model_registry.NOT_WORSE_TOLERANCE}; a refused one leaves the current one in use.",
         )
     ],
     automation_condition=dg.AutomationCondition.eager(),
@@ -168,6 +171,7 @@ def risk_models(context: dg.AssetExecutionContext):
             dg.AssetCheckResult(
                 check_name=_NOT_WORSE,
                 passed=gate["passed"],
+                severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "frozen_cohort_patients": gate["patients"],
                     "candidate_auroc": gate["candidate_auroc"],
