@@ -19,9 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     from multimodal_assets.lib.governance.service import serve
+    from multimodal_assets.lib.platform.permissions import make_private, private_umask
 
+    # The service's files (tokens, audit rows, leases) are its account's alone.
+    private_umask()
     service = config.service_dir()
-    service.mkdir(parents=True, exist_ok=True, mode=0o700)
+    service.mkdir(parents=True, exist_ok=True)
+    make_private(service)
     serve(args.location, config.lakehouse_root(), service)
     return 0
 

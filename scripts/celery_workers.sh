@@ -11,6 +11,7 @@ workers="${1:-2}"
 port="${MM_REDIS_PORT:-6379}"
 export MM_CELERY_BROKER="${MM_CELERY_BROKER:-redis://127.0.0.1:$port/0}"
 export PATH="$PWD/.venv/bin:$PATH"
+umask 077  # the steps write PHI: files private to this account, as `mma run` makes them
 scratch="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$scratch"' EXIT INT TERM
 # The instance the runs use (its storage made before any worker opens it) and the workers'

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     console.setLevel(logging.WARNING)
     logging.getLogger().addHandler(console)
     data = config.data_dir()
+    from multimodal_assets.lib.platform.permissions import make_private, private_umask
+
+    # Landing, truth, the lakehouse and the serving files hold PHI: owner only, new and old.
+    private_umask()
+    make_private(data)
     # Runs land in a persistent instance so `dagster dev` shows them afterwards.
     os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
     from pathlib import Path

@@ -1,0 +1,37 @@
+"""Keeping the data folder private to the account that runs the pipeline and the gateway.
+
+Landing, truth, the lakehouse and the serving files hold PHI; only the service account may open
+them (other people get the gateway). New files are made private by the umask the entry points
+set (`private_umask`), and what is already there by `make_private`, which changes modes only at
+and below the folder it is given, never above it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+
+
+def private_umask() -> None:
+    """New files and folders of this process: owner only (0600 and 0700)."""
+    os.umask(PRIVATE_UMASK)
+
+
+def make_private(folder: str | Path) -> int:
+    """Remove group and other permissions from `folder` and everything below it (symlinks are
+    not followed); the number of entries changed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    changed = 0
+    for path in (folder, *folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+            changed += 1
+    return changed
