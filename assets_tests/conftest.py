@@ -48,13 +48,15 @@ class Pipeline:
 
     def metadata(self, key: str) -> dict:
         """The metadata values of the run's materialization of the asset `key` (e.g.
-        `gold/clinical_features`)."""
-        (event,) = [
-            m
+        `gold/clinical_features`). A partitioned asset records one materialization per delivery
+        of the run, all with the same metadata: one run, one result."""
+        found = [
+            {k: v.value for k, v in m.materialization.metadata.items()}
             for m in self.result.get_asset_materialization_events()
             if m.asset_key.to_user_string() == key
         ]
-        return {k: v.value for k, v in event.materialization.metadata.items()}
+        assert found and all(f == found[0] for f in found), key
+        return found[0]
 
     def published_text(self, *tables: str) -> str:
         """Every value of the given tables as one string, for scanning for identifiers."""

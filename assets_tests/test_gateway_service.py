@@ -13,6 +13,7 @@ import pytest
 from multimodal_assets.lib.governance.client import GatewayClient, client_token
 from multimodal_assets.lib.governance.gateway import run_query
 from multimodal_assets.lib.governance.policy import Denied
+from multimodal_assets.lib.governance.service import start_service
 from multimodal_assets.lib.governance.tokens import TokenStore, Unauthenticated
 
 from .conftest import audit_rows
@@ -66,23 +67,9 @@ def gateway(warehouse_copy, tmp_path):
     """The service as `python -m multimodal_assets.serve` starts it, on a free port, over a
     private copy of the lakehouse; (location, token store, lakehouse, server environment)."""
     service = tmp_path / "service"
-    env = {
-        **os.environ,
-        "MM_LAKEHOUSE": str(warehouse_copy),
-        "MM_SERVICE_DIR": str(service),
-        "MM_GATEWAY": "grpc://127.0.0.1:0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "multimodal_assets.serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server, location = start_service(warehouse_copy, service)
+    env = {**os.environ, "MM_LAKEHOUSE": str(warehouse_copy), "MM_GATEWAY": location}
     try:
-        line = server.stdout.readline()
-        assert "gateway serving" in line, line
-        location = line.rsplit(" at ", 1)[1].strip()
         yield location, TokenStore(service / "tokens.json"), warehouse_copy, env
     finally:
         server.terminate()
@@ -136,7 +123,7 @@ def test_missing_forged_expired_and_revoked_tokens_get_nothing_and_are_audited(g
 
 def test_the_cli_is_a_client_and_a_named_user_alone_gets_nothing(gateway, tmp_path):
     location, store, _, env = gateway
-    env = {**env, "MM_GATEWAY": location, "MM_TOKEN_FILE": str(tmp_path / "none")}
+    env = {**env, "MM_TOKEN_FILE": str(tmp_path / "none")}
     env.pop("MM_TOKEN", None)
     sql = "SELECT mrn FROM silver.patients LIMIT 3"
     named = subprocess.run(

@@ -1,7 +1,9 @@
-"""Governed gateway overhead: the same typical query run directly on DuckDB and via the gateway.
+"""Governed gateway overhead: the same typical query run directly on DuckDB, via the gateway
+in process, and via the gateway service (Arrow Flight on localhost, a token per client), alone
+and with 16 concurrent clients.
 
 Usage: python benchmarks/gateway_overhead.py [--patients 2000] [--repeats 30]
-Prints medians (ms) and the ratio gateway / direct, measured in the same run.
+Prints medians (ms; p95 for the service) and ratios to the direct query, measured in the same run.
 """
 
 import argparse
@@ -20,14 +22,49 @@ QUERY = (
 )
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _times_ms(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return times
+
+
+def _median_ms(fn, repeats: int) -> float:
+    return statistics.median(_times_ms(fn, repeats))
+
+
+def _p95(times: list[float]) -> float:
+    return statistics.quantiles(times, n=20)[-1]
+
+
+def _service(db: str, data: Path):
+    """The gateway service as users start it, on a free port: (process, location, token store)."""
+    from multimodal_assets.lib.governance.service import start_service
+    from multimodal_assets.lib.governance.tokens import TokenStore
+
+    server, location = start_service(db, data / "service")
+    return server, location, TokenStore(data / "service" / "tokens.json")
+
+
+def _concurrent(location: str, token: str, clients: int, each: int) -> float:
+    """Requests per second of `clients` threads with a Flight client each, `each` requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from multimodal_assets.lib.governance.client import GatewayClient
+
+    def client_run(_):
+        client = GatewayClient(location, token)
+        for _ in range(each):
+            client.query(QUERY, "researcher")
+        client.close()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client_run, range(clients)))
+    return clients * each / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -75,6 +112,18 @@ def main() -> None:
         lambda: run_query(QUERY, user="alice", role="researcher", root=db), args.repeats
     )
 
+    from multimodal_assets.lib.governance.client import GatewayClient
+
+    server, location, tokens = _service(db, data)
+    try:
+        token = tokens.create("alice")
+        client = GatewayClient(location, token)
+        served = _times_ms(lambda: client.query(QUERY, "researcher"), args.repeats)
+        throughput = _concurrent(location, token, clients=16, each=5)
+    finally:
+        server.terminate()
+        server.wait()
+
     print(f"cohort: {args.patients} patients; query: join + aggregate over observations")
     print(f"direct, open connection              {direct_open:8.2f} ms")
     print(f"direct, connect per query            {direct_connect:8.2f} ms")
@@ -84,6 +133,11 @@ def main() -> None:
     print(f"gateway, researcher (full)           {gateway_researcher:8.2f} ms")
     print(f"ratio gateway/direct-connect, researcher: {gateway_researcher / direct_connect:.2f}x")
     print(f"ratio gateway/direct-open, researcher:    {gateway_researcher / direct_open:.2f}x")
+    print(
+        f"service (Flight, researcher)         {statistics.median(served):8.2f} ms p50, "
+        f"{_p95(served):.2f} ms p95; ratio to direct-open {statistics.median(served) / direct_open:.2f}x"
+    )
+    print(f"service, 16 concurrent clients       {throughput:8.1f} requests/s")
     peak = peak_mib()
     print(f"peak memory {peak:.0f} MiB")
 

@@ -11,6 +11,7 @@ JSON document in the schema metadata (`document`) of an empty table.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections import defaultdict, deque
@@ -158,3 +159,29 @@ def serve(location: str, root: str, service_dir: Path) -> None:
     server = GatewayServer(location, root, TokenStore(service_dir / "tokens.json"))
     print(f"gateway serving {root} at grpc://127.0.0.1:{server.port}", flush=True)
     server.serve()
+
+
+def start_service(lakehouse: str | Path, service_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m multimodal_assets.serve` over `lakehouse` with its tokens in `service_dir`, on
+    a free localhost port, for tests and benchmarks; (the process, the location it serves at)."""
+    import os
+    import sys
+
+    env = {
+        **os.environ,
+        "MM_LAKEHOUSE": str(lakehouse),
+        "MM_SERVICE_DIR": str(service_dir),
+        "MM_GATEWAY": "grpc://127.0.0.1:0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "multimodal_assets.serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = process.stdout.readline()
+    if " at " not in line:
+        process.kill()
+        raise RuntimeError(f"the gateway service did not start: {line.strip()}")
+    return process, line.rsplit(" at ", 1)[1].strip()
