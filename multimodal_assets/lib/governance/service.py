@@ -155,10 +155,24 @@ class GatewayServer(flight.FlightServerBase):
 
 
 def serve(location: str, root: str, service_dir: Path) -> None:
-    """Run the gateway at `location` until interrupted; tokens from `service_dir`."""
+    """Run the gateway at `location` until SIGTERM or SIGINT; tokens from `service_dir`."""
+    import os
+    import signal
+
     server = GatewayServer(location, root, TokenStore(service_dir / "tokens.json"))
+    stop = threading.Event()
+    # Our own handlers, not Flight's serve(): its graceful shutdown waited for ever on a call
+    # that never finished (seen with 16 concurrent clients), and the process ignored SIGTERM.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     print(f"gateway serving {root} at grpc://127.0.0.1:{server.port}", flush=True)
-    server.serve()
+    while not stop.wait(1.0):
+        pass
+    # Calls in flight get ten seconds to finish; then the process ends regardless.
+    deadline = threading.Timer(10, os._exit, args=(0,))
+    deadline.daemon = True
+    deadline.start()
+    server.shutdown()
 
 
 def start_service(lakehouse: str | Path, service_dir: Path) -> tuple[subprocess.Popen, str]:
