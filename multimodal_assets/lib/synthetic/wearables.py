@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .files import stamp_delivery, write_delivered
+from .files import batch_folder, stamp_delivery, write_delivered
 
 SCHEMA_V2_FROM = date(2022, 1, 1)
 LATENESS_HORIZON_DAYS = 7
@@ -205,8 +205,10 @@ def render_exports(cohort: pd.DataFrame, seed: int, folder: Path, truth_path: Pa
                 ]
                 # The first chunk that uploads on a day creates its file; later ones append.
                 mode = "a" if day in written else "w"
+                # Daily exports, pushed in weekly deliveries like every other modality: a
+                # delivery is a Dagster partition, and a folder per day gave ~1,000 of them.
                 path = written.setdefault(
-                    day, folder / day.isoformat() / f"export-{day.isoformat()}.jsonl"
+                    day, folder / batch_folder(day) / f"export-{day.isoformat()}.jsonl"
                 )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, mode) as handle:
