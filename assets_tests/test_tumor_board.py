@@ -168,6 +168,17 @@ def test_the_deidentified_packets_hold_no_identifier(pipeline):
 def test_opening_a_packet_follows_the_policy_and_is_audited(pipeline, warehouse_copy):
     folder = _meeting(pipeline)
     meeting = folder.name
+
+    def open_as(user: str, role: str, research_key: str):
+        return open_packet(
+            user=user,
+            role=role,
+            meeting=meeting,
+            research_key=research_key,
+            data_dir=pipeline.data_dir,
+            root=warehouse_copy,
+        )
+
     clinicians = {"site_a": "bob", "site_b": "frank"}  # the policy's clinicians and sites
     mine = next(
         p
@@ -176,56 +187,20 @@ def test_opening_a_packet_follows_the_policy_and_is_audited(pipeline, warehouse_
     )
     key, site = mine.stem, mine.parent.name
     other = next(u for s, u in clinicians.items() if s != site)
-    opened = open_packet(
-        user=clinicians[site],
-        role="clinician",
-        meeting=meeting,
-        research_key=key,
-        data_dir=pipeline.data_dir,
-        root=warehouse_copy,
-    )
+    opened = open_as(clinicians[site], "clinician", key)
     assert opened == mine
     with pytest.raises(Denied, match="not visible"):
-        open_packet(
-            user=other,
-            role="clinician",
-            meeting=meeting,
-            research_key=key,
-            data_dir=pipeline.data_dir,
-            root=warehouse_copy,
-        )
+        open_as(other, "clinician", key)
     deidentified = sorted((folder / "deidentified").glob("rk_*.html"))
     consented = {p.stem for p in deidentified}
     for path in sorted((folder / "identified").glob("site_*/rk_*.html")):
         if path.stem in consented:
-            got = open_packet(
-                user="alice",
-                role="researcher",
-                meeting=meeting,
-                research_key=path.stem,
-                data_dir=pipeline.data_dir,
-                root=warehouse_copy,
-            )
-            assert got.parent.name == "deidentified"
+            assert open_as("alice", "researcher", path.stem).parent.name == "deidentified"
         else:
             with pytest.raises(Denied):
-                open_packet(
-                    user="alice",
-                    role="researcher",
-                    meeting=meeting,
-                    research_key=path.stem,
-                    data_dir=pipeline.data_dir,
-                    root=warehouse_copy,
-                )
+                open_as("alice", "researcher", path.stem)
     with pytest.raises(Denied, match="receives no tumor-board packets"):
-        open_packet(
-            user="carol",
-            role="data_engineer",
-            meeting=meeting,
-            research_key=key,
-            data_dir=pipeline.data_dir,
-            root=warehouse_copy,
-        )
+        open_as("carol", "data_engineer", key)
     log = audit_rows(warehouse_copy)
     opens = log[log.action == "tumor_board_packet"]
     assert len(opens) == 3 + 6 and set(opens.decision) == {"allow", "deny"}

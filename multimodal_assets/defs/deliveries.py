@@ -31,24 +31,15 @@ def landed_deliveries() -> list[str]:
     return [ingest.UNBATCHED, *sorted(landed - {ingest.UNBATCHED})]
 
 
-def register_deliveries(instance: dg.DagsterInstance) -> list[str]:
-    """Adds a partition for each landed delivery the instance does not know; every delivery
-    partition, in the order added."""
+def register_delivery_batches(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Adds a partition for each landed delivery the instance does not know, and returns the
+    tags of one run over every delivery partition (in the order they were added)."""
     known = set(instance.get_dynamic_partitions(DELIVERIES.name))
     new = [batch for batch in landed_deliveries() if batch not in known]
     if new:
         instance.add_dynamic_partitions(DELIVERIES.name, new)
-    return list(instance.get_dynamic_partitions(DELIVERIES.name))
-
-
-def delivery_range_tags(deliveries: list[str]) -> dict[str, str]:
-    """The tags of one run over the consecutive `deliveries` (in the instance's order)."""
+    deliveries = instance.get_dynamic_partitions(DELIVERIES.name)
     return {
         ASSET_PARTITION_RANGE_START_TAG: deliveries[0],
         ASSET_PARTITION_RANGE_END_TAG: deliveries[-1],
     }
-
-
-def register_delivery_batches(instance: dg.DagsterInstance) -> dict[str, str]:
-    """Registers the landed deliveries and returns the tags of one run over them all."""
-    return delivery_range_tags(register_deliveries(instance))

@@ -394,9 +394,9 @@ def bronze_ingest_multi_asset(
 ) -> dg.AssetsDefinition:
     """Landing → several bronze tables filled from the same files (e.g. VCF sites and calls),
     partitioned by delivery; `parse(bytes, path)` also sees the path, for formats that span
-    files of one batch (PLINK). Files are
-    parsed in `config.ingest_workers()` worker processes (at least one: the native readers run
-    isolated from the run's process); a run over several batches is one run."""
+    files of one batch (PLINK). Files are parsed in `config.ingest_workers()` worker processes
+    (at least one: the native readers run isolated from the run's process); a run over several
+    deliveries is one run."""
     specs = [
         dg.AssetSpec(**asset_spec_kwargs(table, kinds), metadata=table_metadata(table))
         for table in tables

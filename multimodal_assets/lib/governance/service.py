@@ -165,7 +165,9 @@ def serve(location: str, root: str, service_dir: Path) -> None:
     # that never finished (seen with 16 concurrent clients), and the process ignored SIGTERM.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"gateway serving {root} at grpc://127.0.0.1:{server.port}", flush=True)
+    # The location as clients reach it: port 0 asks for a free port, which the server knows.
+    host = location.split("://", 1)[-1].rsplit(":", 1)[0]
+    print(f"gateway serving {root} at grpc://{host}:{server.port}", flush=True)
     while not stop.wait(1.0):
         pass
     # Calls in flight get ten seconds to finish; then the process ends regardless.
