@@ -146,3 +146,24 @@ def test_an_sql_build_depends_on_what_its_sql_reads_and_declares_no_lineage_by_h
     # Its lineage comes from the SQL: a hand-written one could name what the SQL does not read.
     with pytest.raises(ValueError, match="lineage is derived from its SQL"):
         replace(SCORES, build_sql=sql, lineage={"score": (("silver.patients", "sex"),)})
+
+
+def test_checks_run_in_a_process_whose_main_module_has_no_file():
+    """Dagster's multiprocess executor forks step processes from a forkserver whose __main__ has
+    no file (every UI-launched run); pyspark's Spark Connect, which GX imports, exits such a
+    process with status 0 on import. `python -c` gives the same __main__."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "assert getattr(sys.modules['__main__'], '__file__', None) is None\n"
+        "from multimodal_assets.lib.platform import quality\n"
+        "quality._gx()\n"
+        "print('validated')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "validated"

@@ -6,6 +6,7 @@ Outcomes carry counts and column names only, never values: they end up in Dagste
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import duckdb
@@ -71,6 +72,14 @@ def _gx():
     # Imported here: Great Expectations takes seconds to import and must not slow the code
     # location; its usage analytics would try the network.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX probes Spark Connect whenever pyspark is installed (for the Spark path); pyspark 4.3's
+    # Spark Connect calls sys.exit(0) on import in a process whose __main__ has no file — every
+    # step process Dagster's multiprocess executor forks from its forkserver, i.e. every run
+    # launched from the UI — because it takes that for a doctest run without its gRPC extras.
+    # Nothing here uses Spark Connect (the Spark path runs in its own process): GX is told it is
+    # absent, as it would be without pyspark.
+    for module in ("pyspark.sql.connect.dataframe", "pyspark.sql.connect.session"):
+        sys.modules.setdefault(module, None)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
