@@ -228,10 +228,15 @@ def _report_drift(instance, passed: bool, severity):
 def test_a_drift_error_requests_retraining_once_and_a_warning_does_not():
     instance = dg.DagsterInstance.ephemeral()
     sensor = model_defs.drift_retraining_sensor
-    _report_drift(instance, False, dg.AssetCheckSeverity.WARN)
-    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+    # A drift error found before the sensor first ran (the main job's) starts nothing.
     _report_drift(instance, False, dg.AssetCheckSeverity.ERROR)
-    result = sensor(dg.build_sensor_context(instance=instance))
+    first = dg.build_sensor_context(instance=instance)
+    assert isinstance(sensor(first), dg.SkipReason)
+    _report_drift(instance, False, dg.AssetCheckSeverity.WARN)
+    warned = dg.build_sensor_context(instance=instance, cursor=first.cursor)
+    assert isinstance(sensor(warned), dg.SkipReason)
+    _report_drift(instance, False, dg.AssetCheckSeverity.ERROR)
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     (request,) = result.run_requests
     assert request.run_key.startswith("drift-retraining-")
     again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))

@@ -229,3 +229,29 @@ def test_a_new_board_list_adds_a_meeting_and_requests_its_packets(tmp_path, monk
             dg.build_sensor_context(instance=instance, cursor=context.cursor)
         )
         assert [r.partition_key for r in later.run_requests] == ["2024-10-10"]
+
+
+def test_the_first_tick_skips_meetings_already_built_from_the_same_list(tmp_path, monkeypatch):
+    """Opening the UI after the main job must not rebuild the packets it built."""
+    import hashlib
+
+    from multimodal_assets.defs.oncology import PACKETS_KEY, tumor_board_sensor
+
+    monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
+    lists = tmp_path / "landing" / "tumor_board"
+    lists.mkdir(parents=True)
+    built, edited = lists / "2024-10-03.csv", lists / "2024-10-10.csv"
+    built.write_text("patient,site\nMRN10000001,site_a\n")
+    edited.write_text("patient,site\nMRN10000002,site_b\n")
+    with dg.instance_for_test() as instance:
+        # Packets built from the landed list of one meeting, from an older list of the other.
+        built_from = {"2024-10-03": built.read_bytes(), "2024-10-10": b"patient,site\n"}
+        for meeting, board in built_from.items():
+            sha = hashlib.sha256(board).hexdigest()
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    PACKETS_KEY, partition=meeting, metadata={"board_list_sha256": sha}
+                )
+            )
+        result = tumor_board_sensor(dg.build_sensor_context(instance=instance))
+        assert [r.partition_key for r in result.run_requests] == ["2024-10-10"]

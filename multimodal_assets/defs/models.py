@@ -402,17 +402,23 @@ def failed_check_alert_sensor(context: dg.SensorEvaluationContext):
 @dg.sensor(
     name="drift_retraining_sensor",
     description="Requests retraining (snapshot, models, evaluation, scores) when the scoring "
-    "population's drift check fails with severity ERROR.",
+    "population's drift check fails with severity ERROR after the sensor started watching.",
     asset_selection=dg.AssetSelection.assets(*assets),
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext):
-    after = int(context.cursor or 0)
     drift_key = dg.AssetCheckKey(asset_key(catalog.RISK_SCORES), _DRIFT)
+    if context.cursor is None:
+        # First tick (e.g. the UI opened after the main job): drift found before the sensor ran
+        # was reported by the run that found it and by the failed-check alert; retraining on it
+        # is a user's decision or the weekly schedule's, not a side effect of opening the UI.
+        latest = _failed_checks(context.instance, [drift_key], 0)
+        context.update_cursor(str(latest[-1][0] if latest else 0))
+        return dg.SkipReason("watching drift evaluations from now on")
     errors = [
         f
-        for f in _failed_checks(context.instance, [drift_key], after)
+        for f in _failed_checks(context.instance, [drift_key], int(context.cursor))
         if f[2] == dg.AssetCheckSeverity.ERROR
     ]
     if not errors:

@@ -1,6 +1,8 @@
 """Oncology assets (decision support): patient profiles, trial screening and candidates, their
 evaluations against the generator's truth, and the sensor that re-screens on a catalog change."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -226,7 +228,13 @@ def tumor_board_packets(
         ),
     )
     index = meetings_dir(config.data_dir()) / meeting / "identified" / "index.html"
-    return dg.MaterializeResult(metadata={**summary, "index": dg.MetadataValue.path(str(index))})
+    return dg.MaterializeResult(
+        metadata={
+            **summary,
+            "index": dg.MetadataValue.path(str(index)),
+            "board_list_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+    )
 
 
 @dg.sensor(
@@ -238,15 +246,15 @@ def tumor_board_packets(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def tumor_board_sensor(context: dg.SensorEvaluationContext):
-    import hashlib
-    import json
-
     seen = json.loads(context.cursor) if context.cursor else {}
     current = {m: hashlib.sha256(p.read_bytes()).hexdigest() for m, p in board_lists().items()}
+    # A meeting the cursor has not seen (the sensor's first tick, e.g. when the UI first opens
+    # after the main job) counts as built if its packets were built from this very list.
+    seen |= {m: _packets_built_from(context.instance, m) for m in current if m not in seen}
     changed = sorted(m for m, sha in current.items() if seen.get(m) != sha)
+    context.update_cursor(json.dumps(current, sort_keys=True))
     if not changed:
         return dg.SkipReason("no new or changed board list")
-    context.update_cursor(json.dumps(current, sort_keys=True))
     new = [m for m in changed if not context.instance.has_dynamic_partition(MEETINGS.name, m)]
     return dg.SensorResult(
         run_requests=[
@@ -254,6 +262,15 @@ def tumor_board_sensor(context: dg.SensorEvaluationContext):
         ],
         dynamic_partitions_requests=[MEETINGS.build_add_request(new)] if new else [],
     )
+
+
+def _packets_built_from(instance: dg.DagsterInstance, meeting: str) -> str | None:
+    """The board list hash the meeting's latest packets were built from, if any."""
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=PACKETS_KEY, asset_partitions=[meeting]), limit=1
+    ).records
+    metadata = latest[0].asset_materialization.metadata if latest else {}
+    return metadata["board_list_sha256"].value if "board_list_sha256" in metadata else None
 
 
 assets = [
