@@ -132,3 +132,14 @@ def test_governance_outputs_never_wait_on_the_model_gate():
             if spec.blocking and spec.asset_key == key
         ]
         assert blocking_model_checks == [], (output, blocking_model_checks)
+
+
+def test_every_planted_fault_names_a_check_of_the_graph():
+    """The main job matches failed checks to the generator's planted faults by check key."""
+    from multimodal_assets.lib.synthetic.planted import KNOWN_FAULTS
+
+    checks = {
+        f"{k.asset_key.to_user_string()}:{k.name}"
+        for k in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert {f.flagged_by for f in KNOWN_FAULTS} <= checks

@@ -103,3 +103,25 @@ def test_the_smallest_rendered_lesions_keep_a_soft_tissue_density():
             means.append(lesion["lesion_mean_hu"])
     assert len(means) > 60
     assert -150 < min(means) and max(means) < 200
+
+
+def test_planted_faults_split_failed_checks_into_found_unflagged_and_unexpected(tmp_path):
+    from multimodal_assets.lib.synthetic.planted import (
+        classify_failures,
+        read_planted,
+        write_planted,
+    )
+
+    assert read_planted(tmp_path) == []  # no truth: every failure is unexpected
+    write_planted(tmp_path, {"instance", "unknown_sample", "truncated_pixels"}, True)
+    planted = read_planted(tmp_path)
+    failures = classify_failures(
+        [
+            "silver/genomic_samples:file_samples_mapped_to_patients",
+            "gold/patient_features:between__age",
+        ],
+        planted,
+    )
+    assert [f.kind for f in failures.found] == ["unknown_sample"]
+    assert [f.kind for f in failures.unflagged] == ["truncated_pixels", "availability_shift"]
+    assert failures.unexpected == ["gold/patient_features:between__age"]

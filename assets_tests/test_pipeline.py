@@ -34,6 +34,24 @@ def test_run_succeeds_and_every_check_passes_but_the_planted_failure(pipeline):
     ]
 
 
+def test_the_generator_truth_names_the_planted_faults_the_checks_found(pipeline):
+    from multimodal_assets.lib.synthetic.planted import classify_failures, read_planted
+
+    failed = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in pipeline.result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+    planted = read_planted(pipeline.data_dir / "truth")
+    assert {f.kind for f in planted} == {"unknown_sample", "truncated_pixels", "availability_shift"}
+    failures = classify_failures(failed, planted)
+    assert {f.kind for f in failures.found} == {"unknown_sample", "truncated_pixels"}
+    # The real DICOM fixtures belong to no generated patient: nothing planted explains that.
+    assert failures.unexpected == ["silver/imaging_instances:instances_mapped_to_patients"]
+    # 60 patients are too few for the drift to be significant.
+    assert [f.kind for f in failures.unflagged] == ["availability_shift"]
+
+
 def test_silver_counts_match_generator_truth(pipeline):
     with pipeline.connect() as conn:
         synthetic = conn.execute(

@@ -83,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
 
     everything = defs.resolve_implicit_global_asset_job_def().asset_layer.executable_asset_keys
 
-    with dg.DagsterInstance.get() as instance:
+    from multimodal_assets.cli.progress import RunProgress
+
+    with dg.DagsterInstance.get() as instance, RunProgress(instance, len(everything)):
         # Step-level DEBUG events stay in the run's event log (see the UI); the console gets
-        # warnings and the summary below. One run covers every delivery; the tumor-board
-        # packets, partitioned by meeting, get one run per landed meeting after it.
+        # progress, warnings and the summary below. One run covers every delivery; the
+        # tumor-board packets, partitioned by meeting, get one run per landed meeting after it.
         run = _runner(instance)
         results = [
             run(
@@ -106,9 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                 failed_checks.append(
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 )
+    from multimodal_assets.lib.synthetic.planted import classify_failures, read_planted
+
     success = all(r.success for r in results)
-    _print_summary(success, checks, failed_checks, started)
-    return 0 if success else 1
+    failures = classify_failures(failed_checks, read_planted(config.truth_dir()))
+    _print_summary(success, checks, failures, started)
+    # Planted faults found are the demo working; a failed step or a failure nothing planted
+    # is a broken pipeline.
+    return 0 if success and not failures.unexpected else 1
 
 
 @dataclass(frozen=True)
@@ -154,16 +161,24 @@ def _runner(instance):
     return on_executor if config.executor() == "celery" else in_process
 
 
-def _print_summary(success: bool, checks: Counter, failed_checks: list[str], started: float):
+def _print_summary(success: bool, checks: Counter, failures, started: float):
     from multimodal_assets.lib.platform import warehouse
 
     print()
     print(
         f"run {'succeeded' if success else 'FAILED'}; asset checks: {checks['passed']} passed, "
-        f"{checks['failed']} failed"
+        f"{checks['failed']} failed: {len(failures.found)} planted faults found, "
+        f"{len(failures.unexpected)} unexpected"
     )
-    for name in failed_checks:
-        print(f"  failed check: {name}")
+    for fault in failures.found:
+        print(f"  planted fault found ({fault.modality}): {fault.what}  [{fault.flagged_by}]")
+    for fault in failures.unflagged:  # e.g. drift in a cohort too small to be significant
+        print(
+            f"  planted fault not flagged ({fault.modality}): {fault.what}  "
+            f"[{fault.flagged_by} passed]"
+        )
+    for name in failures.unexpected:
+        print(f"  UNEXPECTED failed check: {name}  (see the check's page in the UI)")
     with warehouse.connect(config.lakehouse_root()) as conn:
         print(f"\nlakehouse {config.lakehouse_root()} (Delta Lake tables)")
         for name, version in sorted(conn.versions.items()):

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .cohort import draw_cohort
+from .cohort import AVAILABILITY_SHIFT_DATE, draw_cohort
 from .fhir_bundles import render_patient
 from .files import batch_folder, write_delivered
 from .genomics import render_genomics
 from .imaging import render_imaging
 from .notes import render_notes
+from .planted import write_planted
 from .wearables import render_exports
 
 RESOURCE_COUNTS = {
@@ -153,6 +154,15 @@ def generate(
     _write_screening_truth(cohort, truth_dir)
     write_board_list(cohort, landing / "tumor_board", BOARD_PATIENTS)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
+    index_dates = pd.to_datetime(cohort.index_date)
+    write_planted(
+        truth_dir,
+        {f["kind"] for f in [*deliveries, *genomics_files, *imaging_files]},
+        availability_shift=bool(
+            (index_dates < pd.Timestamp(AVAILABILITY_SHIFT_DATE)).any()
+            and (index_dates >= pd.Timestamp(AVAILABILITY_SHIFT_DATE)).any()
+        ),
+    )
     (truth_dir / "generator.json").write_text(
         json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
     )
