@@ -12,7 +12,6 @@ import pytest
 
 from multimodal_assets.definitions import defs
 from multimodal_assets.defs.deliveries import register_delivery_batches
-from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 from multimodal_assets.defs.resources import LakehouseResource, PseudonymKey
 from multimodal_assets.lib.governance import pseudonym
 from multimodal_assets.lib.platform import warehouse
@@ -26,6 +25,20 @@ REAL_DICOM = FIXTURES / "dicom"
 REAL_NOTES = FIXTURES / "notes"
 ALL_ASSETS = list(defs.assets)  # the code location's assets, with the tests' resources
 TEST_PATIENTS = 60
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+NO_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed (scripts/test.sh installs it when it can run "
+    "apt-get)",
+)
 TEST_SEED = 11
 
 
@@ -36,7 +49,6 @@ class Pipeline:
     truth: pd.DataFrame
     result: dg.ExecuteInProcessResult
     instance: dg.DagsterInstance
-    meetings: list[dg.ExecuteInProcessResult]  # one tumor-board packets run per meeting
 
     def connect(self):
         return warehouse.connect(self.lakehouse)
@@ -152,27 +164,10 @@ def materialize(
         ALL_ASSETS,
         resources=pipeline_resources(data / "lakehouse"),
         instance=instance,
-        # The tumor-board packets are partitioned by meeting: `materialize_meetings` runs them.
-        selection=selection or dg.AssetSelection.all() - dg.AssetSelection.assets(PACKETS_KEY),
+        selection=selection or dg.AssetSelection.all(),
         raise_on_error=raise_on_error,
         tags=register_delivery_batches(instance),
     )
-
-
-def materialize_meetings(
-    data: Path, instance: dg.DagsterInstance
-) -> list[dg.ExecuteInProcessResult]:
-    """Build the packets of every landed tumor-board meeting, one run per meeting partition."""
-    return [
-        dg.materialize(
-            ALL_ASSETS,
-            resources=pipeline_resources(data / "lakehouse"),
-            instance=instance,
-            selection=[PACKETS_KEY],
-            partition_key=meeting,
-        )
-        for meeting in register_meetings(instance)
-    ]
 
 
 @pytest.fixture(scope="session")
@@ -196,14 +191,12 @@ def pipeline(tmp_path_factory) -> Pipeline:
             )
         instance = dg.DagsterInstance.ephemeral()
         result = materialize(data, instance)
-        meetings = materialize_meetings(data, instance)
         yield Pipeline(
             data,
             data / "lakehouse",
             pd.read_parquet(data / "truth" / "patients.parquet"),
             result,
             instance,
-            meetings,
         )
     finally:
         if previous is None:

@@ -41,9 +41,8 @@ def _dagster_materialize(env: dict, selection: str, *partition: str) -> subproce
 
 
 def _materialize_all(data: Path) -> list[subprocess.CompletedProcess]:
-    """Every asset but the per-meeting packets through the CLI: the bronze tables over every
-    delivery in one run (a partition range needs every selected asset to run single-run), then
-    the unpartitioned rest."""
+    """Every asset through the CLI: the bronze tables over every delivery in one run (a
+    partition range needs every selected asset to run single-run), then the unpartitioned rest."""
     home = data / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
@@ -53,10 +52,7 @@ def _materialize_all(data: Path) -> list[subprocess.CompletedProcess]:
     bronze = _dagster_materialize(env, 'key:"bronze/*"', "--partition-range", deliveries)
     if bronze.returncode != 0:
         return [bronze]
-    # The tumor-board packets are partitioned by meeting, not by delivery.
-    rest = _dagster_materialize(
-        env, 'not key:"bronze/*" and not key:"oncology/tumor_board_packets"'
-    )
+    rest = _dagster_materialize(env, 'not key:"bronze/*"')
     return [bronze, rest]
 
 

@@ -14,17 +14,7 @@ from multimodal_assets.lib.oncology import board_list as board
 from multimodal_assets.lib.oncology.meeting import meetings_dir, open_packet
 from multimodal_assets.lib.oncology.packet import SECTIONS
 
-from .conftest import audit_rows
-
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from .conftest import BROWSER_FLAGS, CHROMIUM, NO_CHROMIUM, audit_rows
 
 
 def test_board_lists_are_read_or_refused_with_the_row_named(tmp_path):
@@ -79,11 +69,12 @@ def _record_exists(conn, sha256: str, locator: str) -> bool:
 
 
 def test_the_meeting_built_packets_for_every_listed_patient(pipeline):
-    (run,) = pipeline.meetings
-    assert run.success
-    (event,) = run.get_asset_materialization_events()
-    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    meta = pipeline.metadata("tumor_board_packets")
+    assert meta["meetings"] == 1
+    (meeting,) = meta["per_meeting"].values()
     assert meta["patients_listed"] == meta["packets_identified"] == 6
+    assert meeting["patients_listed"] == meeting["packets_identified"] == 6
+    assert meta["board_lists_sha256"].keys() == meta["per_meeting"].keys()
     assert meta["patients_not_found"] == 0 and meta["packets_deidentified"] >= 1
     folder = _meeting(pipeline)
     identified = sorted((folder / "identified").glob("site_*/rk_*.html"))
@@ -92,11 +83,7 @@ def test_the_meeting_built_packets_for_every_listed_patient(pipeline):
     assert all(p.stat().st_mode & 0o077 == 0 for p in identified)
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed "
-    "(scripts/test.sh installs it when it can run apt-get)",
-)
+@NO_CHROMIUM
 def test_a_packet_renders_with_every_section_and_every_fact_traceable(pipeline, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -208,7 +195,7 @@ def test_opening_a_packet_follows_the_policy_and_is_audited(pipeline, warehouse_
     assert (written.action == "tumor_board_packets").sum() == 1
 
 
-def test_a_new_board_list_adds_a_meeting_and_requests_its_packets(tmp_path, monkeypatch):
+def test_a_new_or_changed_board_list_requests_the_packets(tmp_path, monkeypatch):
     from multimodal_assets.defs.oncology import tumor_board_sensor
 
     monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
@@ -217,9 +204,8 @@ def test_a_new_board_list_adds_a_meeting_and_requests_its_packets(tmp_path, monk
     (lists / "2024-10-03.csv").write_text("patient,site\nMRN10000001,site_a\n")
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance)
-        result = tumor_board_sensor(context)
-        assert [r.partition_key for r in result.run_requests] == ["2024-10-03"]
-        assert result.dynamic_partitions_requests[0].partition_keys == ["2024-10-03"]
+        first = tumor_board_sensor(context)
+        assert first.tags["meetings"] == "2024-10-03"
         again = tumor_board_sensor(
             dg.build_sensor_context(instance=instance, cursor=context.cursor)
         )
@@ -228,30 +214,30 @@ def test_a_new_board_list_adds_a_meeting_and_requests_its_packets(tmp_path, monk
         later = tumor_board_sensor(
             dg.build_sensor_context(instance=instance, cursor=context.cursor)
         )
-        assert [r.partition_key for r in later.run_requests] == ["2024-10-10"]
+        assert later.tags["meetings"] == "2024-10-10" and later.run_key != first.run_key
 
 
-def test_the_first_tick_skips_meetings_already_built_from_the_same_list(tmp_path, monkeypatch):
+def test_the_first_tick_skips_the_lists_the_packets_were_built_from(tmp_path, monkeypatch):
     """Opening the UI after the main job must not rebuild the packets it built."""
     import hashlib
 
-    from multimodal_assets.defs.oncology import PACKETS_KEY, tumor_board_sensor
+    from multimodal_assets.defs.oncology import BOARD_LISTS_KEY, PACKETS_KEY, tumor_board_sensor
 
     monkeypatch.setenv("MM_DATA_DIR", str(tmp_path))
     lists = tmp_path / "landing" / "tumor_board"
     lists.mkdir(parents=True)
-    built, edited = lists / "2024-10-03.csv", lists / "2024-10-10.csv"
+    built = lists / "2024-10-03.csv"
     built.write_text("patient,site\nMRN10000001,site_a\n")
-    edited.write_text("patient,site\nMRN10000002,site_b\n")
     with dg.instance_for_test() as instance:
-        # Packets built from the landed list of one meeting, from an older list of the other.
-        built_from = {"2024-10-03": built.read_bytes(), "2024-10-10": b"patient,site\n"}
-        for meeting, board in built_from.items():
-            sha = hashlib.sha256(board).hexdigest()
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(
-                    PACKETS_KEY, partition=meeting, metadata={"board_list_sha256": sha}
-                )
+        sha = hashlib.sha256(built.read_bytes()).hexdigest()
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                PACKETS_KEY, metadata={BOARD_LISTS_KEY: dg.MetadataValue.json({"2024-10-03": sha})}
             )
-        result = tumor_board_sensor(dg.build_sensor_context(instance=instance))
-        assert [r.partition_key for r in result.run_requests] == ["2024-10-10"]
+        )
+        assert isinstance(
+            tumor_board_sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason
+        )
+        (lists / "2024-10-10.csv").write_text("patient,site\nMRN10000002,site_b\n")
+        request = tumor_board_sensor(dg.build_sensor_context(instance=instance))
+        assert request.tags["meetings"] == "2024-10-10"

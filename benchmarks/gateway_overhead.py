@@ -85,7 +85,6 @@ def main() -> None:
 
     generate(args.patients, 1, data / "landing", progress=False)
     from multimodal_assets.defs.deliveries import register_delivery_batches
-    from multimodal_assets.defs.oncology import PACKETS_KEY
 
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
@@ -93,7 +92,6 @@ def main() -> None:
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         tags=register_delivery_batches(instance),
-        asset_selection=[k for k in job.asset_layer.executable_asset_keys if k != PACKETS_KEY],
     )
     db = config.lakehouse_root()
 

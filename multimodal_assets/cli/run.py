@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from multimodal_assets.definitions import defs
     from multimodal_assets.defs.deliveries import register_delivery_batches
-    from multimodal_assets.defs.oncology import PACKETS_KEY, register_meetings
 
     everything = defs.resolve_implicit_global_asset_job_def().asset_layer.executable_asset_keys
 
@@ -87,20 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with dg.DagsterInstance.get() as instance, RunProgress(instance, len(everything)):
         # Step-level DEBUG events stay in the run's event log (see the UI); the console gets
-        # progress, warnings and the summary below. One run covers every delivery; the
-        # tumor-board packets, partitioned by meeting, get one run per landed meeting after it.
-        run = _runner(instance)
-        results = [
-            run(
-                [k for k in everything if k != PACKETS_KEY],
-                tags=register_delivery_batches(instance),
-            )
-        ]
-        for meeting in register_meetings(instance) if results[0].success else []:
-            results.append(run([PACKETS_KEY], partition_key=meeting))
+        # progress, warnings and the summary below. One run covers every delivery.
+        result = _runner(instance)(list(everything), tags=register_delivery_batches(instance))
     checks = Counter()
     failed_checks = []
-    for event in (e for r in results for e in r.events):
+    for event in result.events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             checks["passed" if evaluation.passed else "failed"] += 1
@@ -110,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     from multimodal_assets.lib.synthetic.planted import classify_failures, read_planted
 
-    success = all(r.success for r in results)
+    success = result.success
     failures = classify_failures(failed_checks, read_planted(config.truth_dir()))
     _print_summary(success, checks, failures, started)
     # Planted faults found are the demo working; a failed step or a failure nothing planted
@@ -125,7 +115,7 @@ class _RunOutcome:
 
 
 def _runner(instance):
-    """run(asset keys, tags, partition_key) → _RunOutcome: every step in this process, or with
+    """run(asset keys, tags) → _RunOutcome: every step in this process, or with
     MM_EXECUTOR=celery one run whose steps go to the Celery workers (the executor the code location
     declares), as `dagster dev` would launch it."""
     import dagster as dg
@@ -135,20 +125,17 @@ def _runner(instance):
     job = defs.resolve_implicit_global_asset_job_def()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-    def in_process(selection, tags=None, partition_key=None) -> _RunOutcome:
+    def in_process(selection, tags) -> _RunOutcome:
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=quiet,
             tags=tags,
-            partition_key=partition_key,
             asset_selection=selection,
         )
         return _RunOutcome(result.success, result.all_events)
 
-    def on_executor(selection, tags=None, partition_key=None) -> _RunOutcome:
-        if partition_key is not None:
-            tags = {**(tags or {}), "dagster/partition": partition_key}
+    def on_executor(selection, tags) -> _RunOutcome:
         with dg.execute_job(
             global_asset_job(),
             instance,

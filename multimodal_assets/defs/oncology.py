@@ -25,8 +25,8 @@ from .governed import (
 )
 from .resources import LakehouseResource, PseudonymKey
 
-MEETINGS = dg.DynamicPartitionsDefinition(name="tumor_board_meetings")
 PACKETS_KEY = dg.AssetKey(["oncology", "tumor_board_packets"])
+BOARD_LISTS_KEY = "board_lists_sha256"  # packets metadata: meeting → hash of its board list
 
 patient_profiles = governed_table_asset(PATIENT_PROFILES, kinds={"duckdb", "sql"})
 
@@ -166,16 +166,6 @@ def board_lists() -> dict[str, Path]:
     return {m.group(1): p for p in files if (m := MEETING_FILE.fullmatch(p.name))}
 
 
-def register_meetings(instance: dg.DagsterInstance) -> list[str]:
-    """Adds a partition for each landed board list; the meeting dates, oldest first."""
-    known = set(instance.get_dynamic_partitions(MEETINGS.name))
-    meetings = sorted(board_lists())
-    new = [m for m in meetings if m not in known]
-    if new:
-        instance.add_dynamic_partitions(MEETINGS.name, new)
-    return meetings
-
-
 @dg.asset(
     **file_asset_spec_kwargs(
         "oncology",
@@ -183,10 +173,10 @@ def register_meetings(instance: dg.DagsterInstance) -> list[str]:
         layer="gold",
         kinds={"html"},
         restricted=True,
-        description="One self-contained HTML packet per listed patient (identified for the "
-        "patient's site, de-identified when consented), every statement linked to its record.",
+        description="For every landed board list (landing/tumor_board/<meeting-date>.csv), one "
+        "self-contained HTML packet per listed patient (identified for the patient's site, "
+        "de-identified when consented), every statement linked to its record.",
     ),
-    partitions_def=MEETINGS,
     deps=[
         asset_key(TRIAL_CANDIDATES),
         asset_key(PATIENT_PROFILES),
@@ -201,76 +191,83 @@ def register_meetings(instance: dg.DagsterInstance) -> list[str]:
 def tumor_board_packets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, pseudonym: PseudonymKey
 ) -> dg.MaterializeResult:
+    # Not partitioned by meeting: a partitions definition of its own would keep the UI's
+    # "Materialize all" from reaching it (a backfill anchored on the delivery partitions).
     from multimodal_assets.lib.governance import audit
     from multimodal_assets.lib.oncology.board_list import read_board_list
     from multimodal_assets.lib.oncology.meeting import build_meeting, meetings_dir
 
-    meeting = context.partition_key
-    path = board_lists().get(meeting)
-    if path is None:
-        raise dg.Failure(f"no board list landing/tumor_board/{meeting}.csv", allow_retries=False)
-    board = read_board_list(path)
+    per_meeting, hashes = {}, {}
     with lakehouse.get_connection() as conn:
-        summary = build_meeting(
-            conn, board, meetings_dir(config.data_dir()), config.landing_dir(), pseudonym.value()
+        for meeting, path in sorted(board_lists().items()):
+            hashes[meeting] = hashlib.sha256(path.read_bytes()).hexdigest()
+            per_meeting[meeting] = summary = build_meeting(
+                conn,
+                read_board_list(path),
+                meetings_dir(config.data_dir()),
+                config.landing_dir(),
+                pseudonym.value(),
+            )
+            audit.append(
+                lakehouse.root,
+                audit.AuditEvent(
+                    action="tumor_board_packets",
+                    decision="allow",
+                    user_name="dagster",
+                    role="pipeline",
+                    tables="gold.trial_screening,gold.risk_scores,gold.patient_profiles,silver.*",
+                    rows_returned=summary["packets_identified"] + summary["packets_deidentified"],
+                    reason=f"packets written for meeting {meeting}",
+                    run_id=context.run_id,
+                ),
+            )
+    totals = {
+        key: sum(s[key] for s in per_meeting.values())
+        for key in ("patients_listed", "packets_identified", "packets_deidentified")
+    }
+    latest = max(per_meeting, default=None)
+    index = {
+        "index": dg.MetadataValue.path(
+            str(meetings_dir(config.data_dir()) / latest / "identified" / "index.html")
         )
-    audit.append(
-        lakehouse.root,
-        audit.AuditEvent(
-            action="tumor_board_packets",
-            decision="allow",
-            user_name="dagster",
-            role="pipeline",
-            tables="gold.trial_screening,gold.risk_scores,gold.patient_profiles,silver.*",
-            rows_returned=summary["packets_identified"] + summary["packets_deidentified"],
-            reason=f"packets written for meeting {meeting}",
-            run_id=context.run_id,
-        ),
-    )
-    index = meetings_dir(config.data_dir()) / meeting / "identified" / "index.html"
+    }
     return dg.MaterializeResult(
         metadata={
-            **summary,
-            "index": dg.MetadataValue.path(str(index)),
-            "board_list_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "meetings": len(per_meeting),
+            **totals,
+            **(index if latest else {}),
+            "per_meeting": dg.MetadataValue.json(per_meeting),
+            BOARD_LISTS_KEY: dg.MetadataValue.json(hashes),
         }
     )
 
 
 @dg.sensor(
     name="tumor_board_sensor",
-    description="A new or changed board list in landing/tumor_board/<meeting-date>.csv adds "
-    "the meeting as a partition and builds its packets (run key = the list's hash).",
+    description="A new or changed board list in landing/tumor_board/<meeting-date>.csv builds "
+    "the packets (run key = the lists' hashes).",
     asset_selection=[PACKETS_KEY],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def tumor_board_sensor(context: dg.SensorEvaluationContext):
-    seen = json.loads(context.cursor) if context.cursor else {}
     current = {m: hashlib.sha256(p.read_bytes()).hexdigest() for m, p in board_lists().items()}
-    # A meeting the cursor has not seen (the sensor's first tick, e.g. when the UI first opens
-    # after the main job) counts as built if its packets were built from this very list.
-    seen |= {m: _packets_built_from(context.instance, m) for m in current if m not in seen}
-    changed = sorted(m for m, sha in current.items() if seen.get(m) != sha)
+    # First tick (e.g. when the UI first opens after the main job): the lists the latest
+    # packets were built from count as seen.
+    seen = json.loads(context.cursor) if context.cursor else _packets_built_from(context.instance)
     context.update_cursor(json.dumps(current, sort_keys=True))
+    changed = sorted(m for m, sha in current.items() if seen.get(m) != sha)
     if not changed:
         return dg.SkipReason("no new or changed board list")
-    new = [m for m in changed if not context.instance.has_dynamic_partition(MEETINGS.name, m)]
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=m, run_key=f"{m}-{current[m][:16]}") for m in changed
-        ],
-        dynamic_partitions_requests=[MEETINGS.build_add_request(new)] if new else [],
-    )
+    run_key = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+    return dg.RunRequest(run_key=f"board-lists-{run_key}", tags={"meetings": ",".join(changed)})
 
 
-def _packets_built_from(instance: dg.DagsterInstance, meeting: str) -> str | None:
-    """The board list hash the meeting's latest packets were built from, if any."""
-    latest = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=PACKETS_KEY, asset_partitions=[meeting]), limit=1
-    ).records
-    metadata = latest[0].asset_materialization.metadata if latest else {}
-    return metadata["board_list_sha256"].value if "board_list_sha256" in metadata else None
+def _packets_built_from(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Meeting → hash of the board list the latest packets were built from."""
+    latest = instance.get_latest_materialization_event(PACKETS_KEY)
+    metadata = latest.asset_materialization.metadata if latest else {}
+    return metadata[BOARD_LISTS_KEY].value if BOARD_LISTS_KEY in metadata else {}
 
 
 assets = [
