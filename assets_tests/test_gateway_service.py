@@ -40,6 +40,21 @@ def test_a_token_is_stored_hashed_private_and_checked(tmp_path):
         store.authenticate(token)
 
 
+def test_a_verified_token_is_checked_again_when_its_record_changes(tmp_path):
+    """Verified secrets are remembered (scrypt once per token), but only for the stored hash
+    they were verified against."""
+    path = tmp_path / "tokens.json"
+    store = TokenStore(path)
+    token, other = store.create("alice", days=1), store.create("bob", days=1)
+    assert store.authenticate(token) == store.authenticate(token)  # the second from memory
+    records = json.loads(path.read_text())
+    token_id, other_id = token.split("_")[1], other.split("_")[1]
+    records[token_id]["hash"] = records[other_id]["hash"]  # the record no longer matches it
+    path.write_text(json.dumps(records))
+    with pytest.raises(Unauthenticated, match="unknown token"):
+        store.authenticate(token)
+
+
 def _expire(store_path: Path, token: str) -> None:
     """Move a token's expiry into the past, as time would."""
     records = json.loads(store_path.read_text())

@@ -1,6 +1,8 @@
 """Lakehouse conventions: Delta tables, atomic publish, snapshot reads, concurrent writers."""
 
+import dataclasses
 import multiprocessing
+import os
 
 import duckdb
 import pytest
@@ -107,6 +109,37 @@ def test_a_connection_reads_the_snapshot_it_opened_and_can_time_travel(tmp_path)
         assert writer.execute("SELECT count(*) FROM silver.demo").fetchone() == (7,)
     with warehouse.connect(root, as_of={DEMO.fqn: first}) as old:
         assert old.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+
+
+def test_a_shared_reader_serves_every_commit_even_within_one_clock_tick(tmp_path):
+    """The gateway service's long-lived reader: each cursor sees the newest version, including
+    commits made in quick succession (they can share their log folder's mtime) and new tables;
+    a cursor keeps the snapshot it started on; reads stay confined to the lakehouse."""
+    root = tmp_path / "lakehouse"
+    other = dataclasses.replace(DEMO, name="other", partition_column=None)
+    with warehouse.connect(root) as writer:
+        warehouse.publish(writer, DEMO, warehouse.stage(writer, DEMO, ROWS.format(n=3)))
+        shared = warehouse.SharedReader(root)
+        log = root / "silver" / "demo" / "_delta_log"
+        try:
+            looked = log.stat().st_mtime_ns
+            with shared.cursor() as reader:
+                assert reader.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+                for n in (5, 7):
+                    warehouse.publish(writer, DEMO, warehouse.stage(writer, DEMO, ROWS.format(n=n)))
+                assert reader.execute("SELECT count(*) FROM silver.demo").fetchone() == (3,)
+            # As if both commits had landed in the clock tick of the reader's look: the log
+            # folder's mtime is the one the reader saw.
+            os.utime(log, ns=(looked, looked))
+            warehouse.publish(writer, other, warehouse.stage(writer, other, ROWS.format(n=2)))
+            with shared.cursor() as reader:
+                assert reader.execute("SELECT count(*) FROM silver.demo").fetchone() == (7,)
+                assert reader.execute("SELECT count(*) FROM silver.other").fetchone() == (2,)
+                assert reader.versions[DEMO.fqn] == writer.versions[DEMO.fqn]
+                with pytest.raises(duckdb.PermissionException):
+                    reader.execute(f"SELECT * FROM read_csv('{tmp_path / 'x.csv'}')")
+        finally:
+            shared.close()
 
 
 def test_read_only_connections_reach_only_lakehouse_files(tmp_path):

@@ -317,7 +317,7 @@ def governed_request(
         if as_of and not set(as_of) <= {t.fqn for t in catalog.ALL_TABLES}:
             # Only declared tables: a pinned name is also a path under the lakehouse root.
             raise Denied("a table pinned to a version is not a declared table")
-        with warehouse.connect(root, read_only=True, as_of=as_of) as conn:
+        with _read_connection(root, as_of) as conn:
             with _time_limit(conn, active.limits.query_seconds):
                 result, details = work(active, conn)
             if as_of:
@@ -335,6 +335,25 @@ def governed_request(
         root, audit.AuditEvent(decision="allow", reason="allowed by policy", **details, **fields)
     )
     return result
+
+
+# Lakehouse roots whose requests this process serves from one long-lived reader (the gateway
+# service registers its root; other processes open a connection per request).
+_SHARED_READERS: dict[str, warehouse.SharedReader] = {}
+
+
+def share_reader(root: str) -> None:
+    """Serve this process's requests on `root` from one long-lived connection, its views brought
+    up to date before each request (a time-travel request still gets its own)."""
+    if str(root) not in _SHARED_READERS:
+        _SHARED_READERS[str(root)] = warehouse.SharedReader(root)
+
+
+def _read_connection(root: str, as_of: dict[str, int] | None):
+    shared = _SHARED_READERS.get(root)
+    if shared is None or as_of:
+        return warehouse.connect(root, read_only=True, as_of=as_of)
+    return shared.cursor()
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The gateway as a service: one long-lived Arrow Flight server that authenticates every call
-and answers governed requests (queries, similar patients or series, lineage).
+and answers governed requests (queries, similar patients or series, lineage) from one read
+connection it keeps current.
 
 Identity comes from the bearer token of the call (`authorization: Bearer mma_…`), never from
 the request: the request names only the role to act in, which the policy must give the token's
@@ -74,6 +75,9 @@ class GatewayServer(flight.FlightServerBase):
         super().__init__(location, middleware={"identity": _Authenticate(tokens, str(root))})
         self.root = str(root)
         self.policy = policy or load_policy()
+        from .gateway import share_reader
+
+        share_reader(self.root)  # one read connection for every request, kept current
         self._recent: dict[str, deque] = defaultdict(deque)  # user → times of recent requests
         self._recent_lock = threading.Lock()
 

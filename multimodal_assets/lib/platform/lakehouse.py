@@ -48,6 +48,18 @@ def local_path(uri: str) -> str | None:
     return None if "://" in uri else uri
 
 
+def log_mtime(root: str, fqn: str) -> int | None:
+    """Modification time (ns) of a local table's log folder, which every commit changes; None
+    for a table on object storage."""
+    path = local_path(table_uri(root, fqn))
+    if path is None:
+        return None
+    try:
+        return os.stat(f"{path}/_delta_log").st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One version of one table: what a reader scans."""
