@@ -225,21 +225,16 @@ def tumor_board_packets(
         key: sum(s[key] for s in per_meeting.values())
         for key in ("patients_listed", "packets_identified", "packets_deidentified")
     }
-    latest = max(per_meeting, default=None)
-    index = {
-        "index": dg.MetadataValue.path(
-            str(meetings_dir(config.data_dir()) / latest / "identified" / "index.html")
-        )
+    metadata = {
+        "meetings": len(per_meeting),
+        **totals,
+        "per_meeting": dg.MetadataValue.json(per_meeting),
+        BOARD_LISTS_KEY: dg.MetadataValue.json(hashes),
     }
-    return dg.MaterializeResult(
-        metadata={
-            "meetings": len(per_meeting),
-            **totals,
-            **(index if latest else {}),
-            "per_meeting": dg.MetadataValue.json(per_meeting),
-            BOARD_LISTS_KEY: dg.MetadataValue.json(hashes),
-        }
-    )
+    if per_meeting:  # the newest meeting's index, to open from the UI
+        newest = meetings_dir(config.data_dir()) / max(per_meeting) / "identified" / "index.html"
+        metadata["index"] = dg.MetadataValue.path(str(newest))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.sensor(
