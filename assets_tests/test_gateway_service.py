@@ -14,7 +14,9 @@ from multimodal_assets.lib.governance.client import GatewayClient, client_token
 from multimodal_assets.lib.governance.gateway import run_query
 from multimodal_assets.lib.governance.policy import Denied
 from multimodal_assets.lib.governance.service import start_service
+from multimodal_assets.lib.governance.serving import serving_path
 from multimodal_assets.lib.governance.tokens import TokenStore, Unauthenticated
+from multimodal_assets.lib.oncology.meeting import meetings_dir
 
 from .conftest import audit_rows
 
@@ -238,3 +240,55 @@ def test_a_user_over_the_rate_limit_is_refused_and_audited(warehouse_copy, tmp_p
         server.shutdown()
     refused = audit_rows(warehouse_copy)
     assert ((refused.user_name == "alice") & (refused.decision == "deny")).sum() == 1
+
+
+def test_packets_and_serving_files_reach_only_the_roles_that_may_have_them(gateway, tmp_path):
+    location, store, lakehouse, env = gateway
+    data = Path(os.environ["MM_DATA_DIR"])  # the session pipeline's reports and serving files
+    (meeting,) = sorted(p.name for p in meetings_dir(data).iterdir())
+    identified = sorted((meetings_dir(data) / meeting / "identified" / "site_a").glob("rk_*.html"))
+    packet = identified[0]
+    bob, frank = (GatewayClient(location, store.create(u)) for u in ("bob", "frank"))
+    assert bob.tumor_board_packet("clinician", meeting, packet.stem) == packet.read_text()
+    with pytest.raises(Denied, match="not visible"):
+        frank.tumor_board_packet("clinician", meeting, packet.stem)  # another site's patient
+    # The command line saves what the service sends to a file only its user can read.
+    saved = tmp_path / "packet.html"
+    done = subprocess.run(
+        [
+            MMA,
+            "packet",
+            "--role",
+            "clinician",
+            "--meeting",
+            meeting,
+            "--patient",
+            packet.stem,
+            "--out",
+            str(saved),
+        ],
+        env={**env, "MM_TOKEN": store.create("bob")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert saved.read_text() == packet.read_text() and saved.stat().st_mode & 0o777 == 0o600
+
+    alice = GatewayClient(location, store.create("alice"))
+    size = alice.serving_file("researcher", tmp_path / "researcher.duckdb")
+    assert (tmp_path / "researcher.duckdb").read_bytes() == serving_path(
+        data, "researcher"
+    ).read_bytes()
+    assert size > 0 and (tmp_path / "researcher.duckdb").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(Denied, match="data_engineer"):
+        alice.serving_file("data_engineer", tmp_path / "not_hers.duckdb")
+    log = audit_rows(lakehouse)
+    assert list(log.action.tail(5)) == [
+        "tumor_board_packet",
+        "tumor_board_packet",
+        "tumor_board_packet",
+        "export",
+        "export",
+    ]
+    assert list(log.decision.tail(5)) == ["allow", "deny", "allow", "allow", "deny"]

@@ -11,7 +11,8 @@ COMMANDS = {
     "generate": ("synthetic", "write a synthetic cohort's landing files and truth"),
     "query": ("query", "run SQL through the governance gateway as a role (your token)"),
     "similar": ("similar", "find patients similar across modalities (or series), governed"),
-    "packet": ("packet", "open a tumor-board packet as a role and user, audited"),
+    "packet": ("packet", "save a tumor-board packet your role may open (your token), audited"),
+    "export": ("export", "save your role's serving file from the gateway service, audited"),
     "lineage": ("lineage", "trace a feature back to its source files and records"),
     "token": ("token", "issue, list and revoke the gateway service's tokens (administrator)"),
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..platform.permissions import write_private_file
 from .policy import Denied
 from .service import DOCUMENT_KEY
 
@@ -97,6 +98,17 @@ class GatewayClient:
                 "research_key": research_key,
             }
         )
+
+    def tumor_board_packet(self, role: str, meeting: str, patient: str) -> str:
+        """The packet's HTML, as the role may see it."""
+        request = {"request": "tumor_board_packet", "role": role, "meeting": meeting}
+        return self._get({**request, "patient": patient}).column("html")[0].as_py()
+
+    def serving_file(self, role: str, out: Path) -> int:
+        """Write the role's serving file to `out` (mode 0600); its size in bytes."""
+        chunks = self._get({"request": "serving_file", "role": role}).column("chunk")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return write_private_file(out, b"".join(c.as_py() for c in chunks))
 
     def close(self) -> None:
         self._client.close()

@@ -1,6 +1,6 @@
 """The gateway as a service: one long-lived Arrow Flight server that authenticates every call
-and answers governed requests (queries, similar patients or series, lineage) from one read
-connection it keeps current.
+and answers governed requests (queries, similar patients or series, lineage, tumor-board
+packets, a role's serving file) from one read connection it keeps current.
 
 Identity comes from the bearer token of the call (`authorization: Bearer mma_…`), never from
 the request: the request names only the role to act in, which the policy must give the token's
@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from ..platform import config
 from . import audit
 from .policy import Denied, Policy, load_policy
 from .tokens import TokenStore, Unauthenticated
@@ -33,7 +34,11 @@ REQUESTS = {
     "similar_patients": "patient_similarity",
     "similar_series": "similarity_search",
     "lineage": "lineage",
+    "tumor_board_packet": "tumor_board_packet",
+    "serving_file": "export",
 }
+# A serving file travels as binary chunks of this size (one Arrow row each).
+SERVING_CHUNK_BYTES = 4 << 20
 
 
 class _Identity(flight.ServerMiddleware):
@@ -146,6 +151,22 @@ class GatewayServer(flight.FlightServerBase):
 
             return similar_cases(
                 series_uid=str(request["series"]), k=int(request.get("k", 10)), **common
+            )
+        if kind == "tumor_board_packet":
+            from multimodal_assets.lib.oncology.meeting import open_packet
+
+            path = open_packet(
+                meeting=str(request["meeting"]),
+                research_key=str(request["patient"]),
+                data_dir=config.data_dir(),
+                **common,
+            )
+            return pa.table({"html": [path.read_text()]})
+        if kind == "serving_file":
+            from .serving import export_serving_file
+
+            return export_serving_file(
+                data_dir=config.data_dir(), chunk_bytes=SERVING_CHUNK_BYTES, **common
             )
         from .lineage import governed_lineage
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
+
 from . import audit, catalog
-from .gateway import access_audit_fields, checked_access, governed_select
+from .gateway import access_audit_fields, checked_access, governed_request, governed_select
 from .policy import Denied, Policy
 
 
@@ -59,3 +61,30 @@ def write_serving_file(
         conn.execute("DETACH serving_out")
     os.replace(partial, out_path)
     return written
+
+
+def export_serving_file(
+    *, user: str, role: str, root: str, data_dir: Path, chunk_bytes: int, policy: Policy | None
+) -> pa.Table:
+    """The serving file written for `role`, to a user who holds the role, as binary chunks
+    (audited as an export naming the tables it holds)."""
+
+    def work(active: Policy, conn):  # the request's user holds the role (checked before)
+        path = serving_path(data_dir, role)
+        if not path.exists():
+            raise Denied(f"no serving file for role {role} (materialize governance/serving_files)")
+        data = path.read_bytes()
+        chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
+        tables = sorted(t.fqn for t in catalog.ALL_TABLES if active.may_read(role, t.fqn))
+        fields = {"tables": ",".join(tables), "rows_returned": len(chunks)}
+        return pa.table({"chunk": pa.array(chunks, pa.binary())}), fields
+
+    return governed_request(
+        "export",
+        f"serving_file role={role!r}",
+        work,
+        user=user,
+        role=role,
+        root=root,
+        policy=policy,
+    )

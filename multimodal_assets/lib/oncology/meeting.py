@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import time
 from datetime import date
@@ -20,6 +19,7 @@ from ..governance.gateway import governed_request, governed_select
 from ..governance.policy import Denied, Policy
 from ..governance.pseudonym import RESEARCH_KEY_PATTERN as _RESEARCH_KEY
 from ..governance.pseudonym import date_shift_days
+from ..platform.permissions import write_private_file
 from .board_list import BoardList, resolve_patients
 from .board_sections import gather
 from .packet import identifiers_left, render, render_index
@@ -47,11 +47,7 @@ def write_private(root: Path, relative: str, text: str) -> int:
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
-    data = text.encode()
-    fd = os.open(root / relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    return len(data)
+    return write_private_file(root / relative, text.encode())
 
 
 def build_meeting(conn, board: BoardList, reports: Path, landing: Path, key: bytes) -> dict:
