@@ -199,6 +199,19 @@ def test_four_writer_processes_keep_one_audit_chain_and_every_row(tmp_path):
         assert report.ok and report.rows == 40, report.problems
 
 
+def test_verifying_the_chain_while_others_append_reports_no_problem(tmp_path):
+    """The hourly check runs while the service appends: rows read from the connection's older
+    snapshot and a head written since must not read as truncation."""
+    root = str(tmp_path / "lakehouse")
+    event = audit.AuditEvent(action="query", decision="allow", user_name="alice", role="x")
+    audit.append(root, event)
+    with warehouse.connect(root, read_only=True) as conn:  # opened before the next appends
+        for _ in range(3):
+            audit.append(root, event)
+        report = audit.verify_audit_chain(conn, root)
+    assert report.ok and report.rows == 4, report.problems
+
+
 def _ingester(root: str, landing: str) -> None:
     from pathlib import Path
 

@@ -221,16 +221,22 @@ def _rewrites(root: str) -> list[str]:
 def verify_audit_chain(conn, root: str) -> ChainReport:
     """Recompute the chain with its key: any edited, deleted, inserted or truncated row, and a
     chain recomputed without the key, is reported."""
-    if not conn.has_table(ACCESS_LOG.fqn):
-        return ChainReport(True, 0, ())
+    # The rows and the head are read at one point of the chain: appends wait on the lease, and
+    # the connection's view moves to the newest version. (Read apart, an append in between made
+    # the head run ahead of the rows, which reads as truncation.)
+    with lakehouse.lease(root, ACCESS_LOG.fqn):
+        conn.refresh(ACCESS_LOG.fqn)
+        if not conn.has_table(ACCESS_LOG.fqn):
+            return ChainReport(True, 0, ())
+        rows = conn.execute(
+            f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
+        ).fetchall()
+        head = json.loads(head_path(root).read_text()) if head_path(root).exists() else None
     key = audit_key(root)
-    cursor = conn.execute(
-        f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
-    )
     names = ACCESS_LOG.column_names
     problems: list[str] = []
     prev, expected_seq, count = GENESIS, 1, 0
-    for values in cursor.fetchall():
+    for values in rows:
         row = dict(zip(names, values, strict=True))
         count += 1
         if row["event_seq"] != expected_seq:
@@ -241,8 +247,7 @@ def verify_audit_chain(conn, root: str) -> ChainReport:
             problems.append(f"event {row['event_seq']} was modified")
         prev, expected_seq = row["row_hash"], row["event_seq"] + 1
     problems.extend(_rewrites(root))
-    if head_path(root).exists():
-        head = json.loads(head_path(root).read_text())
+    if head is not None:
         if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
             problems.append("the newest events were removed (chain head does not match)")
     elif count:
