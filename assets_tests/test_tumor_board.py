@@ -69,7 +69,7 @@ def _record_exists(conn, sha256: str, locator: str) -> bool:
 
 
 def test_the_meeting_built_packets_for_every_listed_patient(pipeline):
-    meta = pipeline.metadata("tumor_board_packets")
+    meta = pipeline.metadata("oncology/tumor_board_packets")
     assert meta["meetings"] == 1
     (meeting,) = meta["per_meeting"].values()
     assert meta["patients_listed"] == meta["packets_identified"] == 6
