@@ -223,7 +223,12 @@ def tumor_board_packets(
             )
     totals = {
         key: sum(s[key] for s in per_meeting.values())
-        for key in ("patients_listed", "packets_identified", "packets_deidentified")
+        for key in (
+            "patients_listed",
+            "patients_not_found",
+            "packets_identified",
+            "packets_deidentified",
+        )
     }
     metadata = {
         "meetings": len(per_meeting),
