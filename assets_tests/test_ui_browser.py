@@ -108,7 +108,11 @@ def ui(tmp_path_factory):
         try:
             server.wait(60)
         except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever of the group outlived SIGTERM (a code server, a run)
             os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")
