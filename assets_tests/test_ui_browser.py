@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -149,14 +150,9 @@ def test_opening_the_ui_after_the_main_job_starts_no_run(ui):
     launched = re.findall(r"launch of run \S+ for (\w+)", ui.log.read_text())
     assert launched == []
     with ui.instance() as instance:
-        started = instance.get_runs(filters=dg.RunsFilter(created_after=_utc(ui.opened_at)))
+        opened = datetime.fromtimestamp(ui.opened_at, UTC)
+        started = instance.get_runs(filters=dg.RunsFilter(created_after=opened))
     assert started == []
-
-
-def _utc(timestamp: float):
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def test_the_automation_page_shows_each_declared_state(ui, browser):

@@ -101,7 +101,10 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument(
-        "--data", type=Path, help="a data folder an earlier run of this benchmark left (reused)"
+        "--data",
+        type=Path,
+        help="a data folder an earlier run of this benchmark left (reused; its audit log keeps "
+        "the earlier runs' commits, which slows each append a little)",
     )
     args = parser.parse_args()
     data = args.data or Path(tempfile.mkdtemp(prefix="mm-gateway-bench-"))

@@ -107,7 +107,6 @@ class GatewayClient:
     def serving_file(self, role: str, out: Path) -> int:
         """Write the role's serving file to `out` (mode 0600); its size in bytes."""
         chunks = self._get({"request": "serving_file", "role": role}).column("chunk")
-        out.parent.mkdir(parents=True, exist_ok=True)
         return write_private_file(out, b"".join(c.as_py() for c in chunks))
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ def write_private_file(path: Path, data: bytes) -> int:
     """Write `data` to a new file at `path` that only its owner can read (0600, whatever the
     umask); an existing file is replaced, not reused, since its mode may be wider. Bytes
     written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
