@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from multimodal_assets.lib.platform.permissions import make_private
+from multimodal_assets.lib.platform.permissions import create_private_file_once, make_private
 
 RUNUSER = shutil.which("runuser")
 
@@ -28,6 +28,14 @@ def test_make_private_changes_the_folder_and_below_never_above(tmp_path):
     assert stat.S_IMODE((data / "lakehouse").stat().st_mode) == 0o700
     assert stat.S_IMODE(outer.stat().st_mode) == 0o755  # above the folder: untouched
     assert make_private(data) == 0
+
+
+def test_a_file_created_once_appears_whole_and_the_first_one_wins(tmp_path):
+    path = tmp_path / "secrets" / "key"
+    assert create_private_file_once(path, b"first") == b"first"
+    assert create_private_file_once(path, b"second") == b"first"
+    assert path.read_bytes() == b"first" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["key"]  # no draft left behind
 
 
 def _as_nobody(*command: str) -> subprocess.CompletedProcess:

@@ -284,3 +284,12 @@ def test_four_processes_creating_one_table_at_once_all_succeed(tmp_path):
         root = str(tmp_path / f"lakehouse-{attempt}")
         _in_four_processes(_creator, lambda worker, root=root: (root,))
         assert lakehouse.snapshot(root, ingest.FILES.fqn) is not None
+
+
+def test_a_short_audit_key_is_refused_rather_than_used(tmp_path):
+    root = str(tmp_path / "lakehouse")
+    key_file = audit.lakehouse.lease_dir(root).parent / "_audit.key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("")  # what a reader saw while another process was still writing it
+    with pytest.raises(ValueError, match="0 bytes; 32 are required"):
+        audit.append(root, audit.AuditEvent(action="query", decision="allow"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..platform import lakehouse, warehouse
+from ..platform import lakehouse, permissions, warehouse
 from ..platform.tables import Column, Table
 
 GENESIS = "0" * 64
@@ -114,17 +114,15 @@ def audit_key(root: str) -> bytes:
         return bytes.fromhex(os.environ[AUDIT_KEY_ENV])
     path = Path(lakehouse.lease_dir(root).parent) / "_audit.key"
     try:
-        return bytes.fromhex(path.read_text().strip())
+        text = path.read_text()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            return bytes.fromhex(path.read_text().strip())
-        key = secrets.token_hex(32)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(key)
-        return bytes.fromhex(key)
+        # Published whole: a process that read the file while another was still writing it got
+        # an empty key and hashed its event with it, which then read as a modified event.
+        text = permissions.create_private_file_once(path, secrets.token_hex(32).encode()).decode()
+    key = bytes.fromhex(text.strip())
+    if len(key) < 32:  # fail closed: a short key would chain events that anyone could forge
+        raise ValueError(f"the audit key at {path} is {len(key)} bytes; 32 are required")
+    return key
 
 
 def _row_hash(row: dict, key: bytes) -> str:

@@ -47,3 +47,19 @@ def write_private_file(path: Path, data: bytes) -> int:
     with os.fdopen(descriptor, "wb") as out:
         out.write(data)
     return len(data)
+
+
+def create_private_file_once(path: Path, data: bytes) -> bytes:
+    """Publish `data` at `path` (0600) unless a file is already there; the bytes that are there
+    afterwards. The file appears whole: written beside it first and hard-linked into place, so a
+    process racing to create it never reads a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+    write_private_file(draft, data)
+    try:
+        os.link(draft, path)
+    except FileExistsError:  # another process published first: its bytes win
+        return path.read_bytes()
+    finally:
+        draft.unlink()
+    return data
