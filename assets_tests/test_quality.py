@@ -5,7 +5,7 @@ import dagster as dg
 from assets_tests.conftest import pipeline_resources
 from multimodal_assets.defs.governed import governed_table_asset
 from multimodal_assets.lib.platform import quality, warehouse
-from multimodal_assets.lib.platform.tables import Column, Table
+from multimodal_assets.lib.platform.tables import Column, Expectation, Table
 
 SCORES = Table(
     layer="gold",
@@ -55,6 +55,67 @@ def test_gx_checks_fail_on_a_deliberately_bad_table(tmp_path):
         assert not outcomes[name].passed, name
         assert outcomes[name].metadata["unexpected_count"] == unexpected, name
     assert outcomes["columns_classified"].passed
+
+
+BAD = (
+    "SELECT 1 AS id, 'a' AS grade, 0.5 AS score UNION ALL SELECT 1, 'z', 7.0 "
+    "UNION ALL SELECT NULL, 'b', -1.0 UNION ALL SELECT 4, NULL, NULL"
+)
+
+
+def test_checks_over_batches_count_what_one_batch_counts(tmp_path):
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        staged = warehouse.stage(conn, SCORES, BAD)
+        whole, batched = (
+            {o.name: o.metadata for o in quality.expectation_outcomes(conn, SCORES, staged, **k)}
+            for k in ({}, {"batch_rows": 1})
+        )
+    assert whole == batched
+    assert whole["in_set__grade"]["unexpected_count"] == 1
+    assert whole["in_set__grade"]["unexpected_percent"] == 100 / 3  # of the non-NULL grades
+
+
+def test_uniqueness_in_duckdb_counts_what_great_expectations_counts(tmp_path):
+    """Repeated keys, keys with a NULL part, and rows whose whole key is NULL (which GX ignores)."""
+    import great_expectations as gx
+
+    keyed = Table(
+        layer="gold",
+        name="keyed",
+        modality="test",
+        description="Compound keys for the uniqueness test.",
+        primary_key=("a", "b"),
+        columns=(
+            Column("a", "INTEGER", "Key part.", "none"),
+            Column("b", "VARCHAR", "Key part.", "none"),
+        ),
+    )
+    rows = [(1, "x"), (1, "x"), (1, None), (1, None), (None, None), (None, None), (2, "y")]
+    values = " UNION ALL ".join(
+        f"SELECT {a if a is not None else 'NULL'}::INTEGER AS a, "
+        f"{repr(b) if b is not None else 'NULL'}::VARCHAR AS b"
+        for a, b in rows
+    )
+    with warehouse.connect(tmp_path / "lakehouse") as conn:
+        staged = warehouse.stage(conn, keyed, values)
+        frame = conn.sql(f"SELECT * FROM {staged}").df()
+        ours = {o.name: o.metadata for o in quality.expectation_outcomes(conn, keyed, staged)}
+        single = quality.expectation_outcomes(
+            conn, keyed, staged, rules=[Expectation("unique", "a", blocking=True)]
+        )
+    _, context = quality._gx()
+    batch = (
+        context.data_sources.add_pandas("frame")
+        .add_dataframe_asset("keyed")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    compound = batch.validate(
+        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["a", "b"])
+    )
+    column = batch.validate(gx.expectations.ExpectColumnValuesToBeUnique(column="a"))
+    assert ours["unique__a__b"]["unexpected_count"] == compound.result["unexpected_count"] == 4
+    assert single[0].metadata["unexpected_count"] == column.result["unexpected_count"] == 4
 
 
 def test_unclassified_or_missing_columns_fail_classification(tmp_path):

@@ -232,7 +232,7 @@ def governed_table_asset(
                 rule.check_name,
                 asset=asset_key(table),
                 blocking=rule.blocking,
-                description=f"Great Expectations {rule.kind} on {rule.column}.",
+                description=f"{quality.engine_of(rule)}: {rule.kind} on {rule.column}.",
             )
             for rule in rules
         ],
