@@ -17,7 +17,7 @@ class LakehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[warehouse.LakehouseConnection]:
-        with warehouse.connect(self.root) as conn:
+        with warehouse.connect(self.root, memory_limit=config.duckdb_memory_limit()) as conn:
             yield conn
 
 

@@ -43,6 +43,13 @@ def pixel_workers() -> int:
     return int(os.environ.get("MM_PIXEL_WORKERS", "2"))
 
 
+def duckdb_memory_limit() -> str:
+    """What DuckDB may hold in memory per pipeline connection before it spills to its scratch
+    folder (MM_DUCKDB_MEMORY_LIMIT, default 2GB; DuckDB's own default is 80% of the machine, which
+    it then keeps as a cache and which grew the main job's peak with the cohort)."""
+    return os.environ.get("MM_DUCKDB_MEMORY_LIMIT", "2GB")
+
+
 def parse_engine() -> str:
     """Where the multi-file bronze ingests (genomics) parse: `in_process` (default: worker
     processes of this machine) or `spark` (MM_PARSE_ENGINE=spark; a Spark job through Dagster
