@@ -293,3 +293,26 @@ def test_a_short_audit_key_is_refused_rather_than_used(tmp_path):
     key_file.write_text("")  # what a reader saw while another process was still writing it
     with pytest.raises(ValueError, match="0 bytes; 32 are required"):
         audit.append(root, audit.AuditEvent(action="query", decision="allow"))
+
+
+def test_rows_stream_in_batches_while_the_connection_stages_them(tmp_path):
+    with warehouse.connect(tmp_path / "lakehouse", memory_limit="256MB") as conn:
+        warehouse.publish(conn, DEMO, warehouse.stage(conn, DEMO, ROWS.format(n=10)))
+        conn.recording_reads = True
+        batches = (
+            [
+                {"id": row["id"], "value": row["value"] * 2, "doc": '{"b": 2}'}
+                for row in b.to_pylist()
+            ]
+            for b in conn.stream("SELECT id, value FROM silver.demo ORDER BY id", 4)
+        )
+        staged = warehouse.stage_row_batches(conn, DEMO, batches)
+        assert conn.reads == {"silver.demo"}
+        assert conn.execute(f"SELECT count(*), sum(value) FROM {staged}").fetchall() == [(10, 90)]
+        assert (
+            conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "244.1 MiB"
+        )
+        # A NULL key is staged for the not-null check to report; an undeclared key is refused.
+        warehouse.stage_row_batches(conn, DEMO, [[{"id": None}]])
+        with pytest.raises(ValueError, match="undeclared columns colour"):
+            warehouse.stage_row_batches(conn, DEMO, [[{"id": 1, "colour": "red"}]])

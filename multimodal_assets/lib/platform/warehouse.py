@@ -62,6 +62,17 @@ class LakehouseConnection:
         self._note_reads(query)
         return self.duckdb.sql(query, *args, **kwargs)
 
+    def stream(self, query: str, batch_rows: int, params: list | None = None):
+        """The rows of `query` as Arrow record batches of at most `batch_rows`, read on a cursor
+        of this connection so that this connection stays free for writes (bounded memory: a
+        cohort's rows never sit in Python at once)."""
+        self._note_reads(query)
+        reader = self.duckdb.cursor()
+        try:
+            yield from reader.sql(query, params=params).to_arrow_reader(batch_rows)
+        finally:
+            reader.close()
+
     def _note_reads(self, query) -> None:
         if self.recording_reads and isinstance(query, str):
             from .sql_reads import tables_read
@@ -204,15 +215,20 @@ def append_rows(root: str, table: Table, rows: list[dict], **commit) -> int:
 
 @contextmanager
 def connect(
-    root: str | os.PathLike, read_only: bool = False, as_of: dict[str, int] | None = None
+    root: str | os.PathLike,
+    read_only: bool = False,
+    as_of: dict[str, int] | None = None,
+    memory_limit: str | None = None,
 ) -> Iterator[LakehouseConnection]:
     """A connection over the lakehouse's newest snapshot (or the versions in `as_of`).
 
     With `read_only`, once the views exist, file access is limited to the lakehouse's own files
-    and the configuration is locked. Nothing waits for a writer."""
+    and the configuration is locked. Nothing waits for a writer. `memory_limit` (e.g. '2GB')
+    bounds DuckDB's memory, beyond which it spills to the connection's scratch folder."""
     root = str(root)
     scratch = tempfile.mkdtemp(prefix="mm-duckdb-")
     settings = {
+        **({"memory_limit": memory_limit} if memory_limit else {}),
         "temp_directory": scratch,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -324,6 +340,27 @@ def stage_rows(conn: LakehouseConnection, table: Table, rows: list[dict]) -> str
         conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged_rows")
     finally:
         conn.unregister("_staged_rows")
+    return name
+
+
+def stage_row_batches(conn: LakehouseConnection, table: Table, batches) -> str:
+    """Stage Python rows that arrive in batches (lists of dicts) into the declared shape, one
+    batch in memory at a time; a key the declaration lacks is refused."""
+    name = staging_name(table)
+    # Declared types without NOT NULL: a missing value is the not-null check's to report.
+    columns = ", ".join(f'"{c.name}" {c.type}' for c in table.columns)
+    conn.execute(f"CREATE OR REPLACE TABLE {name} ({columns})")
+    for rows in batches:
+        if not rows:
+            continue
+        undeclared = sorted({k for row in rows for k in row} - set(table.column_names))
+        if undeclared:
+            raise ValueError(f"{table.fqn}: undeclared columns {', '.join(undeclared)}")
+        conn.register("_staged_rows", pa.Table.from_pylist(rows))
+        try:
+            conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _staged_rows")
+        finally:
+            conn.unregister("_staged_rows")
     return name
 
 
