@@ -65,6 +65,83 @@ def generate(
     truth_dir = landing.parent / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     cohort = draw_cohort(n_patients, seed)
+    # Genomics and imaging render in two fresh processes while this one writes the clinical,
+    # wearable and note files: each renderer draws from its own seeded stream, so the files are
+    # the same as in one process, and the two cores both work. (pysam and cyvcf2 each bundle
+    # their own htslib and have crashed a process that loaded both: the genomics files are
+    # written where the ingest side never runs.)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as side:
+        genomics_job = (
+            side.submit(render_genomics, cohort, seed, landing / "genomics")
+            if "genomics" in modalities
+            else None
+        )
+        imaging_job = (
+            side.submit(
+                render_imaging,
+                cohort,
+                seed,
+                landing / "imaging",
+                slices=ct_slices,
+                matrix=ct_matrix,
+            )
+            if "imaging" in modalities
+            else None
+        )
+        summary = _render_in_this_process(cohort, seed, landing, truth_dir, progress, modalities)
+        genomics_files = (
+            _write_genomics_truth(genomics_job.result(), truth_dir) if genomics_job else []
+        )
+        imaging_files = _write_imaging_truth(imaging_job.result(), truth_dir) if imaging_job else []
+    deliveries, wearable_files, note_files = summary
+    write_planted(
+        truth_dir,
+        {f["kind"] for f in [*deliveries, *genomics_files, *imaging_files]},
+        availability_shift=_has_availability_shift(cohort),
+    )
+    (truth_dir / "generator.json").write_text(
+        json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
+    )
+    return CohortSummary(
+        n_patients,
+        len(deliveries)
+        + len(wearable_files)
+        + len(genomics_files)
+        + len(imaging_files)
+        + len(note_files),
+        truth_dir,
+    )
+
+
+def _has_availability_shift(cohort: pd.DataFrame) -> bool:
+    index_dates = pd.to_datetime(cohort.index_date)
+    shift = pd.Timestamp(AVAILABILITY_SHIFT_DATE)
+    return bool((index_dates < shift).any() and (index_dates >= shift).any())
+
+
+def _write_genomics_truth(rendered, truth_dir: Path) -> list[dict]:
+    genomics_files, variants, dosages = rendered
+    pd.DataFrame(dosages, columns=["mrn", "sample_id", "variant_id", "effect_dosage"]).to_parquet(
+        truth_dir / "germline_dosages.parquet", index=False
+    )
+    pd.DataFrame(genomics_files).to_parquet(truth_dir / "genomics_deliveries.parquet", index=False)
+    pd.DataFrame(
+        variants, columns=["mrn", "sample_id", "chrom", "pos", "ref", "alt", "kind", "passed"]
+    ).to_parquet(truth_dir / "genomics_variants.parquet", index=False)
+    return genomics_files
+
+
+def _write_imaging_truth(rendered, truth_dir: Path) -> list[dict]:
+    imaging_files, series = rendered
+    pd.DataFrame(imaging_files).to_parquet(truth_dir / "imaging_deliveries.parquet", index=False)
+    pd.DataFrame(series).to_parquet(truth_dir / "imaging_series.parquet", index=False)
+    return imaging_files
+
+
+def _render_in_this_process(cohort, seed, landing, truth_dir, progress, modalities):
+    """Clinical bundles (always), wearable exports and notes; their truth. Returns (clinical
+    deliveries, wearable files, note files)."""
+    n_patients = len(cohort)
     records = cohort.to_dict("records")
     deliveries: list[dict] = []
     counts = {col: np.zeros(n_patients, dtype=np.int64) for col in RESOURCE_COUNTS.values()}
@@ -115,34 +192,6 @@ def generate(
         pd.DataFrame(
             [{**f, "path": f["path"].relative_to(landing).as_posix()} for f in wearable_files]
         ).to_parquet(truth_dir / "wearable_deliveries.parquet", index=False)
-    genomics_files = []
-    if "genomics" in modalities:
-        # pysam and cyvcf2 each bundle their own htslib; loading both in one process has
-        # crashed it. The files are written in a fresh process so the ingest side never
-        # shares one with pysam.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn) as isolated:
-            genomics_files, variants, dosages = isolated.submit(
-                render_genomics, cohort, seed, landing / "genomics"
-            ).result()
-        pd.DataFrame(
-            dosages, columns=["mrn", "sample_id", "variant_id", "effect_dosage"]
-        ).to_parquet(truth_dir / "germline_dosages.parquet", index=False)
-        pd.DataFrame(genomics_files).to_parquet(
-            truth_dir / "genomics_deliveries.parquet", index=False
-        )
-        pd.DataFrame(
-            variants, columns=["mrn", "sample_id", "chrom", "pos", "ref", "alt", "kind", "passed"]
-        ).to_parquet(truth_dir / "genomics_variants.parquet", index=False)
-    imaging_files = []
-    if "imaging" in modalities:
-        imaging_files, series = render_imaging(
-            cohort, seed, landing / "imaging", slices=ct_slices, matrix=ct_matrix
-        )
-        pd.DataFrame(imaging_files).to_parquet(
-            truth_dir / "imaging_deliveries.parquet", index=False
-        )
-        pd.DataFrame(series).to_parquet(truth_dir / "imaging_series.parquet", index=False)
     note_files = []
     if "notes" in modalities:
         note_files, entities, identifiers = render_notes(cohort, seed, landing / "notes")
@@ -154,27 +203,7 @@ def generate(
     _write_screening_truth(cohort, truth_dir)
     write_board_list(cohort, landing / "tumor_board", BOARD_PATIENTS)
     pd.DataFrame(deliveries).to_parquet(truth_dir / "clinical_deliveries.parquet", index=False)
-    index_dates = pd.to_datetime(cohort.index_date)
-    write_planted(
-        truth_dir,
-        {f["kind"] for f in [*deliveries, *genomics_files, *imaging_files]},
-        availability_shift=bool(
-            (index_dates < pd.Timestamp(AVAILABILITY_SHIFT_DATE)).any()
-            and (index_dates >= pd.Timestamp(AVAILABILITY_SHIFT_DATE)).any()
-        ),
-    )
-    (truth_dir / "generator.json").write_text(
-        json.dumps({"patients": n_patients, "seed": seed, "files": len(deliveries)}, indent=2)
-    )
-    return CohortSummary(
-        n_patients,
-        len(deliveries)
-        + len(wearable_files)
-        + len(genomics_files)
-        + len(imaging_files)
-        + len(note_files),
-        truth_dir,
-    )
+    return deliveries, wearable_files, note_files
 
 
 BOARD_PATIENTS = 6
