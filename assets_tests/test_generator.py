@@ -44,6 +44,17 @@ def test_labels_agree_with_true_probabilities():
     assert (cohort.progression_days[~cohort.label] == -1).all()
 
 
+def test_the_true_risk_is_the_sum_of_one_term_per_modality():
+    cohort = draw_cohort(2_000, 5)
+    terms = cohort.filter(like="true_logit_")
+    assert sorted(terms.columns) == [
+        f"true_logit_{m}" for m in ("clinical", "genomics", "imaging", "notes", "wearables")
+    ]
+    logit = -1.0 + terms.sum(axis=1).to_numpy()
+    assert np.allclose(1 / (1 + np.exp(-logit)), cohort.true_probability, atol=1e-12)
+    assert (terms.std() > 0.1).all()  # every modality carries some of the risk
+
+
 def test_availability_is_missing_not_at_random_and_shifts_over_time():
     cohort = draw_cohort(20_000, 6)
     after = pd.to_datetime(cohort.index_date) >= pd.Timestamp(AVAILABILITY_SHIFT_DATE)

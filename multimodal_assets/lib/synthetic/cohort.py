@@ -174,25 +174,26 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
     weight = np.clip(rng.normal(np.where(female, 66, 79), 13), 38, 180)
     weight_change_pct = rng.normal(-1 - 3 * stage_iv - 1.5 * np.clip(frailty, 0, None), 2.5)
 
-    logit = (
-        -1.0
-        + pd.Series(stage).map(STAGE_EFFECT).to_numpy()
+    # The true risk, by the modality whose files show each term: the signal each modality makes
+    # available, which the evaluation compares with what our per-modality models capture.
+    true_logit = {
+        "clinical": pd.Series(stage).map(STAGE_EFFECT).to_numpy()
         + 0.45 * ecog
         + 0.2 * frailty
         - 0.45 * _z(albumin)
         + 0.3 * _z(np.log(ldh))
         + 0.25 * _z(np.log(crp))
-        - 0.08 * weight_change_pct
-        - 1.0 * targeted
+        - 0.08 * weight_change_pct,
+        "genomics": -1.0 * targeted
         + 0.6 * stk11
         + 0.3 * (kras_variant == "G12D")
         - 0.25 * _z(log_tmb)
-        + 0.35 * prs
-        + 0.45 * _z(lesion_mm)
-        + 0.3 * texture
-        + 0.45 * activity_decline
-        + 0.25 * symptom_burden
-    )
+        + 0.35 * prs,
+        "imaging": 0.45 * _z(lesion_mm) + 0.3 * texture,
+        "wearables": 0.45 * activity_decline,
+        "notes": 0.25 * symptom_burden,
+    }
+    logit = -1.0 + sum(true_logit.values())
     true_probability = _sigmoid(logit)
     label = rng.random(n) < true_probability
     progression_days = np.where(label, rng.integers(30, 366, n), -1)
@@ -259,6 +260,7 @@ def draw_cohort(n: int, seed: int) -> pd.DataFrame:
             "weight_kg": np.round(weight, 1),
             "weight_change_pct_180d": weight_change_pct,
             "true_probability": true_probability,
+            **{f"true_logit_{m}": v for m, v in true_logit.items()},
             "label": label,
             "progression_days": progression_days,
             "died": died,
