@@ -72,8 +72,22 @@ class Snapshot:
     columns: tuple[tuple[str, str], ...]
 
 
-_cache: dict[str, object] = {}
+_cache: dict[str, tuple[object, tuple[int, int] | None]] = {}
 _cache_lock = threading.Lock()
+
+
+def _birth(uri: str) -> tuple[int, int] | None:
+    """Which table lives at a local `uri`: the inode and time of its first commit (a table
+    removed and created again has other ones — an inode alone is reused at once; None on object
+    storage or once that commit is cleaned up)."""
+    path = local_path(uri)
+    if path is None:
+        return None
+    try:
+        first = os.stat(os.path.join(path, "_delta_log", f"{0:020d}.json"))
+    except FileNotFoundError:
+        return None
+    return first.st_ino, first.st_mtime_ns
 
 
 def _latest(uri: str):
@@ -82,17 +96,19 @@ def _latest(uri: str):
     from deltalake import DeltaTable
 
     with _cache_lock:
-        table = _cache.get(uri)
-        if table is not None:
+        table, born = _cache.get(uri, (None, None))
+        if table is not None and born == _birth(uri):
             try:
                 table.update_incremental()
                 return table
             except Exception:  # noqa: BLE001 - the table was removed or replaced: open anew
-                _cache.pop(uri, None)
+                pass
+        _cache.pop(uri, None)
         if not DeltaTable.is_deltatable(uri):
             return None
+        born = _birth(uri)
         table = DeltaTable(uri)
-        _cache[uri] = table
+        _cache[uri] = (table, born)
         return table
 
 
