@@ -316,3 +316,84 @@ def test_rows_stream_in_batches_while_the_connection_stages_them(tmp_path):
         warehouse.stage_row_batches(conn, DEMO, [[{"id": None}]])
         with pytest.raises(ValueError, match="undeclared columns colour"):
             warehouse.stage_row_batches(conn, DEMO, [[{"id": 1, "colour": "red"}]])
+
+
+def _cut_newest(root: str, keep: int) -> None:
+    """What a holder of the key could do without a sink: rewrite the audit table from scratch
+    with its first `keep` events (valid hashes all) and the head file to match."""
+    import json
+    import shutil
+
+    with warehouse.connect(root) as conn:
+        rows = (
+            conn.sql(
+                f"SELECT {', '.join(audit.ACCESS_LOG.column_names)} FROM audit.access_log "
+                f"WHERE event_seq <= {keep} ORDER BY event_seq"
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    shutil.rmtree(os.path.join(lakehouse.local_path(root), "audit", "access_log"))
+    if rows:
+        warehouse.append_rows(root, audit.ACCESS_LOG, rows)
+        head = {"event_seq": rows[-1]["event_seq"], "row_hash": rows[-1]["row_hash"]}
+        audit.head_path(root).write_text(json.dumps(head))
+    else:
+        audit.head_path(root).unlink()
+
+
+@pytest.mark.parametrize("keep", [3, 0])
+def test_the_head_sink_catches_newest_events_cut_with_the_head_rewritten(
+    tmp_path, monkeypatch, keep
+):
+    import shutil
+
+    root = str(tmp_path / "lakehouse")
+    event = audit.AuditEvent(action="query", decision="allow", user_name="alice", role="x")
+    for sink in (None, tmp_path / "heads.jsonl"):
+        if sink is not None:
+            monkeypatch.setenv(audit.AUDIT_HEAD_SINK_ENV, str(sink))
+        for _ in range(5):
+            audit.append(root, event)
+        _cut_newest(root, keep)
+        with warehouse.connect(root) as conn:
+            report = audit.verify_audit_chain(conn, root)
+        if sink is None:  # the hole the sink closes: the cut chain verifies
+            assert report.ok and report.rows == keep
+            shutil.rmtree(tmp_path / "lakehouse")  # a new chain for the second half
+        else:
+            assert not report.ok
+            assert f"events {keep + 1} to 5 were removed" in " ".join(report.problems)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +a needs root")
+def test_an_append_only_sink_takes_heads_and_refuses_rewrites(tmp_path, monkeypatch):
+    import subprocess
+
+    sink = tmp_path / "heads.jsonl"
+    sink.touch()
+    if subprocess.run(["chattr", "+a", str(sink)], capture_output=True).returncode != 0:
+        pytest.skip("the file system here has no append-only attribute")
+    try:
+        monkeypatch.setenv(audit.AUDIT_HEAD_SINK_ENV, str(sink))
+        root = str(tmp_path / "lakehouse")
+        for _ in range(2):
+            audit.append(root, audit.AuditEvent(action="query", decision="allow"))
+        assert len(sink.read_text().splitlines()) == 2
+        with pytest.raises(PermissionError):
+            sink.write_text("")
+        with warehouse.connect(root) as conn:
+            assert audit.verify_audit_chain(conn, root).ok
+    finally:
+        subprocess.run(["chattr", "-a", str(sink)], check=True)
+
+
+def test_a_table_removed_and_created_again_is_read_anew_in_the_same_process(tmp_path):
+    import shutil
+
+    root = tmp_path / "lakehouse"
+    for rows in (3, 2):
+        with warehouse.connect(root) as conn:
+            warehouse.publish(conn, DEMO, warehouse.stage(conn, DEMO, ROWS.format(n=rows)))
+            assert conn.execute("SELECT count(*) FROM silver.demo").fetchall() == [(rows,)]
+        shutil.rmtree(root / "silver" / "demo")  # the same version numbers, other files

@@ -37,6 +37,11 @@ ACTIONS = (
 )
 DECISIONS = ("received", "allow", "deny")
 AUDIT_KEY_ENV = "MM_AUDIT_KEY"
+# An append-only file outside the lakehouse that every append records its head in (on Linux,
+# `chattr +a` by root: the service account can add lines, nobody can rewrite or truncate it; or
+# a file a log shipper forwards to another host). It is what catches the attack the key alone
+# cannot: the newest events cut from a rewritten table, with the head file beside it rewritten.
+AUDIT_HEAD_SINK_ENV = "MM_AUDIT_HEAD_SINK"
 
 ACCESS_LOG = Table(
     layer="audit",
@@ -186,10 +191,62 @@ def append(root: str, event: AuditEvent) -> dict:
         version = warehouse.append_rows(root, ACCESS_LOG, [row], commit_metadata={_HEAD_KEY: head})
         if version % COMPACT_EVERY == 0:
             lakehouse.compact(root, ACCESS_LOG.fqn)
-        head_path(root).write_text(
-            json.dumps({"event_seq": row["event_seq"], "row_hash": row["row_hash"]})
-        )
+        head = json.dumps({"event_seq": row["event_seq"], "row_hash": row["row_hash"]})
+        head_path(root).write_text(head)
+        _record_in_sink(head)
     return row
+
+
+def _sink() -> Path | None:
+    configured = os.environ.get(AUDIT_HEAD_SINK_ENV)
+    return Path(configured) if configured else None
+
+
+def _record_in_sink(head: str) -> None:
+    """One line per append, flushed to disk before the request's answer leaves the service."""
+    sink = _sink()
+    if sink is None:
+        return
+    descriptor = os.open(sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(descriptor, (head + "\n").encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sink_heads() -> list[dict] | None:
+    """The heads the sink recorded (None without a sink; read under the audit lease, so that
+    they and the rows are read at one point of the chain)."""
+    sink = _sink()
+    if sink is None:
+        return None
+    if not sink.exists():
+        return [{"missing": str(sink)}]
+    return [json.loads(line) for line in sink.read_text().splitlines() if line.strip()]
+
+
+def _sink_problems(recorded: list[dict] | None, hashes: dict[int, str], newest: int) -> list[str]:
+    """Every head the sink recorded must be a row of the chain with the same hash, and none
+    newer than the chain's newest row."""
+    if recorded is None:
+        return []
+    if recorded and "missing" in recorded[0]:
+        return [f"the audit head sink {recorded[0]['missing']} is missing"]
+    problems = []
+    beyond = [r["event_seq"] for r in recorded if r["event_seq"] > newest]
+    if beyond:
+        problems.append(
+            f"events {newest + 1} to {max(beyond)} were removed (the head sink recorded them)"
+        )
+    changed = [
+        r["event_seq"]
+        for r in recorded
+        if r["event_seq"] in hashes and hashes[r["event_seq"]] != r["row_hash"]
+    ]
+    if changed:
+        problems.append(f"{len(changed)} events differ from the heads the sink recorded")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -218,18 +275,24 @@ def _rewrites(root: str) -> list[str]:
 
 def verify_audit_chain(conn, root: str) -> ChainReport:
     """Recompute the chain with its key: any edited, deleted, inserted or truncated row, and a
-    chain recomputed without the key, is reported."""
+    chain recomputed without the key, is reported; with a head sink, also any recorded event
+    the table no longer holds as recorded."""
     # The rows and the head are read at one point of the chain: appends wait on the lease, and
     # the connection's view moves to the newest version. (Read apart, an append in between made
     # the head run ahead of the rows, which reads as truncation.)
     with lakehouse.lease(root, ACCESS_LOG.fqn):
         conn.refresh(ACCESS_LOG.fqn)
-        if not conn.has_table(ACCESS_LOG.fqn):
-            return ChainReport(True, 0, ())
-        rows = conn.execute(
-            f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log ORDER BY event_seq"
-        ).fetchall()
+        # No table at all is an empty chain: the head file and the sink say whether it was.
+        rows = (
+            conn.execute(
+                f"SELECT {', '.join(ACCESS_LOG.column_names)} FROM audit.access_log "
+                "ORDER BY event_seq"
+            ).fetchall()
+            if conn.has_table(ACCESS_LOG.fqn)
+            else []
+        )
         head = json.loads(head_path(root).read_text()) if head_path(root).exists() else None
+        recorded = _sink_heads()
     key = audit_key(root)
     names = ACCESS_LOG.column_names
     problems: list[str] = []
@@ -245,6 +308,8 @@ def verify_audit_chain(conn, root: str) -> ChainReport:
             problems.append(f"event {row['event_seq']} was modified")
         prev, expected_seq = row["row_hash"], row["event_seq"] + 1
     problems.extend(_rewrites(root))
+    hashes = {values[names.index("event_seq")]: values[names.index("row_hash")] for values in rows}
+    problems.extend(_sink_problems(recorded, hashes, expected_seq - 1))
     if head is not None:
         if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
             problems.append("the newest events were removed (chain head does not match)")
