@@ -18,7 +18,7 @@ from multimodal_assets.lib.imaging import (
 )
 from multimodal_assets.lib.imaging import deid as dicom_deid
 from multimodal_assets.lib.platform import config, warehouse
-from multimodal_assets.lib.platform.parallel import map_in_processes, map_items_in_processes
+from multimodal_assets.lib.platform.parallel import map_in_processes, map_query_in_chunks
 
 from .governed import (
     asset_key,
@@ -41,18 +41,16 @@ def _build_instances(conn, run_id: str, key: bytes) -> dict:
     counts = Counter()
 
     def chunks():
-        for batch in conn.stream(
+        for _, results in map_query_in_chunks(
+            conn,
             "SELECT * EXCLUDE (received_at, _run_id) FROM bronze.dicom_instances "
             "ORDER BY sop_instance_uid",
+            imaging.deidentified_instance,
+            (key_by_mrn, key),
+            config.pixel_workers(),
             INSTANCES_PER_CHUNK,
         ):
             # An instance whose header cannot be de-identified stays in bronze and is counted.
-            results = map_items_in_processes(
-                imaging.deidentified_instance,
-                batch.to_pylist(),
-                (key_by_mrn, key),
-                config.pixel_workers(),
-            )
             rows = [{**row, "_run_id": run_id} for row in results if row is not None]
             counts["instances"] += len(rows)
             counts["instances_not_deidentified"] += len(results) - len(rows)
@@ -72,13 +70,15 @@ def _no_phi_left(conn, staged: str) -> dg.AssetCheckResult:
     """Scan every element of every staged de-identified instance against the Annex E table and
     against the identifying values of its source header."""
     scanned, dirty, kinds = 0, 0, Counter()
-    for batch in conn.stream(
+    for _, problems in map_query_in_chunks(
+        conn,
         f"SELECT b.header, s.deidentified_header::VARCHAR AS deidentified FROM {staged} s "
         "JOIN bronze.dicom_instances b USING (_source_sha256)",
+        dicom_deid.phi_left_in,
+        (),
+        config.pixel_workers(),
         INSTANCES_PER_CHUNK,
     ):
-        pairs = list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
-        problems = map_items_in_processes(dicom_deid.phi_left_in, pairs, (), config.pixel_workers())
         # A header the scan cannot read is not known to be clean: it counts as dirty.
         found = [p if p is not None else ["scan failed: unreadable"] for p in problems]
         found = [p for p in found if p]

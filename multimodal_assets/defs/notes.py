@@ -4,6 +4,7 @@ pipeline on generated truth and on the real ConText reference sentences."""
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,7 @@ from multimodal_assets.lib.notes import (
 )
 from multimodal_assets.lib.notes import evaluation as notes_evaluation
 from multimodal_assets.lib.platform import config, warehouse
-from multimodal_assets.lib.platform.parallel import map_items_in_processes
+from multimodal_assets.lib.platform.parallel import map_query_in_chunks
 
 from .governed import (
     asset_key,
@@ -33,14 +34,19 @@ note_texts = bronze_ingest_asset(NOTE_TEXTS, notes.parse_note_file, kinds={"duck
 _IDENTITY = ("mrn", "family_name", "given_name", "phone", "address_line", "city", "postal_code")
 
 
-def _bronze_notes(conn) -> list[dict]:
-    return (
-        conn.sql(
-            "SELECT note_id, mrn, note_date, note_type, text, document_identity::VARCHAR AS "
-            "document_identity, _source_sha256 FROM bronze.note_texts ORDER BY note_id"
-        )
-        .to_arrow_table()
-        .to_pylist()
+# Notes are analyzed and de-identified this many at a time: the cohort's texts and entities
+# never sit in memory at once.
+NOTES_PER_CHUNK = 20_000
+_BRONZE_NOTES = (
+    "SELECT note_id, mrn, note_date, note_type, text, document_identity::VARCHAR AS "
+    "document_identity, _source_sha256 FROM bronze.note_texts ORDER BY note_id"
+)
+
+
+def _mapped_notes(conn, function, shared: tuple):
+    """(bronze notes, `function` of each) per chunk of notes, in worker processes."""
+    return map_query_in_chunks(
+        conn, _BRONZE_NOTES, function, shared, config.pixel_workers(), NOTES_PER_CHUNK, 64
     )
 
 
@@ -54,19 +60,22 @@ def _identities(conn) -> dict[str, dict]:
 
 def _build_entities(conn, run_id: str) -> dict:
     keys = {mrn: row["research_key"] for mrn, row in _identities(conn).items()}
-    bronze = _bronze_notes(conn)
-    # A note the pipeline cannot read stays in bronze and is counted.
-    results = map_items_in_processes(
-        notes.entity_rows_of, bronze, (keys,), config.pixel_workers(), batch_size=64
-    )
-    rows = [{**row, "_run_id": run_id} for found in results if found for row in found]
-    warehouse.stage_rows(conn, NOTE_ENTITIES, rows)
-    linked = sum(1 for n in bronze if n["mrn"] in keys)
+    counts = Counter()
+
+    def chunks():
+        for bronze, results in _mapped_notes(conn, notes.entity_rows_of, (keys,)):
+            # A note the pipeline cannot read stays in bronze and is counted.
+            rows = [{**row, "_run_id": run_id} for found in results if found for row in found]
+            counts["notes"] += len(bronze)
+            counts["notes_linked_to_patients"] += sum(1 for n in bronze if n["mrn"] in keys)
+            counts["notes_not_analyzed"] += results.count(None)
+            counts["entities"] += len(rows)
+            yield rows
+
+    warehouse.stage_row_batches(conn, NOTE_ENTITIES, chunks())
     return {
-        "notes": len(bronze),
-        "notes_linked_to_patients": linked,
-        "notes_not_analyzed": results.count(None),
-        "entities": len(rows),
+        name: counts[name]
+        for name in ("notes", "notes_linked_to_patients", "notes_not_analyzed", "entities")
     }
 
 
@@ -79,17 +88,18 @@ def _build_deidentified(conn, run_id: str, key: bytes) -> dict:
     from multimodal_assets.lib.notes.deid import deidentified_note
 
     identities = _identities(conn)
-    results = map_items_in_processes(
-        deidentified_note, _bronze_notes(conn), (identities, key), config.pixel_workers(), 64
-    )
-    if None in results:  # a note left out here would be a note missing from silver, unsaid
-        raise RuntimeError(f"{results.count(None)} note(s) could not be de-identified")
-    rows = [{**row, "_run_id": run_id} for row in results]
-    warehouse.stage_rows(conn, NOTES_DEIDENTIFIED, rows)
-    return {
-        "notes": len(rows),
-        "identifiers_replaced": sum(r["identifiers_replaced"] for r in rows),
-    }
+    counts = Counter()
+
+    def chunks():
+        for _, results in _mapped_notes(conn, deidentified_note, (identities, key)):
+            if None in results:  # a note left out here would be a note missing from silver
+                raise RuntimeError(f"{results.count(None)} note(s) could not be de-identified")
+            counts["notes"] += len(results)
+            counts["identifiers_replaced"] += sum(r["identifiers_replaced"] for r in results)
+            yield [{**row, "_run_id": run_id} for row in results]
+
+    warehouse.stage_row_batches(conn, NOTES_DEIDENTIFIED, chunks())
+    return {"notes": counts["notes"], "identifiers_replaced": counts["identifiers_replaced"]}
 
 
 _PLACEHOLDER = re.compile(r"\[(?:DATE \d{4}-\d{2}-\d{2}|[A-Z]+)\]")
@@ -236,11 +246,16 @@ def deidentification_evaluation(lakehouse: LakehouseResource) -> dg.MaterializeR
         return dg.MaterializeResult(metadata={"evaluated": False, "why": "no generator truth"})
     with lakehouse.get_connection() as conn:
         ids = _note_ids(conn)
-        texts = {n["note_id"]: n for n in _bronze_notes(conn)}
+        texts = {
+            note_id: (mrn, text)
+            for note_id, mrn, text in conn.execute(
+                "SELECT note_id, mrn, text FROM bronze.note_texts"
+            ).fetchall()
+        }
         identities = _identities(conn)
     by_note = truth.assign(note=truth.path.map(ids)).dropna(subset=["note"]).groupby("note")
     cases = [
-        (texts[note]["text"], identities.get(texts[note]["mrn"]), spans.to_dict("records"))
+        (texts[note][1], identities.get(texts[note][0]), spans.to_dict("records"))
         for note, spans in by_note
     ]
     metrics = notes_evaluation.evaluate_deidentification(cases)

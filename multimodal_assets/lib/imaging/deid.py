@@ -253,14 +253,15 @@ def _json_strings(elements: dict) -> set[str]:
     return found
 
 
-def phi_left_in(pair: tuple[bytes, str]) -> list[str]:
-    """`phi_left` for (the bronze header's bytes, the de-identified instance's DICOM JSON)."""
+def phi_left_in(pair: dict) -> list[str]:
+    """`phi_left` for a row of the bronze header's bytes (`header`) and the de-identified
+    instance's DICOM JSON (`deidentified`)."""
     import io
     import warnings
 
     import pydicom
 
-    header, deidentified = pair
+    header, deidentified = pair["header"], pair["deidentified"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         original = pydicom.dcmread(io.BytesIO(header), force=True, stop_before_pixels=True)

@@ -37,3 +37,13 @@ def map_items_in_processes(
         (function, items[i : i + batch_size], shared) for i in range(0, len(items), batch_size)
     ]
     return [result for batch in map_in_processes(_each, batches, workers) for result in batch]
+
+
+def map_query_in_chunks(
+    conn, query: str, function, shared: tuple, workers: int, chunk_rows: int, batch_size: int = 256
+):
+    """For each chunk of `chunk_rows` rows of `query` (streamed: the rows never sit in memory
+    at once), yield (rows as dicts, `map_items_in_processes` of `function` over them)."""
+    for batch in conn.stream(query, chunk_rows):
+        items = batch.to_pylist()
+        yield items, map_items_in_processes(function, items, shared, workers, batch_size)
