@@ -10,9 +10,14 @@ import numpy as np
 
 from .evaluation import (
     COMPARED,
+    DEGRADATION_RESAMPLES,
+    INTERVAL_METRICS,
     MIN_GAIN,
+    MIN_PATTERN,
     MIN_SUBGROUP,
+    PRODUCTION_DEFAULT,
     REPEATS,
+    TRAINING_DROPOUT,
     Evaluation,
     anchor_modality,
 )
@@ -22,6 +27,21 @@ def _fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _ci(value, low, high) -> str:
+    """'0.886 (0.871 to 0.901)': a value with its 95% interval."""
+    if value is None:
+        return "–"
+    return f"{_fmt(value)} ({_fmt(low)} to {_fmt(high)})" if low is not None else _fmt(value)
+
+
+def _with_intervals(rows: list[dict], metrics) -> list[dict]:
+    """Rows whose metric columns read as 'value (low to high)'."""
+    return [
+        {**r, **{m: _ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")) for m in metrics}}
+        for r in rows
+    ]
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -77,15 +97,22 @@ def _plots(result: Evaluation, folder: Path) -> dict[str, Path]:
                 points = [
                     r for r in result.degradation if r["removed"] == label and r["model"] == name
                 ]
-                ax.errorbar(
-                    [100 * r["share"] for r in points],
+                shares = [100 * r["share"] for r in points]
+                (line,) = ax.plot(
+                    shares,
                     [r["auroc"] for r in points],
-                    yerr=[r["auroc_sd"] for r in points],
                     label=name,
                     marker="o",
-                    capsize=2,
                     linestyle="--" if name == "best_single" else "-",
                 )
+                if all(r["auroc_ci_low"] is not None for r in points):
+                    ax.fill_between(
+                        shares,
+                        [r["auroc_ci_low"] for r in points],
+                        [r["auroc_ci_high"] for r in points],
+                        color=line.get_color(),
+                        alpha=0.12,
+                    )
             anchor_only = result.summary.get("anchor_only_auroc")
             if anchor_only is not None:
                 ax.axhline(
@@ -142,11 +169,27 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
         "## Targets",
         _table(
             [
-                {"measure": "late fusion AUROC", "value": s.get("auroc_late_fusion")},
+                {
+                    "measure": "late fusion AUROC",
+                    "value": _ci(
+                        s.get("auroc_late_fusion"),
+                        s.get("auroc_late_fusion_ci_low"),
+                        s.get("auroc_late_fusion_ci_high"),
+                    ),
+                },
+                {
+                    "measure": f"strategy for production ({PRODUCTION_DEFAULT} unless another "
+                    "beats it with an interval that excludes zero)",
+                    "value": s.get("strategy_for_production"),
+                },
                 {"measure": "oracle AUROC (true probabilities)", "value": s.get("oracle_auroc")},
                 {
                     "measure": "gap to oracle (goal ≤ 0.02)",
-                    "value": s.get("late_fusion_gap_to_oracle"),
+                    "value": _ci(
+                        s.get("late_fusion_gap_to_oracle"),
+                        s.get("late_fusion_gap_to_oracle_ci_low"),
+                        s.get("late_fusion_gap_to_oracle_ci_high"),
+                    ),
                 },
                 {
                     "measure": "late fusion AUROC, ≥ 2 modalities",
@@ -158,7 +201,11 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
                 },
                 {
                     "measure": "late fusion gain over the anchor-only model",
-                    "value": s.get("late_fusion_gain_over_anchor"),
+                    "value": _ci(
+                        s.get("late_fusion_gain_over_anchor"),
+                        s.get("late_fusion_gain_over_anchor_ci_low"),
+                        s.get("late_fusion_gain_over_anchor_ci_high"),
+                    ),
                 },
                 {
                     "measure": "share of that gain kept at 50% removal "
@@ -179,16 +226,80 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
             ["measure", "value"],
         ),
         "## Strategies on the test split",
-        "Per-modality models (`p_<modality>`) are scored on the patients who have that modality.",
-        _table(result.strategies, ["model", "n", "auroc", "auprc", "brier", "ece"]),
+        "Per-modality models (`p_<modality>`) are scored on the patients who have that modality. "
+        "Every value: estimate (95% interval, percentile bootstrap over test patients resampled "
+        "within each outcome).",
+        _table(
+            _with_intervals(result.strategies, INTERVAL_METRICS),
+            ["model", "n", *INTERVAL_METRICS],
+        ),
         "![ROC and calibration](roc_calibration.png)",
+        f"## Strategies against {PRODUCTION_DEFAULT} (paired)",
+        "AUROC difference on the same patients and resamples. Only a difference whose interval "
+        "excludes zero is a difference; the others are within noise at this size.",
+        _table(
+            [
+                {
+                    "model": d["model"],
+                    "n": d["n"],
+                    "difference": _ci(d["difference"], d["ci_low"], d["ci_high"]),
+                    "reading": (
+                        ("better" if d["difference"] > 0 else "worse")
+                        if d["separated"]
+                        else "not separable"
+                    ),
+                }
+                for d in result.differences
+            ],
+            ["model", "n", "difference", "reading"],
+        ),
+        "## Signal each modality carries, and how much our model of it captures",
+        "On the test patients who have the modality: the AUROC of the modality's term of the "
+        "true risk (from the generator's truth: what its files can tell) against our model of "
+        "that modality alone; the difference is paired on the same resamples.",
+        _table(
+            [
+                {
+                    **r,
+                    "difference": _ci(r["difference"], r["ci_low"], r["ci_high"]),
+                    "share_captured": _fmt(r["share_captured"], 2),
+                }
+                for r in _with_intervals(result.signal, ["auroc_true_term", "auroc_our_model"])
+            ],
+            ["modality", "n", "auroc_true_term", "auroc_our_model", "difference", "share_captured"],
+        )
+        if result.signal
+        else "",
         "## By availability pattern",
-        _table(result.patterns, ["pattern", "model", "n", "auroc", "brier"]),
+        f"Patterns with fewer than {MIN_PATTERN} test patients (or one outcome only) are listed, "
+        "not ranked: their intervals are wider than any difference between strategies.",
+        _table(
+            [
+                {**r, "ranked": "yes" if r["ranked"] else "too few to rank"}
+                for r in _with_intervals(result.patterns, ["auroc"])
+            ],
+            ["pattern", "model", "n", "events", "auroc", "brier", "ranked"],
+        ),
         "## Degradation when modalities are missing",
         f"Each optional modality (and all of them together) removed from a growing share of test "
-        f"patients, {REPEATS} random draws per point (mean ± sd).",
-        _table(result.degradation, ["removed", "share", "model", "auroc", "auroc_sd"]),
+        f"patients, {REPEATS} random draws per point: the mean, and a 95% band over the draws "
+        f"and {DEGRADATION_RESAMPLES} patient resamples each.",
+        _table(
+            _with_intervals(result.degradation, ["auroc"]),
+            ["removed", "share", "model", "auroc", "auroc_sd"],
+        ),
         "![Degradation](degradation.png)" if "degradation" in plots else "",
+        "## Trained with modality dropout",
+        f"The fusion strategies trained again with every optional modality removed from "
+        f"{TRAINING_DROPOUT:.0%} of the training patients who have it, against the published "
+        f"ones, as every optional modality goes missing from a growing share of test patients "
+        "(the same removals for both).",
+        _table(
+            _with_intervals(result.dropout, ["auroc"]),
+            ["training", "share", "model", "auroc", "auroc_sd"],
+        )
+        if result.dropout
+        else "",
         "## Subgroups (late fusion)",
         f"Groups with fewer than {MIN_SUBGROUP} patients or one outcome only are listed, not "
         "compared. CIs: percentile bootstrap over test patients.",
@@ -225,6 +336,9 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
                     "strategies",
                     "patterns",
                     "degradation",
+                    "differences",
+                    "signal",
+                    "dropout",
                     "subgroups",
                     "calibration",
                 )
