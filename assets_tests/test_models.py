@@ -78,6 +78,19 @@ def test_every_strategy_scores_every_patient_whatever_is_missing(fitted):
         assert predicted.p_wearables[~masked.has_wearables].isna().all()
 
 
+def test_modality_dropout_trains_the_combiners_on_rows_with_modalities_removed(fitted):
+    rows, models = fitted
+    again = fusion_models.fit(rows, seed=3, min_patients=5, dropout=0.0)
+    test = rows[rows.split == "test"]
+    # Without dropout the fit is the same fit; with it, per-modality models are untouched and
+    # only the combiners change.
+    pd.testing.assert_frame_equal(again.predict(test), models.predict(test))
+    dropped = fusion_models.fit(rows, seed=3, min_patients=5, dropout=0.5)
+    a, b = models.predict(test), dropped.predict(test)
+    assert np.allclose(a.p_genomics, b.p_genomics, equal_nan=True)
+    assert not np.allclose(a.late_fusion, b.late_fusion)
+
+
 def test_late_fusion_is_a_sum_of_per_modality_contributions(fitted):
     rows, models = fitted
     baseline, contributions = models.late_contributions(rows)
@@ -185,6 +198,50 @@ def test_evaluation_measures_degradation_subgroups_and_targets(fitted):
     assert set(result.contributions) == {"clinical", "genomics", "imaging", "notes", "wearables"}
     weights = result.summary["mean_attention_weight"]
     assert all(0 < w <= 1 for w in weights.values() if w is not None)
+
+
+def test_every_metric_carries_an_interval_and_rankings_need_one(fitted):
+    rows, models = fitted
+    truth = pd.DataFrame(
+        {
+            "research_key": rows.research_key,
+            "true_probability": rows.label * 0.8,
+            "true_logit_clinical": rows.label.astype(float),  # a term that tells everything
+        }
+    )
+    dropped = fusion_models.fit(rows, seed=3, min_patients=5, dropout=evaluation.TRAINING_DROPOUT)
+    result = evaluation.evaluate(models, rows, seed=1, truth=truth, dropout_models=dropped)
+    assert {(r["training"], r["share"], r["model"]) for r in result.dropout} == {
+        (t, s, m)
+        for t in ("none", "dropout 30%")
+        for s in evaluation.SHARES
+        for m in evaluation.DROPOUT_COMPARED
+    }
+    (clinical,) = result.signal  # the only modality the truth gives a term here
+    assert clinical["modality"] == "clinical" and clinical["auroc_true_term"] == 1.0
+    assert clinical["n"] == int((rows.split == "test").sum())
+    assert clinical["share_captured"] == pytest.approx((clinical["auroc_our_model"] - 0.5) / 0.5)
+    for row in result.strategies:
+        for metric in evaluation.INTERVAL_METRICS:
+            if row[metric] is not None:
+                assert row[f"{metric}_ci_low"] <= row[metric] <= row[f"{metric}_ci_high"], row
+    versus = {d["model"]: d for d in result.differences}
+    assert set(versus) == {*evaluation.COMPARED, "oracle", "p_clinical"} - {"late_fusion"}
+    oracle = versus["oracle"]  # the truth separates perfectly: the gap is 1 - late fusion's AUROC
+    assert oracle["difference"] == pytest.approx(1.0 - result.summary["auroc_late_fusion"])
+    assert oracle["ci_low"] <= oracle["difference"] <= oracle["ci_high"]
+    assert result.summary["late_fusion_gap_to_oracle_ci_low"] == oracle["ci_low"]
+    assert result.summary["strategy_for_production"] in evaluation.COMPARED
+    # The test cohort is small: no availability pattern reaches the size needed to rank it.
+    assert result.patterns and all(
+        r["ranked"] == (r["n"] >= evaluation.MIN_PATTERN and 0 < r["events"] < r["n"])
+        for r in result.patterns
+    )
+    assert all(
+        r["auroc_ci_low"] <= r["auroc_ci_high"]
+        for r in result.degradation
+        if r["auroc_ci_low"] is not None
+    )
 
 
 def test_drift_monitor_is_quiet_on_the_same_population_and_fires_on_an_availability_shift(

@@ -205,11 +205,18 @@ def model_evaluation(
     truth = None
     truth_file = config.truth_dir() / "patients.parquet"
     if truth_file.exists():  # only synthetic cohorts have a ceiling to compare with
-        truth = pd.read_parquet(truth_file, columns=["mrn", "true_probability"])
+        truth = pd.read_parquet(truth_file)
+        truth = truth[["mrn", "true_probability", *truth.filter(like="true_logit_").columns]]
         key = pseudonym.value()
         truth["research_key"] = [research_key(mrn, key) for mrn in truth.mrn]
         truth = truth.drop(columns="mrn")
-    result = evaluation.evaluate(registry().load_models(published["version"]), rows, SEED, truth)
+    from multimodal_assets.lib.ml import fusion_models
+
+    # The comparison the evaluation reports: the same rows, trained with modality dropout.
+    dropout_models = fusion_models.fit(rows, SEED, dropout=evaluation.TRAINING_DROPOUT)
+    result = evaluation.evaluate(
+        registry().load_models(published["version"]), rows, SEED, truth, dropout_models
+    )
     folder = config.data_dir() / "reports" / "models" / published["version"]
     report_text = evaluation_report.write_report(
         result,

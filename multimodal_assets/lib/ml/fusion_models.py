@@ -213,27 +213,42 @@ class FusionModels:
         return pd.DataFrame(out, index=rows.index)
 
 
-def fit(rows: pd.DataFrame, seed: int, min_patients: int = 20) -> FusionModels | None:
+def fit(
+    rows: pd.DataFrame, seed: int, min_patients: int = 20, dropout: float = 0.0
+) -> FusionModels | None:
     """Train per-modality models on the train split and every fusion strategy on top.
 
     A modality trains only where it exists and with at least `min_patients` labelled training
-    patients of both classes; with no such modality there is nothing to fuse (None)."""
+    patients of both classes; with no such modality there is nothing to fuse (None).
+    With `dropout`, the fusion strategies also learn from a copy of their rows in which each
+    optional modality is removed from that share of the patients who have it (modality
+    dropout); the per-modality models learn from the modality where it exists, as always."""
+    import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
+    from .fusion import ANCHOR
+
+    train_rows = rows[rows.split == "train"]
+    y_train = train_rows[training.LABEL].astype(int).to_numpy()
+    features, models = {}, {}
+    for modality, columns in training.modality_features().items():
+        has = train_rows[f"has_{modality}"].to_numpy(dtype=bool)
+        if has.sum() < min_patients or len(set(y_train[has].tolist())) < 2:
+            continue  # too few patients with this modality to learn from
+        models[modality] = _lightgbm(seed).fit(_frame(train_rows[has], columns), y_train[has])
+        features[modality] = columns
+    if not models:
+        return None
+    if dropout > 0:
+        anchor = ANCHOR.split(".")[1].removesuffix("_features")
+        optional = [m for m in models if m != anchor]
+        dropped = without_modalities(rows, optional, dropout, np.random.default_rng([seed, 7]))
+        rows = pd.concat([rows, dropped], ignore_index=True)
     y = rows[training.LABEL].astype(int).to_numpy()
     train = (rows.split == "train").to_numpy()
     fit_on = (rows.split == "validation").to_numpy()
     if len(set(y[fit_on].tolist())) < 2:  # a tiny cohort: fit the combiners on train + validation
         fit_on = fit_on | train
-    features, models = {}, {}
-    for modality, columns in training.modality_features().items():
-        has = rows[f"has_{modality}"].to_numpy(dtype=bool)
-        if (train & has).sum() < min_patients or len(set(y[train & has].tolist())) < 2:
-            continue  # too few patients with this modality to learn from
-        models[modality] = _lightgbm(seed).fit(_frame(rows[train & has], columns), y[train & has])
-        features[modality] = columns
-    if not models:
-        return None
     bundle = FusionModels(features, models, {}, None, None, [], {}, None, np.zeros(0))
     z, has = bundle.modality_logits(rows), bundle._has(rows)
     bundle.validation_auroc = {
