@@ -107,16 +107,23 @@ def _files_and_bytes(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def measure(patients: int, workdir: Path) -> dict:
+def measure(patients: int, workdir: Path, reuse_landing: bool) -> dict:
     data = workdir / f"data_{patients}"
-    shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "MM_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home")}
     mma = str(Path(sys.executable).with_name("mma"))
-    generate_seconds, generate_samples, code = run_sampled(
-        [mma, "generate", "--patients", str(patients), "--out", str(data / "landing")], env
-    )
-    if code != 0:
-        raise SystemExit(f"generation of {patients} patients failed (exit {code})")
+    if reuse_landing and (data / "landing").is_dir() and (data / "truth").is_dir():
+        # A kept cohort: everything the main job wrote goes, landing and truth stay.
+        for built in data.iterdir():
+            if built.name not in ("landing", "truth"):
+                shutil.rmtree(built) if built.is_dir() else built.unlink()
+        generate_seconds, generate_samples = float("nan"), []
+    else:
+        shutil.rmtree(data, ignore_errors=True)
+        generate_seconds, generate_samples, code = run_sampled(
+            [mma, "generate", "--patients", str(patients), "--out", str(data / "landing")], env
+        )
+        if code != 0:
+            raise SystemExit(f"generation of {patients} patients failed (exit {code})")
     files, landed_bytes = _files_and_bytes(data / "landing")
     job_seconds, job_samples, code = run_sampled([mma, "run"], env)
     steps = _step_table(data / "dagster_home", job_samples)
@@ -173,10 +180,15 @@ def main() -> None:
     parser.add_argument("--patients", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mma_scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's data folder")
+    parser.add_argument(
+        "--reuse-landing",
+        action="store_true",
+        help="run the main job on a kept folder's landing instead of generating it again",
+    )
     args = parser.parse_args()
     results = []
     for patients in args.patients:
-        result = measure(patients, args.workdir)
+        result = measure(patients, args.workdir, args.reuse_landing)
         report(result)
         if results:
             growth(results[-1], result)
