@@ -373,8 +373,8 @@ def _summary(result, test, y, predicted, models, anchor_only, gaps, baseline) ->
     oracle_gap = versus.get("oracle", {})
     # The anchor alone minus late fusion, turned around: late fusion's gain and its interval.
     anchor_gain = versus.get(f"p_{anchor_modality()}", {})
-    # Late fusion stays in production unless another strategy beats it with an interval that
-    # excludes zero.
+    # Late fusion is favoured unless another strategy beats it with an interval that excludes
+    # zero (the scores stay on late fusion either way: its per-modality terms add up).
     winners = [
         d
         for d in result.differences

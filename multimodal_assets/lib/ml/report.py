@@ -178,8 +178,9 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
                     ),
                 },
                 {
-                    "measure": f"strategy for production ({PRODUCTION_DEFAULT} unless another "
-                    "beats it with an interval that excludes zero)",
+                    "measure": f"strategy the evidence favours ({PRODUCTION_DEFAULT} unless "
+                    "another beats it with an interval that excludes zero; gold.risk_scores "
+                    f"stays on {PRODUCTION_DEFAULT}, whose per-modality terms add up)",
                     "value": s.get("strategy_for_production"),
                 },
                 {"measure": "oracle AUROC (true probabilities)", "value": s.get("oracle_auroc")},
@@ -256,7 +257,9 @@ def write_report(result: Evaluation, folder: Path, header: dict) -> str:
         "## Signal each modality carries, and how much our model of it captures",
         "On the test patients who have the modality: the AUROC of the modality's term of the "
         "true risk (from the generator's truth: what its files can tell) against our model of "
-        "that modality alone; the difference is paired on the same resamples.",
+        "that modality alone; the difference is paired on the same resamples. A share above 1 "
+        "means the modality's files also show terms the truth gives another modality (notes "
+        "mention the stage and performance status).",
         _table(
             [
                 {
