@@ -91,6 +91,20 @@ def test_modality_dropout_trains_the_combiners_on_rows_with_modalities_removed(f
     assert not np.allclose(a.late_fusion, b.late_fusion)
 
 
+def test_each_modality_keeps_the_model_that_ranks_held_out_patients_better():
+    rng = np.random.default_rng(0)
+
+    def cohort(n, interaction):
+        x = pd.DataFrame(rng.integers(0, 2, size=(n, 8)).astype(float), columns=list("abcdefgh"))
+        logit = 4.0 * (x.a != x.b) - 2 if interaction else 0.5 * x.a - 0.5 * x.b + 0.3 * x.c
+        return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+    for interaction, expected in ((False, "logistic"), (True, "lightgbm")):
+        (train, y_train), (check, y_check) = cohort(3000, interaction), cohort(3000, interaction)
+        _, kind = fusion_models._modality_model(train, y_train, check, y_check, seed=1)
+        assert kind == expected
+
+
 def test_late_fusion_is_a_sum_of_per_modality_contributions(fitted):
     rows, models = fitted
     baseline, contributions = models.late_contributions(rows)

@@ -107,7 +107,8 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     automation_condition=dg.AutomationCondition.eager(),
 )
 def risk_models(context: dg.AssetExecutionContext):
-    """Per-modality LightGBM models and four fusion strategies; published behind a not-worse gate."""
+    """Per-modality models (LightGBM or regularized logistic, chosen on validation) and four
+    fusion strategies; published behind a not-worse gate."""
     from multimodal_assets.lib.ml import fusion_models
 
     training_version, rows = registry().latest_training_set()
@@ -161,6 +162,7 @@ def risk_models(context: dg.AssetExecutionContext):
         "model_version": model_version,
         "training_set": training_version,
         "modalities": ", ".join(models.modalities),
+        "modality_models": ", ".join(f"{m}: {k}" for m, k in models.model_kinds.items()),
         "published": gate["passed"],
     }
     for name, values in test_metrics.items():

@@ -1,4 +1,8 @@
-"""Four fusion strategies over per-modality LightGBM models, for any availability pattern.
+"""Four fusion strategies over per-modality models, for any availability pattern.
+
+Each modality's model is LightGBM or a regularized logistic regression, whichever ranks the
+validation patients better (weak, additive signal such as the genomics flags is the logistic
+model's; interactions LightGBM's).
 
 - **late** (production default): a logistic combination of the available modalities' logits,
   fitted on the validation split, so it is calibrated and a missing modality adds nothing;
@@ -15,7 +19,7 @@ Heavy libraries are imported inside the functions (the code location must load f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,6 +69,78 @@ def _lightgbm(seed: int):
     import lightgbm as lgb
 
     return lgb.LGBMClassifier(random_state=seed, **_LGBM)
+
+
+class RegularizedLogistic:
+    """An L2 logistic regression on a modality's features (median-imputed with missing
+    indicators, scaled, categories one-hot), for modalities whose signal is weak and additive:
+    at 10,000 patients LightGBM fitted noise on the genomics flags (test AUROC 0.500) where this
+    model kept 0.541 of the 0.557 the generator's genomics term carries."""
+
+    C = 0.1
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RegularizedLogistic:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        self.categorical = [c for c in frame.columns if str(frame[c].dtype) == "category"]
+        numeric = [c for c in frame.columns if c not in self.categorical]
+        encode = ColumnTransformer(
+            [
+                (
+                    "numeric",
+                    make_pipeline(
+                        SimpleImputer(
+                            strategy="median", add_indicator=True, keep_empty_features=True
+                        ),
+                        StandardScaler(),
+                    ),
+                    numeric,
+                ),
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), self.categorical),
+            ]
+        )
+        self.model = make_pipeline(encode, LogisticRegression(C=self.C, max_iter=2000))
+        self.model.fit(_categorical_as_text(frame, self.categorical), y)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(_categorical_as_text(frame, self.categorical))
+
+    def portable(self) -> dict:
+        """The fitted model as plain numbers (the LightGBM models' text dumps' counterpart):
+        logit = intercept + Σ coefficient × encoded input, the encoding's parameters alongside."""
+        encode, logistic = self.model[0], self.model[-1]
+        imputer, scaler = encode.named_transformers_["numeric"]
+        return {
+            "model": "L2 logistic regression",
+            "C": self.C,
+            "inputs": encode.get_feature_names_out().tolist(),
+            "coefficients": logistic.coef_[0].tolist(),
+            "intercept": float(logistic.intercept_[0]),
+            "numeric_medians": imputer.statistics_.tolist(),
+            "scaled_means": scaler.mean_.tolist(),
+            "scaled_scales": scaler.scale_.tolist(),
+        }
+
+
+def _modality_model(train_frame, y_train, check_frame, y_check, seed: int):
+    """LightGBM or the regularized logistic model, whichever ranks the held-out patients
+    better (LightGBM when they cannot tell: one outcome only); (model, its kind)."""
+    boosted = _lightgbm(seed).fit(train_frame, y_train)
+    if len(set(y_check.tolist())) < 2:
+        return boosted, "lightgbm"
+    linear = RegularizedLogistic().fit(train_frame, y_train)
+    scores = {
+        kind: training.auroc(y_check, model.predict_proba(check_frame)[:, 1])
+        for kind, model in (("lightgbm", boosted), ("logistic", linear))
+    }
+    return (
+        (linear, "logistic") if scores["logistic"] > scores["lightgbm"] else (boosted, "lightgbm")
+    )
 
 
 def _encoder(frame: pd.DataFrame, columns: list[str], seed: int):
@@ -146,6 +222,8 @@ class FusionModels:
     encoders: dict[str, Any]
     intermediate: Any
     attention: np.ndarray
+    # Per modality, which model was kept: 'lightgbm' or 'logistic' (see _modality_model).
+    model_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def modalities(self) -> list[str]:
@@ -230,12 +308,21 @@ def fit(
 
     train_rows = rows[rows.split == "train"]
     y_train = train_rows[training.LABEL].astype(int).to_numpy()
-    features, models = {}, {}
+    check_rows = rows[rows.split == "validation"]
+    y_check = check_rows[training.LABEL].astype(int).to_numpy()
+    features, models, kinds = {}, {}, {}
     for modality, columns in training.modality_features().items():
         has = train_rows[f"has_{modality}"].to_numpy(dtype=bool)
         if has.sum() < min_patients or len(set(y_train[has].tolist())) < 2:
             continue  # too few patients with this modality to learn from
-        models[modality] = _lightgbm(seed).fit(_frame(train_rows[has], columns), y_train[has])
+        checked = check_rows[f"has_{modality}"].to_numpy(dtype=bool)
+        models[modality], kinds[modality] = _modality_model(
+            _frame(train_rows[has], columns),
+            y_train[has],
+            _frame(check_rows[checked], columns),
+            y_check[checked],
+            seed,
+        )
         features[modality] = columns
     if not models:
         return None
@@ -249,7 +336,7 @@ def fit(
     fit_on = (rows.split == "validation").to_numpy()
     if len(set(y[fit_on].tolist())) < 2:  # a tiny cohort: fit the combiners on train + validation
         fit_on = fit_on | train
-    bundle = FusionModels(features, models, {}, None, None, [], {}, None, np.zeros(0))
+    bundle = FusionModels(features, models, {}, None, None, [], {}, None, np.zeros(0), kinds)
     z, has = bundle.modality_logits(rows), bundle._has(rows)
     bundle.validation_auroc = {
         m: training.auroc(y[fit_on & has[:, j]], z[fit_on & has[:, j], j]) or 0.5

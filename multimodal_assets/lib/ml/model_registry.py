@@ -83,8 +83,11 @@ class ModelRegistry:
         folder = self.folder / "models" / version
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "bundle.pkl").write_bytes(pickle.dumps(models))
-        for modality, model in models.modality_models.items():  # portable copies of the boosters
-            model.booster_.save_model(str(folder / f"{modality}.txt"))
+        for modality, model in models.modality_models.items():  # portable copies of each model
+            if hasattr(model, "portable"):
+                (folder / f"{modality}.json").write_text(json.dumps(model.portable(), indent=1))
+            else:
+                model.booster_.save_model(str(folder / f"{modality}.txt"))
         models.early.booster_.save_model(str(folder / "early_fusion.txt"))
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return folder
