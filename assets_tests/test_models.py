@@ -101,8 +101,14 @@ def test_each_modality_keeps_the_model_that_ranks_held_out_patients_better():
 
     for interaction, expected in ((False, "logistic"), (True, "lightgbm")):
         (train, y_train), (check, y_check) = cohort(3000, interaction), cohort(3000, interaction)
-        _, kind = fusion_models._modality_model(train, y_train, check, y_check, seed=1)
+        model, kind = fusion_models._modality_model(train, y_train, check, y_check, seed=1)
         assert kind == expected
+    portable = (
+        model.portable()
+        if kind == "logistic"
+        else fusion_models.RegularizedLogistic().fit(train, y_train).portable()
+    )
+    assert len(portable["coefficients"]) == len(portable["inputs"]) > 0
 
 
 def test_late_fusion_is_a_sum_of_per_modality_contributions(fitted):
