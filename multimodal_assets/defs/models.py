@@ -107,8 +107,7 @@ def training_set(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     automation_condition=dg.AutomationCondition.eager(),
 )
 def risk_models(context: dg.AssetExecutionContext):
-    """Per-modality models (LightGBM or regularized logistic, chosen on validation) and four
-    fusion strategies; published behind a not-worse gate."""
+    """Per-modality models and four fusion strategies, published behind a not-worse gate."""
     from multimodal_assets.lib.ml import fusion_models
 
     training_version, rows = registry().latest_training_set()
