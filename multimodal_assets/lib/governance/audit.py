@@ -215,24 +215,24 @@ def _record_in_sink(head: str) -> None:
         os.close(descriptor)
 
 
-def _sink_heads() -> list[dict] | None:
-    """The heads the sink recorded (None without a sink; read under the audit lease, so that
-    they and the rows are read at one point of the chain)."""
+def _sink_heads() -> tuple[Path | None, list[dict] | None]:
+    """(the sink, the heads it recorded — None when its file is missing); (None, None) without
+    a sink. Read under the audit lease, so that they and the rows are read at one point."""
     sink = _sink()
-    if sink is None:
-        return None
-    if not sink.exists():
-        return [{"missing": str(sink)}]
-    return [json.loads(line) for line in sink.read_text().splitlines() if line.strip()]
+    if sink is None or not sink.exists():
+        return sink, None
+    return sink, [json.loads(line) for line in sink.read_text().splitlines() if line.strip()]
 
 
-def _sink_problems(recorded: list[dict] | None, hashes: dict[int, str], newest: int) -> list[str]:
+def _sink_problems(
+    sink: Path | None, recorded: list[dict] | None, hashes: dict[int, str], newest: int
+) -> list[str]:
     """Every head the sink recorded must be a row of the chain with the same hash, and none
     newer than the chain's newest row."""
-    if recorded is None:
+    if sink is None:
         return []
-    if recorded and "missing" in recorded[0]:
-        return [f"the audit head sink {recorded[0]['missing']} is missing"]
+    if recorded is None:
+        return [f"the audit head sink {sink} is missing"]
     problems = []
     beyond = [r["event_seq"] for r in recorded if r["event_seq"] > newest]
     if beyond:
@@ -292,7 +292,7 @@ def verify_audit_chain(conn, root: str) -> ChainReport:
             else []
         )
         head = json.loads(head_path(root).read_text()) if head_path(root).exists() else None
-        recorded = _sink_heads()
+        sink, recorded = _sink_heads()
     key = audit_key(root)
     names = ACCESS_LOG.column_names
     problems: list[str] = []
@@ -309,7 +309,7 @@ def verify_audit_chain(conn, root: str) -> ChainReport:
         prev, expected_seq = row["row_hash"], row["event_seq"] + 1
     problems.extend(_rewrites(root))
     hashes = {values[names.index("event_seq")]: values[names.index("row_hash")] for values in rows}
-    problems.extend(_sink_problems(recorded, hashes, expected_seq - 1))
+    problems.extend(_sink_problems(sink, recorded, hashes, expected_seq - 1))
     if head is not None:
         if head["event_seq"] != expected_seq - 1 or head["row_hash"] != prev:
             problems.append("the newest events were removed (chain head does not match)")

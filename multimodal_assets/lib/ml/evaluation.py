@@ -68,20 +68,10 @@ def _pattern(rows: pd.DataFrame, modalities: list[str]) -> np.ndarray:
     )
 
 
-def _auprc(y: np.ndarray, p: np.ndarray) -> float | None:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else None
-
-
-def _brier(y: np.ndarray, p: np.ndarray) -> float | None:
-    return float(np.mean((p - y) ** 2)) if len(y) else None
-
-
 INTERVAL_METRICS = {
     "auroc": training.auroc,
-    "auprc": _auprc,
-    "brier": _brier,
+    "auprc": training.auprc,
+    "brier": training.brier,
     "ece": lambda y, p: training.expected_calibration_error(y, p) if len(y) else None,
 }
 
@@ -305,7 +295,7 @@ def evaluate(
                     "auroc": value,
                     "auroc_ci_low": low,
                     "auroc_ci_high": high,
-                    "brier": _brier(y_members, p),
+                    "brier": training.brier(y_members, p),
                     "ranked": both and len(members) >= MIN_PATTERN,
                 }
             )

@@ -129,19 +129,27 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
     return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
-    """n, AUROC, AUPRC, Brier score and expected calibration error of predictions `p`."""
+def auprc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Average precision; None without both classes."""
     from sklearn.metrics import average_precision_score
 
+    return float(average_precision_score(y, p)) if 0 < np.sum(y) < len(y) else None
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float | None:
+    return float(np.mean((p - y) ** 2)) if len(y) else None
+
+
+def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    """n, AUROC, AUPRC, Brier score and expected calibration error of predictions `p`."""
     y = np.asarray(y, dtype=int)
     if len(y) == 0:
         return {"n": 0, "auroc": None, "auprc": None, "brier": None, "ece": None}
-    both = len(set(y.tolist())) == 2
     return {
         "n": int(len(y)),
         "auroc": auroc(y, p),
-        "auprc": float(average_precision_score(y, p)) if both else None,
-        "brier": float(np.mean((p - y) ** 2)),
+        "auprc": auprc(y, p),
+        "brier": brier(y, p),
         "ece": expected_calibration_error(y, p),
     }
 
